@@ -1,0 +1,48 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each creates its own virtualenv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint format influxdb clean
+
+$(BIN)/lineguard: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# InfluxDB: Debian's influxdb package where apt is available; elsewhere point
+# LINEGUARD_INFLUX_URL (and _USERNAME/_PASSWORD or _TOKEN) at an InfluxDB
+# 1.x, 2.x or 3.x, and the stack uses it instead of starting influxd.
+influxdb:
+	@if command -v influxd >/dev/null 2>&1; then :; \
+	elif [ -n "$$LINEGUARD_INFLUX_URL" ]; then echo "using InfluxDB at $$LINEGUARD_INFLUX_URL"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's influxdb package ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null; \
+	else \
+		echo "influxd not found and apt is not available."; \
+		echo "Install InfluxDB 1.x, or set LINEGUARD_INFLUX_URL to an InfluxDB 1.x/2.x/3.x"; \
+		echo "(with LINEGUARD_INFLUX_TOKEN or LINEGUARD_INFLUX_USERNAME/_PASSWORD)."; \
+		exit 1; \
+	fi
+
+demo: $(BIN)/lineguard influxdb
+	$(BIN)/lineguard demo
+
+test: $(BIN)/lineguard influxdb
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/lineguard
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/lineguard
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,54 @@
+"""Per-line anomaly detectors, temporal features, calibration and the scoring hot path.
+
+Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
+(:mod:`.pca`, :mod:`.ecod`, :mod:`.iforest`, :mod:`.covariance`),
+:mod:`.features` (streaming trailing-window features), :mod:`.scoring`
+(``LinePipeline`` and the pure ``score_batch``), :mod:`.calibration`
+(thresholds from a target false-alarm rate) and :mod:`.registry` (names).
+"""
+
+from .base import Detector
+from .calibration import (
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_TARGET_FAR,
+    DEFAULT_WINDOW,
+    fit_threshold,
+    train_pipeline,
+)
+from .covariance import RobustMahalanobis
+from .ecod import FrozenECOD
+from .features import TemporalFeatures
+from .iforest import IsolationForestDetector
+from .pca import PCADetector
+from .registry import DEFAULT_DETECTOR, DETECTORS, make_detector
+from .scoring import (
+    DEFAULT_DEBOUNCE,
+    BatchResult,
+    LinePipeline,
+    ScoringState,
+    debounce,
+    score_batch,
+)
+
+__all__ = [
+    "DEFAULT_DEBOUNCE",
+    "DEFAULT_DETECTOR",
+    "DEFAULT_HOLDOUT_FRACTION",
+    "DEFAULT_TARGET_FAR",
+    "DEFAULT_WINDOW",
+    "DETECTORS",
+    "BatchResult",
+    "Detector",
+    "FrozenECOD",
+    "IsolationForestDetector",
+    "LinePipeline",
+    "PCADetector",
+    "RobustMahalanobis",
+    "ScoringState",
+    "TemporalFeatures",
+    "debounce",
+    "fit_threshold",
+    "make_detector",
+    "score_batch",
+    "train_pipeline",
+]

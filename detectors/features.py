@@ -1,0 +1,156 @@
+"""Temporal features for streaming telemetry.
+
+Many process faults are invisible in a single frame: a valve that starts to
+stick raises vibration *variability* before any reading leaves its normal
+range, and a drifting sensor keeps every value plausible while its recent
+mean walks away. :class:`TemporalFeatures` therefore augments each sensor
+with trailing-window statistics.
+
+Streaming contract: the worker sees a line's telemetry in micro-batches of
+arbitrary size. ``transform(X, context)`` takes the last ``window - 1`` rows
+of earlier batches as ``context`` and returns the new context, so scoring a
+series in one call or in any split into batches yields *bitwise identical*
+features. At stream start (``context=None``) the first rows use the shorter
+history that exists (an expanding window) rather than inventing past data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["STATS", "TemporalFeatures"]
+
+#: Supported per-sensor statistics, in output order.
+STATS: tuple[str, ...] = ("value", "mean", "std")
+
+
+class TemporalFeatures(BaseEstimator):
+    """Per-sensor raw value, trailing mean and trailing std over ``window`` rows.
+
+    Parameters
+    ----------
+    window : int, default=10
+        Trailing window length in rows, including the current row. ``1`` means
+        no temporal context: only the raw values are produced.
+    stats : tuple of str, default=("value", "mean", "std")
+        Which statistics to emit, a subset of :data:`STATS`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of input sensors.
+    stats_ : tuple of str
+        Statistics actually produced (``("value",)`` when ``window == 1``).
+    feature_sources_ : ndarray of shape (n_features_out_,)
+        Input column each output feature is computed from; lets the scorer
+        sum feature attributions back onto physical sensors.
+    n_features_out_ : int
+
+    Notes
+    -----
+    Output columns are grouped by statistic: all sensors' values, then all
+    trailing means, then all trailing stds. The std is the population
+    standard deviation (ddof=0) of the rows in the window, so it is 0 for a
+    single-row window. Input must be finite (impute first).
+    """
+
+    def __init__(self, window: int = 10, stats: tuple[str, ...] = STATS) -> None:
+        self.window = window
+        self.stats = stats
+
+    def fit(self, X: np.ndarray, y: object = None) -> TemporalFeatures:
+        """Record the input width; the transform itself has no learned state."""
+        if not isinstance(self.window, (int, np.integer)) or self.window < 1:
+            raise ValueError(f"window must be an int >= 1, got {self.window!r}.")
+        unknown = [s for s in self.stats if s not in STATS]
+        if unknown or not self.stats:
+            raise ValueError(f"stats must be a non-empty subset of {STATS}, got {self.stats!r}.")
+        X = _check_rows(X, None)
+        self.n_features_in_ = X.shape[1]
+        # A one-row window has mean == value and std == 0: pure redundancy.
+        self.stats_ = ("value",) if self.window == 1 else tuple(s for s in STATS if s in self.stats)
+        self.feature_sources_ = np.tile(np.arange(self.n_features_in_), len(self.stats_))
+        self.n_features_out_ = int(self.feature_sources_.size)
+        return self
+
+    def get_feature_names_out(self, input_features: list[str] | None = None) -> np.ndarray:
+        """Names like ``"Pressure"``, ``"Pressure__mean10"``, ``"Pressure__std10"``."""
+        check_is_fitted(self, "stats_")
+        if input_features is None:
+            input_features = [f"x{i}" for i in range(self.n_features_in_)]
+        names = []
+        for stat in self.stats_:
+            suffix = "" if stat == "value" else f"__{stat}{self.window}"
+            names.extend(f"{name}{suffix}" for name in input_features)
+        return np.asarray(names, dtype=object)
+
+    def transform(
+        self, X: np.ndarray, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Compute features for ``X`` given the preceding rows.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features_in_)
+            New rows, in time order, finite.
+        context : ndarray of shape (n_context, n_features_in_) or None
+            The last ``min(window - 1, rows seen so far)`` rows before ``X``,
+            as returned by the previous call; None at stream start.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_)
+        new_context : ndarray of shape (n_context', n_features_in_)
+            Context to pass with the next batch (a copy; never aliases ``X``).
+        """
+        check_is_fitted(self, "stats_")
+        X = _check_rows(X, self.n_features_in_)
+        w = self.window
+        d = self.n_features_in_
+        if context is None:
+            context = np.empty((0, d))
+        context = _check_rows(context, d, what="context")
+        if context.shape[0] > w - 1:
+            raise ValueError(
+                f"context must hold at most window - 1 = {w - 1} rows, got {context.shape[0]}."
+            )
+        history = np.concatenate([context, X], axis=0)
+        c, n = context.shape[0], X.shape[0]
+        new_context = history[history.shape[0] - min(w - 1, history.shape[0]) :].copy()
+
+        if n == 0:
+            return np.empty((0, self.n_features_out_)), new_context
+        blocks = []
+        if "value" in self.stats_:
+            blocks.append(X)
+        if len(self.stats_) > 1:
+            # Left-pad with w-1 masked rows so every row gets a full-length
+            # window; a row's window then holds exactly min(t, w-1) real past
+            # rows at fixed positions whatever the batching, which makes the
+            # reductions (and their rounding) identical across batch splits.
+            padded = np.concatenate([np.zeros((w - 1, d)), history], axis=0)
+            mask = np.concatenate([np.zeros(w - 1), np.ones(c + n)])
+            win = sliding_window_view(padded, w, axis=0)[c:]  # (n, d, w)
+            m = sliding_window_view(mask, w)[c:][:, None, :]  # (n, 1, w)
+            count = m.sum(axis=2)
+            mean = (win * m).sum(axis=2) / count
+            if "mean" in self.stats_:
+                blocks.append(mean)
+            if "std" in self.stats_:
+                dev = (win - mean[:, :, None]) * m
+                blocks.append(np.sqrt((dev * dev).sum(axis=2) / count))
+        return np.concatenate(blocks, axis=1), new_context
+
+
+def _check_rows(X: np.ndarray, n_cols: int | None, what: str = "X") -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (n_rows, n_sensors), got shape {X.shape}.")
+    if n_cols is not None and X.shape[1] != n_cols:
+        raise ValueError(f"{what} must have {n_cols} sensor columns, got {X.shape[1]}.")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{what} must be finite (impute missing values before features).")
+    return X

@@ -1,0 +1,123 @@
+"""PCA-based process monitoring: Hotelling T² plus the Q / SPE residual.
+
+Classic multivariate statistical process control. Normal operation of a line
+moves along a few correlated directions (e.g. pump current, pressure and flow
+rise together). PCA on normal data finds that subspace:
+
+* **T²** measures how far a row sits *inside* the normal subspace, in units of
+  each component's normal variance (an unusually strong but familiar pattern).
+* **Q / SPE** (squared prediction error) measures how far the row sits *off*
+  the subspace: a broken correlation, which is what most sensor and process
+  faults look like.
+
+The two statistics live on different scales, so each is divided by its own
+training control limit (an upper quantile of the in-sample statistic) and the
+two are added: a score of 1 means "at the usual limit of one statistic".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Detector, normalize_rows
+
+__all__ = ["PCADetector"]
+
+# Floors keep a degenerate training set (constant column, no residual space)
+# from turning into divisions by ~0 that explode on numerical noise.
+_MIN_STD = 1e-9
+_MIN_LIMIT = 1e-6
+
+
+class PCADetector(Detector):
+    """Hotelling T² + SPE detector with per-feature attribution.
+
+    Parameters
+    ----------
+    n_components : float or int, default=0.9
+        If in (0, 1): keep the fewest components explaining at least that
+        fraction of the (standardized) training variance. If an int >= 1: keep
+        that many components (capped at what the data supports).
+    limit_quantile : float, default=0.99
+        Quantile of the in-sample T² and SPE used as each statistic's
+        normalizing scale. It only sets the relative weight of the two terms;
+        the alert threshold is calibrated separately on held-back data.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    mean_, scale_ : ndarray of shape (n_features,)
+        Standardization learned on training data (PCA is scale-sensitive).
+    components_ : ndarray of shape (n_features, n_components_)
+        Orthonormal loadings of the retained components.
+    explained_variance_ : ndarray of shape (n_components_,)
+    n_components_ : int
+    t2_limit_, spe_limit_ : float
+        Training-calibrated scales of the two statistics.
+    """
+
+    def __init__(self, n_components: float | int = 0.9, limit_quantile: float = 0.99) -> None:
+        self.n_components = n_components
+        self.limit_quantile = limit_quantile
+
+    def fit(self, X: np.ndarray, y: object = None) -> PCADetector:
+        """Learn the normal subspace and the two control scales from normal rows."""
+        X = self._validate_fit_input(X, min_samples=3)
+        if not 0.0 < self.limit_quantile < 1.0:
+            raise ValueError(f"limit_quantile must be in (0, 1), got {self.limit_quantile!r}.")
+        n, d = X.shape
+        self.n_features_in_ = d
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = np.maximum(X.std(axis=0), _MIN_STD)
+        Z = (X - self.mean_) / self.scale_
+        _, s, vt = np.linalg.svd(Z, full_matrices=False)
+        var = s**2 / (n - 1)
+        usable = int(np.sum(var > 1e-10 * max(var.sum(), 1e-300)))
+        k = self._choose_k(var, max(usable, 1))
+        self.n_components_ = k
+        self.components_ = vt[:k].T.copy()
+        self.explained_variance_ = var[:k].copy()
+        t2_parts, spe_parts = self._parts(Z)
+        q = self.limit_quantile
+        self.t2_limit_ = float(max(np.quantile(t2_parts.sum(axis=1), q), _MIN_LIMIT))
+        self.spe_limit_ = float(max(np.quantile(spe_parts.sum(axis=1), q), _MIN_LIMIT))
+        return self
+
+    def _choose_k(self, var: np.ndarray, usable: int) -> int:
+        nc = self.n_components
+        if isinstance(nc, (int, np.integer)) and not isinstance(nc, bool):
+            if nc < 1:
+                raise ValueError(f"n_components as an int must be >= 1, got {nc}.")
+            return int(min(nc, usable))
+        if isinstance(nc, float) and 0.0 < nc < 1.0:
+            ratio = np.cumsum(var) / var.sum()
+            return int(min(np.searchsorted(ratio, nc) + 1, usable))
+        raise ValueError(
+            f"n_components must be a float in (0, 1) or an int >= 1, got {nc!r}."
+        )
+
+    def _parts(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature non-negative pieces of T² and SPE for standardized rows.
+
+        With z = Λ^{-1/2} Pᵀx (whitened scores) and P orthonormal,
+        T² = ||z||² = ||P z||², so the squared entries of P z are a
+        non-negative split of T² over features. SPE = ||x - P Pᵀx||² splits
+        into the squared residual of each feature.
+        """
+        P = self.components_
+        scores = Z @ P
+        back = (scores / np.sqrt(self.explained_variance_)) @ P.T
+        resid = Z - scores @ P.T
+        return back**2, resid**2
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """T²/T²_limit + SPE/SPE_limit per row (higher = more anomalous)."""
+        X = self._validate_score_input(X)
+        t2, spe = self._parts((X - self.mean_) / self.scale_)
+        return t2.sum(axis=1) / self.t2_limit_ + spe.sum(axis=1) / self.spe_limit_
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature share of the combined score (exact decomposition)."""
+        X = self._validate_score_input(X)
+        t2, spe = self._parts((X - self.mean_) / self.scale_)
+        return normalize_rows(t2 / self.t2_limit_ + spe / self.spe_limit_)

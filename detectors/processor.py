@@ -1,0 +1,324 @@
+"""The stream worker's calculation: records in, results out, no network I/O.
+
+:class:`TelemetryProcessor` takes one micro-batch of raw Kafka records (any
+mix of lines), decodes them, routes each line's frames to that line's active
+model, scores them in one vectorized call per line, applies the debounced
+threshold, and returns what must be written and published: InfluxDB line
+protocol, alert messages and dead letters. The Faust worker
+(:mod:`lineguard.detectors.worker`) only moves these to and from the network,
+and offline evaluation drives the very same object, so what is measured is
+what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lineguard.detectors.scoring import ScoringState, score_batch
+from lineguard.influx import encode_points
+from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
+from lineguard.ingest.dead_letter import DeadLetter
+from lineguard.models.registry import ModelBundle, Registry, RegistryError
+
+__all__ = [
+    "ALERT_SCHEMA",
+    "RESULT_MEASUREMENT",
+    "TELEMETRY_MEASUREMENT",
+    "LineResult",
+    "Outcome",
+    "RawRecord",
+    "TelemetryProcessor",
+    "archive_lines",
+]
+
+log = logging.getLogger(__name__)
+
+RESULT_MEASUREMENT = "lineguard_score"
+TELEMETRY_MEASUREMENT = "lineguard_telemetry"
+ALERT_SCHEMA = "lineguard.alert.v1"
+# How often a worker looks for a newly activated model version of a line.
+MODEL_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One Kafka record as consumed, before decoding."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass
+class LineResult:
+    """One line's scored frames from one micro-batch (for views and evaluation)."""
+
+    site: str
+    line: str
+    model_version: str
+    time_us: np.ndarray
+    score: np.ndarray
+    threshold: float
+    anomaly: np.ndarray
+    top_sensors: list[str]
+
+
+@dataclass
+class Outcome:
+    """Everything one micro-batch produced."""
+
+    influx_lines: list[str] = field(default_factory=list)
+    alerts: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    results: list[LineResult] = field(default_factory=list)
+    frames_scored: int = 0
+
+
+@dataclass
+class _Served:
+    bundle: ModelBundle
+    checked_at: float
+    state: ScoringState | None = None
+    alerting: bool = False
+    columns: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+
+class TelemetryProcessor:
+    """Score micro-batches of telemetry records with each line's model.
+
+    Parameters
+    ----------
+    registry : Registry
+        Where line models are found; each line's active version is served and
+        a newly activated version is picked up between micro-batches.
+    top_k : int
+        How many contributing sensors to report per frame.
+    """
+
+    def __init__(self, registry: Registry, top_k: int = 3) -> None:
+        self.registry = registry
+        self.top_k = top_k
+        self._served: dict[str, _Served] = {}
+
+    # -- model routing ---------------------------------------------------
+    def _model_for(self, line: str, now: float) -> _Served | None:
+        served = self._served.get(line)
+        if served is not None and now - served.checked_at < MODEL_CHECK_INTERVAL_S:
+            return served
+        active = self.registry.active_version(line)
+        if active is None:
+            if served is not None:
+                served.checked_at = now  # keep serving the last model we had
+            return served
+        if served is not None and served.bundle.version == active:
+            served.checked_at = now
+            return served
+        bundle = self.registry.load(line, active)
+        if served is not None:
+            log.info("line %s: switching model %s -> %s", line, served.bundle.version, active)
+        # Debounce state belongs to a threshold, so a new version starts afresh.
+        served = _Served(bundle=bundle, checked_at=now)
+        self._served[line] = served
+        return served
+
+    def active_models(self) -> dict[str, str]:
+        """Line -> model version currently served."""
+        return {line: s.bundle.version for line, s in self._served.items()}
+
+    # -- the micro-batch -------------------------------------------------
+    def process(self, records: Sequence[RawRecord]) -> Outcome:
+        """Decode, route, score and format one micro-batch.
+
+        Bad records become dead letters; they never raise.
+        """
+        outcome = Outcome()
+        by_line: dict[str, list[tuple[RawRecord, TelemetryBatch]]] = {}
+        for record in records:
+            try:
+                batch = decode(record.value)
+            except InvalidRecord as exc:
+                outcome.dead_letters.append(_dead(record, str(exc), "decode"))
+                continue
+            by_line.setdefault(batch.line, []).append((record, batch))
+
+        now = time.monotonic()
+        for line, items in by_line.items():
+            try:
+                served = self._model_for(line, now)
+            except (RegistryError, OSError, ValueError, RuntimeError) as exc:
+                reason = f"model for line {line!r} could not be loaded: {exc}"
+                outcome.dead_letters.extend(_dead(r, reason, "route") for r, _ in items)
+                continue
+            if served is None:
+                reason = f"no active model for line {line!r}; train and activate one first"
+                outcome.dead_letters.extend(_dead(r, reason, "route") for r, _ in items)
+                continue
+            try:
+                self._score_line(served, items, outcome)
+            except Exception as exc:  # one line's failure must not stop the others
+                log.exception("line %s: scoring failed", line)
+                reason = f"scoring line {line!r} with {served.bundle.version} failed: {exc!r}"
+                outcome.dead_letters.extend(_dead(r, reason, "score") for r, _ in items)
+        return outcome
+
+    def _aligned(self, served: _Served, batch: TelemetryBatch) -> np.ndarray | None:
+        """The batch's values in the model's sensor order; NaN for absent sensors."""
+        columns = served.columns.get(batch.sensors)
+        if columns is None:
+            position = {name: i for i, name in enumerate(batch.sensors)}
+            columns = np.array([position.get(s, -1) for s in served.bundle.sensors])
+            served.columns[batch.sensors] = columns
+        if (columns < 0).all():
+            return None
+        if (columns >= 0).all():
+            return batch.values[:, columns]
+        out = np.full((batch.n_frames, len(columns)), np.nan)
+        present = columns >= 0
+        out[:, present] = batch.values[:, columns[present]]
+        return out
+
+    def _score_line(
+        self,
+        served: _Served,
+        items: list[tuple[RawRecord, TelemetryBatch]],
+        outcome: Outcome,
+    ) -> None:
+        bundle = served.bundle
+        blocks, times, historical = [], [], []
+        for record, batch in items:
+            X = self._aligned(served, batch)
+            if X is None:
+                reason = (
+                    f"record has sensors {list(batch.sensors)[:8]}; line {batch.line!r} "
+                    f"model {bundle.version} expects {bundle.sensors[:8]} and none match"
+                )
+                outcome.dead_letters.append(_dead(record, reason, "route"))
+                continue
+            blocks.append(X)
+            times.append(batch.time_us)
+            historical.append(np.full(batch.n_frames, batch.historical))
+        if not blocks:
+            return
+        X = np.concatenate(blocks)
+        time_us = np.concatenate(times)
+        is_historical = np.concatenate(historical)
+        k, n = bundle.debounce
+        result, served.state = score_batch(
+            bundle.pipeline, X, served.state, threshold=bundle.threshold, k=k, n=n
+        )
+        sensors = bundle.sensors
+        top = [
+            ",".join(sensors[j] for j in row[: self.top_k] if j >= 0)
+            for row in result.top_sensors.tolist()
+        ]
+        site = items[0][1].site
+        line = items[0][1].line
+        tags = {"site": site, "line": line, "model_version": bundle.version}
+        outcome.influx_lines.append(
+            encode_points(
+                RESULT_MEASUREMENT,
+                tags,
+                {
+                    "score": result.score,
+                    "threshold": np.full(len(time_us), bundle.threshold),
+                    "exceed": result.raw_exceed,
+                    "anomaly": result.anomaly,
+                    "historical": is_historical,
+                    "top_sensors": np.array(top, dtype=object),
+                },
+                time_us * 1000,
+            )
+        )
+        self._alerts(served, site, line, time_us, result, top, is_historical, outcome)
+        outcome.results.append(
+            LineResult(
+                site=site,
+                line=line,
+                model_version=bundle.version,
+                time_us=time_us,
+                score=result.score,
+                threshold=bundle.threshold,
+                anomaly=result.anomaly,
+                top_sensors=top,
+            )
+        )
+        outcome.frames_scored += len(time_us)
+
+    def _alerts(
+        self,
+        served: _Served,
+        site: str,
+        line: str,
+        time_us: np.ndarray,
+        result: Any,
+        top: list[str],
+        historical: np.ndarray,
+        outcome: Outcome,
+    ) -> None:
+        """Publish the edges of the debounced flag: one message when a line
+        goes into alert, one when it clears, never one per frame."""
+        flags = np.asarray(result.anomaly, dtype=bool)
+        previous = np.concatenate(([served.alerting], flags[:-1]))
+        edges = np.flatnonzero(flags != previous)
+        served.alerting = bool(flags[-1])
+        for i in edges.tolist():
+            message = {
+                "schema": ALERT_SCHEMA,
+                "state": "raised" if flags[i] else "cleared",
+                "site": site,
+                "line": line,
+                "model_version": served.bundle.version,
+                "time_us": int(time_us[i]),
+                "score": float(result.score[i]),
+                "threshold": served.bundle.threshold,
+                "top_sensors": top[i].split(",") if top[i] else [],
+                "historical": bool(historical[i]),
+            }
+            outcome.alerts.append((line.encode(), message))
+
+
+def archive_lines(records: Sequence[RawRecord]) -> tuple[list[str], int]:
+    """Raw sensor values of valid records as InfluxDB line protocol.
+
+    Used by the archiving consumer, which stores what the gateways sent for
+    dashboards and retraining, off the scoring path. Invalid records are
+    counted and skipped here: the scoring worker dead-letters them.
+    """
+    lines: list[str] = []
+    invalid = 0
+    for record in records:
+        try:
+            batch = decode(record.value)
+        except InvalidRecord:
+            invalid += 1
+            continue
+        fields = {name: batch.values[:, j] for j, name in enumerate(batch.sensors)}
+        encoded = encode_points(
+            TELEMETRY_MEASUREMENT,
+            {"site": batch.site, "line": batch.line},
+            fields,
+            batch.time_us * 1000,
+        )
+        if encoded:
+            lines.append(encoded)
+    return lines, invalid
+
+
+def _dead(record: RawRecord, reason: str, stage: str) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        stage=stage,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+    )

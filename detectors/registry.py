@@ -1,0 +1,49 @@
+"""Detector names used in line-model configs and training commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Detector
+from .covariance import RobustMahalanobis
+from .ecod import FrozenECOD
+from .iforest import IsolationForestDetector
+from .pca import PCADetector
+
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "make_detector"]
+
+#: Factories by name; each takes the seed (ignored by deterministic detectors).
+DETECTORS: dict[str, Callable[[int | None], Detector]] = {
+    "pca": lambda random_state: PCADetector(),
+    "ecod": lambda random_state: FrozenECOD(),
+    "iforest": lambda random_state: IsolationForestDetector(random_state=random_state),
+    "mcd": lambda random_state: RobustMahalanobis(random_state=random_state),
+}
+
+#: Default chosen by the offline SKAB evaluation (see the module docs of
+#: :mod:`lineguard.detectors.calibration` for how thresholds are set).
+DEFAULT_DETECTOR = "pca"
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, random_state: int | None = 0) -> Detector:
+    """Build an unfitted detector by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DETECTORS` (``"pca"``, ``"ecod"``, ``"iforest"``, ``"mcd"``).
+    random_state : int or None, default=0
+        Seed for stochastic detectors, so retraining is reproducible.
+
+    Returns
+    -------
+    Detector
+        A fresh, unfitted detector with default parameters.
+    """
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown detector name {name!r}; expected one of {sorted(DETECTORS)}."
+        ) from None
+    return factory(random_state)

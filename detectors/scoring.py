@@ -1,0 +1,361 @@
+"""The scoring hot path shared by the live stream worker and offline evaluation.
+
+One fitted :class:`LinePipeline` per production line turns raw sensor rows
+into anomaly scores: impute missing readings, robust-standardize each sensor,
+add trailing-window features, score with the line's detector.
+
+:func:`score_batch` is the only function the worker calls per micro-batch.
+It is pure: everything that must survive between batches (the feature
+window's context rows and the recent threshold exceedances used for
+debouncing) travels in a small :class:`ScoringState` that the caller stores
+(in memory, or as JSON alongside the consumer offset). Because features and
+debounce both carry their history in that state, results do not depend on how
+the stream happens to be cut into batches -- offline evaluation that scores a
+whole file at once reproduces exactly what the live worker would have raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from .base import Detector
+from .features import TemporalFeatures
+
+__all__ = [
+    "DEFAULT_DEBOUNCE",
+    "TOP_K_SENSORS",
+    "BatchResult",
+    "LinePipeline",
+    "ScoringState",
+    "debounce",
+    "score_batch",
+]
+
+#: How many contributing sensors an alert names.
+TOP_K_SENSORS = 3
+
+#: Default debounce (k, n): alert when k of the last n rows exceed the threshold.
+DEFAULT_DEBOUNCE: tuple[int, int] = (1, 1)
+
+_MIN_SCALE = 1e-9
+
+
+class LinePipeline(BaseEstimator):
+    """Preprocessing + temporal features + detector for one production line.
+
+    Parameters
+    ----------
+    sensors : list of str
+        Sensor names, in the column order of every ``X`` given to this
+        pipeline (the worker builds rows in this order).
+    detector : Detector
+        Unfitted detector template; ``fit`` trains a clone (``detector_``).
+    window : int, default=10
+        Trailing window, in rows, of :class:`TemporalFeatures`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        ``len(sensors)``.
+    center_ : ndarray of shape (n_sensors,)
+        Training median per sensor; also the value imputed for missing readings.
+    scale_ : ndarray of shape (n_sensors,)
+        Robust spread per sensor: IQR / 1.349 (equals the std for Gaussian
+        data but ignores spikes), falling back to the std and then to 1 for
+        sensors that are (almost) constant in training.
+    features_ : TemporalFeatures
+    detector_ : Detector
+        Fitted clone of ``detector``.
+    feature_names_out_ : ndarray of str
+        Names of the detector's input features.
+
+    Notes
+    -----
+    Missing readings (NaN) are forward-filled (see :meth:`transform`).
+    Training rows must be consecutive in time; the first ``window - 1``
+    feature rows (incomplete windows) are not used to train the detector.
+    """
+
+    def __init__(self, sensors: list[str], detector: Detector, window: int = 10) -> None:
+        self.sensors = sensors
+        self.detector = detector
+        self.window = window
+
+    def fit(self, X: np.ndarray, y: object = None) -> LinePipeline:
+        """Learn scaling and the detector from consecutive normal rows."""
+        if not isinstance(self.window, (int, np.integer)) or self.window < 1:
+            raise ValueError(f"window must be an int >= 1, got {self.window!r}.")
+        X = self._check_raw(X, fitted=False)
+        n_warm = self.window - 1
+        if X.shape[0] < n_warm + 2:
+            raise ValueError(
+                f"LinePipeline.fit needs more than window - 1 + 1 = {n_warm + 1} rows for "
+                f"window={self.window}, got {X.shape[0]}."
+            )
+        all_missing = np.isnan(X).all(axis=0)
+        if all_missing.any():
+            names = [s for s, bad in zip(self.sensors, all_missing) if bad]
+            raise ValueError(f"Sensors with no reading at all in the training data: {names}.")
+        self.n_features_in_ = X.shape[1]
+        self.center_ = np.nanmedian(X, axis=0)
+        q75, q25 = np.nanpercentile(X, [75, 25], axis=0)
+        iqr_sigma = (q75 - q25) / 1.349
+        std = np.nanstd(X, axis=0)
+        scale = np.where(iqr_sigma > _MIN_SCALE, iqr_sigma, std)
+        self.scale_ = np.where(scale > _MIN_SCALE, scale, 1.0)
+        Z = self._standardize(self._impute(X, None))
+        self.features_ = TemporalFeatures(window=self.window).fit(Z)
+        F, _ = self.features_.transform(Z)
+        self.detector_ = clone(self.detector).fit(F[n_warm:])
+        self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
+        return self
+
+    def _check_raw(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
+        if fitted:
+            check_is_fitted(self, "detector_")
+        X = np.asarray(X, dtype=np.float64)
+        d = len(self.sensors)
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ValueError(
+                f"Expected rows of {d} sensors {list(self.sensors)} as a 2-D array, "
+                f"got shape {X.shape}."
+            )
+        if np.isinf(X).any():
+            raise ValueError("Telemetry must not contain inf; use NaN for missing readings.")
+        return X
+
+    def _impute(self, X: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+        """Carry the last observed reading forward; the training median before any."""
+        start = self.center_ if last is None else np.where(np.isnan(last), self.center_, last)
+        H = np.concatenate([start[None, :], X], axis=0)
+        # Vectorized forward fill: index of the latest non-missing row per column.
+        idx = np.where(np.isnan(H), 0, np.arange(H.shape[0])[:, None])
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        return H[idx, np.arange(H.shape[1])][1:]
+
+    def _standardize(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.center_) / self.scale_
+
+    def transform(
+        self, X: np.ndarray, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows -> detector features, carrying the imputed-row context.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_sensors)
+            Raw telemetry, NaN for missing readings.
+        context : ndarray of shape (n_context, n_sensors) or None
+            As returned by the previous call: the last ``max(window - 1, 1)``
+            rows before ``X``, already imputed, in raw sensor units (so a
+            state survives a model retrain). None at stream start.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out)
+        new_context : ndarray of shape (n_context', n_sensors)
+            Context to pass with the next batch.
+
+        Notes
+        -----
+        A missing reading is replaced by the sensor's last observed value
+        (last observation carried forward, also across batches through the
+        context), or by the training median before the first reading. Process
+        variables change slowly relative to the sampling rate, so this keeps a
+        dropped reading from creating a jump -- and an alert -- by itself; a
+        sensor that stays missing is a data-quality issue for the ingest layer.
+        """
+        X = self._check_raw(X)
+        d = X.shape[1]
+        ctx = np.empty((0, d)) if context is None else self._check_raw(context)
+        X_imp = self._impute(X, ctx[-1] if ctx.shape[0] else None)
+        if np.isnan(ctx).any():
+            ctx = self._impute(ctx, None)
+        n_ctx = self.window - 1
+        F, _ = self.features_.transform(
+            self._standardize(X_imp), self._standardize(ctx[ctx.shape[0] - min(n_ctx, ctx.shape[0]) :])
+        )
+        history = np.concatenate([ctx, X_imp], axis=0)
+        # Keep >= 1 row even for window=1 so forward fill can cross batches.
+        keep = min(max(n_ctx, 1), history.shape[0])
+        return F, history[history.shape[0] - keep :].copy()
+
+    def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Anomaly score per raw row (higher = more anomalous)."""
+        F, _ = self.transform(X, context)
+        return self.detector_.decision_function(F)
+
+    def sensor_contributions(self, features: np.ndarray) -> np.ndarray:
+        """Map the detector's feature attributions back onto sensors.
+
+        Every feature is derived from exactly one sensor (value, rolling mean
+        or rolling std of it), so a sensor's share is the sum of its features'
+        shares; rows still sum to 1 wherever the score is positive.
+        """
+        contrib = self.detector_.contributions(features)
+        sensor_shares = np.zeros((contrib.shape[0], self.n_features_in_))
+        for block in range(contrib.shape[1] // self.n_features_in_):
+            d = self.n_features_in_
+            sensor_shares += contrib[:, block * d : (block + 1) * d]
+        return sensor_shares
+
+
+@dataclass(frozen=True)
+class ScoringState:
+    """What one line's scorer carries from one micro-batch to the next.
+
+    Attributes
+    ----------
+    context : ndarray of shape (n_context, n_sensors) or None
+        Last ``max(window - 1, 1)`` rows, imputed, in raw sensor units; None
+        at stream start.
+    flags : ndarray of bool, shape (<= n - 1,)
+        Most recent raw threshold exceedances, for k-of-n debouncing.
+    """
+
+    context: np.ndarray | None = None
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (any NaN becomes None)."""
+        ctx = None
+        if self.context is not None:
+            ctx = [[None if np.isnan(v) else float(v) for v in row] for row in self.context]
+        return {"context": ctx, "flags": [bool(f) for f in self.flags]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringState:
+        """Inverse of :meth:`to_dict`."""
+        ctx = data.get("context")
+        context = None
+        # No rows of context is the same situation as stream start.
+        if ctx:
+            context = np.array(
+                [[np.nan if v is None else v for v in row] for row in ctx], dtype=np.float64
+            )
+        flags = np.asarray(data.get("flags", []), dtype=bool)
+        return cls(context=context, flags=flags)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per-row outputs for one micro-batch.
+
+    Attributes
+    ----------
+    score : ndarray of float, shape (n,)
+        Detector score (higher = more anomalous).
+    raw_exceed : ndarray of bool, shape (n,)
+        ``score > threshold``.
+    anomaly : ndarray of bool, shape (n,)
+        Debounced alert: at least ``k`` exceedances among the last ``n``
+        rows (including rows of earlier batches).
+    top_sensors : ndarray of int, shape (n, min(3, n_sensors))
+        Indices (into ``pipeline.sensors``) of the sensors contributing most
+        to each row's score, largest first; -1 where a sensor contributed
+        nothing (row exactly at the normal centre).
+    """
+
+    score: np.ndarray
+    raw_exceed: np.ndarray
+    anomaly: np.ndarray
+    top_sensors: np.ndarray
+
+
+def debounce(
+    raw_flags: np.ndarray, history: np.ndarray | None, k: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-of-n alert debouncing across batch boundaries.
+
+    A single noisy frame over threshold should not page the line; a fault
+    persists. A row is alerted when at least ``k`` of the last ``n`` rows
+    (itself included) exceeded the threshold.
+
+    Parameters
+    ----------
+    raw_flags : array of bool, shape (m,)
+        Exceedances of the new rows, in time order.
+    history : array of bool, shape (<= n - 1,) or None
+        Exceedances of the rows just before, as returned by the last call.
+    k, n : int
+        ``1 <= k <= n``. ``k = n = 1`` disables debouncing.
+
+    Returns
+    -------
+    anomaly : ndarray of bool, shape (m,)
+    new_history : ndarray of bool, shape (min(n - 1, rows seen),)
+    """
+    if not (isinstance(k, (int, np.integer)) and isinstance(n, (int, np.integer))):
+        raise TypeError(f"k and n must be ints, got k={k!r}, n={n!r}.")
+    if not 1 <= k <= n:
+        raise ValueError(f"Debounce needs 1 <= k <= n, got k={k}, n={n}.")
+    raw = np.asarray(raw_flags, dtype=bool).ravel()
+    hist = np.zeros(0, dtype=bool) if history is None else np.asarray(history, dtype=bool).ravel()
+    if hist.size > n - 1:
+        raise ValueError(f"Debounce history must hold at most n - 1 = {n - 1} flags, got {hist.size}.")
+    seq = np.concatenate([hist, raw])
+    # Integer prefix sums: exact, so the result never depends on batching.
+    csum = np.concatenate([[0], np.cumsum(seq, dtype=np.int64)])
+    end = np.arange(hist.size + 1, seq.size + 1)
+    count = csum[end] - csum[np.maximum(end - n, 0)]
+    keep = min(n - 1, seq.size)
+    return count >= k, seq[seq.size - keep :].copy()
+
+
+def score_batch(
+    pipeline: LinePipeline,
+    X: np.ndarray,
+    state: ScoringState | None,
+    threshold: float,
+    k: int = 1,
+    n: int = 1,
+) -> tuple[BatchResult, ScoringState]:
+    """Score one micro-batch of a line's telemetry.
+
+    Parameters
+    ----------
+    pipeline : LinePipeline
+        The line's fitted pipeline.
+    X : ndarray of shape (m, n_sensors)
+        Raw rows in time order, columns in ``pipeline.sensors`` order, NaN for
+        missing readings.
+    state : ScoringState or None
+        State returned by the previous call for this line (None at start).
+    threshold : float
+        Score above which a row counts as an exceedance (from calibration).
+    k, n : int, default=1
+        Debounce: alert when >= k of the last n rows exceed.
+
+    Returns
+    -------
+    result : BatchResult
+    new_state : ScoringState
+        Pass it with the next batch of the same line.
+    """
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite float, got {threshold!r}.")
+    state = ScoringState() if state is None else state
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 2 and X.shape[0] == 0:
+        # Empty poll: nothing to score, history unchanged.
+        top = min(TOP_K_SENSORS, len(pipeline.sensors))
+        empty = BatchResult(
+            np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.zeros((0, top), int)
+        )
+        return empty, state
+    features, context = pipeline.transform(X, state.context)
+    score = pipeline.detector_.decision_function(features)
+    raw = score > threshold
+    anomaly, flags = debounce(raw, state.flags, k, n)
+    shares = pipeline.sensor_contributions(features)
+    top = min(TOP_K_SENSORS, shares.shape[1])
+    # Stable sort on the negated shares: ties resolve to the lower sensor index.
+    order = np.argsort(-shares, axis=1, kind="stable")[:, :top]
+    top_sensors = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
+    result = BatchResult(score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors)
+    return result, ScoringState(context=context, flags=flags)

@@ -1,0 +1,294 @@
+"""The stream worker: a faust-streaming app around :class:`TelemetryProcessor`.
+
+Delivery is at-least-once and the sink is idempotent:
+
+* a micro-batch's offsets are acknowledged only after InfluxDB accepted its
+  points and the broker stored its dead letters and alerts, so a crash at
+  any point replays the batch instead of losing it;
+* a result point is keyed by (line, model version, frame time), so a
+  replayed frame rewrites the same point instead of adding one.
+
+Faust's ``take_events`` acknowledges a batch when the loop body ends, even
+when it ends by cancellation during shutdown. Each event is therefore held
+with one extra reference that is released only after the writes succeeded,
+so an interrupted batch is never committed.
+
+Two roles share this code: ``score`` (the scoring worker, consumer group
+``<worker_id>``) and ``archive`` (stores raw sensor values, its own consumer
+group, so the archive never slows scoring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from lineguard.detectors.processor import RawRecord, TelemetryProcessor, archive_lines
+from lineguard.influx import AsyncInfluxV1Client, InfluxError, InfluxWriteError
+from lineguard.ingest.dead_letter import DeadLetter, to_headers
+from lineguard.models.registry import Registry
+from lineguard.settings import KafkaSettings, Settings
+
+__all__ = ["WorkerStats", "create_app", "ensure_topics", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+BATCH_RECORDS = 200
+BATCH_WINDOW_S = 0.05
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 10.0
+
+
+class WorkerStats:
+    """Counters a worker reports in its log and to InfluxDB."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.frames = 0
+        self.dead_letters = 0
+        self.alerts = 0
+        self.write_retries = 0
+        self.batches = 0
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """Faust broker credentials from LineGuard's Kafka settings, or None."""
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+        if kafka.ssl_certfile:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+            )
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create LineGuard's topics if the cluster does not have them yet.
+
+    Production clusters usually create topics through their own tooling;
+    this only fills in what is missing, with the configured partition count.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(client_id="lineguard-admin", **settings.kafka.kafka_python_config())
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            settings.topics.telemetry,
+            settings.topics.dead_letter,
+            settings.topics.alerts,
+        ]
+        missing = [
+            NewTopic(name, num_partitions=settings.topics.partitions, replication_factor=1)
+            for name in wanted
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+
+
+def _records(events: Sequence[Any]) -> list[RawRecord]:
+    return [
+        RawRecord(
+            value=e.message.value,
+            key=e.message.key,
+            topic=e.message.topic,
+            partition=e.message.partition,
+            offset=e.message.offset,
+        )
+        for e in events
+    ]
+
+
+async def _write_until_accepted(
+    sink: AsyncInfluxV1Client, lines: list[str], stats: WorkerStats
+) -> InfluxWriteError | None:
+    """Write to InfluxDB, retrying with bounded backoff while it is unreachable.
+
+    Returns the error when InfluxDB refuses the data itself (HTTP 400): such
+    a batch will never be accepted, so the caller dead-letters it instead of
+    blocking the line forever.
+    """
+    if not lines:
+        return None
+    body = "\n".join(lines)
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            await sink.write(body, precision="ns")
+            return None
+        except InfluxWriteError as exc:
+            if exc.status == 400:
+                return exc
+            error: Exception = exc
+        except (InfluxError, OSError, asyncio.TimeoutError) as exc:
+            error = exc
+        except Exception as exc:  # httpx transport errors and the like
+            error = exc
+        stats.write_retries += 1
+        log.warning("InfluxDB write failed (%s); retrying in %.1f s", error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)
+
+
+def create_app(settings: Settings, role: str = "score") -> faust.App:
+    """Build the Faust app for one role (``score`` or ``archive``)."""
+    if role not in ("score", "archive"):
+        raise ValueError(f"role must be 'score' or 'archive'; got {role!r}")
+    app_id = settings.worker_id if role == "score" else f"{settings.worker_id}-archive"
+    brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap_servers.split(",")]
+    app = faust.App(
+        app_id,
+        broker=brokers,
+        broker_credentials=faust_credentials(settings.kafka),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        # A short session keeps consumer-group joins quick (the broker holds
+        # a join for about half the session timeout).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.topics.partitions,
+        producer_acks=-1,
+    )
+    telemetry = app.topic(settings.topics.telemetry, key_serializer="raw", value_serializer="raw")
+    dead_letter_topic = app.topic(
+        settings.topics.dead_letter, key_serializer="raw", value_serializer="raw"
+    )
+    alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
+    stats = WorkerStats()
+    sink = AsyncInfluxV1Client(settings.influx)
+    processor = TelemetryProcessor(Registry(settings.registry_dir))
+
+    async def publish_dead_letters(letters: list[DeadLetter]) -> None:
+        pending = [
+            await dead_letter_topic.send(key=d.key, value=d.value, headers=to_headers(d))
+            for d in letters
+        ]
+        for fut in pending:
+            await fut  # stored by the broker before the source offset is committed
+        stats.dead_letters += len(letters)
+        for d in letters:
+            log.warning("dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.reason)
+
+    @app.task
+    async def prepare() -> None:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await sink.create_database()
+                return
+            except Exception as exc:
+                log.warning("InfluxDB not ready (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    @app.timer(interval=10.0)
+    async def report() -> None:
+        log.info(
+            "%s: %d records, %d frames, %d dead letters, %d alerts, %d write retries",
+            role,
+            stats.records,
+            stats.frames,
+            stats.dead_letters,
+            stats.alerts,
+            stats.write_retries,
+        )
+
+    async def handle_score(events: Sequence[Any]) -> None:
+        records = _records(events)
+        # Scoring is CPU-bound: off the event loop, so heartbeats keep flowing.
+        outcome = await asyncio.to_thread(processor.process, records)
+        refused = await _write_until_accepted(sink, outcome.influx_lines, stats)
+        letters = list(outcome.dead_letters)
+        if refused is not None:
+            reason = f"InfluxDB refused the batch's points: {refused}"
+            scored = {(r.partition, r.offset) for r in records} - {
+                (d.partition, d.offset) for d in letters
+            }
+            letters += [
+                DeadLetter(reason, "sink", r.topic, r.partition, r.offset, r.key, r.value)
+                for r in records
+                if (r.partition, r.offset) in scored
+            ]
+        if letters:
+            await publish_dead_letters(letters)
+        pending = [
+            await alerts_topic.send(key=key, value=orjson.dumps(alert))
+            for key, alert in outcome.alerts
+        ]
+        for fut in pending:
+            await fut
+        stats.alerts += len(pending)
+        stats.frames += outcome.frames_scored
+
+    async def handle_archive(events: Sequence[Any]) -> None:
+        lines, _invalid = archive_lines(_records(events))
+        refused = await _write_until_accepted(sink, lines, stats)
+        if refused is not None:
+            log.error("InfluxDB refused raw telemetry of %d records: %s", len(events), refused)
+
+    handle = handle_score if role == "score" else handle_archive
+
+    @app.agent(telemetry, name=f"lineguard-{role}")
+    async def consume(stream: Any) -> None:
+        async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
+            for event in events:
+                event.message.incref()  # released below, only after the writes
+            started = time.perf_counter()
+            try:
+                await handle(events)
+            except Exception:
+                # A bug must not turn into silent loss: stop without acking,
+                # so the batch is consumed again after the restart.
+                log.exception("%s batch failed; stopping the worker unacknowledged", role)
+                raise
+            for event in events:
+                await stream.ack(event)
+            stats.records += len(events)
+            stats.batches += 1
+            log.debug(
+                "%s batch of %d in %.1f ms",
+                role,
+                len(events),
+                1e3 * (time.perf_counter() - started),
+            )
+
+    app.lineguard_stats = stats  # type: ignore[attr-defined]
+    app.lineguard_processor = processor  # type: ignore[attr-defined]
+    return app
+
+
+def run_worker(settings: Settings, role: str = "score", loglevel: str = "INFO") -> None:
+    """Run a worker in the foreground until SIGTERM or Ctrl-C."""
+    ensure_topics(settings)
+    app = create_app(settings, role)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

