@@ -26,6 +26,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._numeric import ordered_sum
+
 __all__ = ["Detector", "normalize_rows"]
 
 
@@ -44,7 +46,7 @@ def normalize_rows(raw: np.ndarray) -> np.ndarray:
         all) stay all-zero instead of becoming NaN.
     """
     raw = np.maximum(raw, 0.0)
-    total = raw.sum(axis=1, keepdims=True)
+    total = ordered_sum(raw)[:, None]
     # A row exactly at the centre of normal has nothing to attribute.
     return np.divide(raw, total, out=np.zeros_like(raw), where=total > 0)
 

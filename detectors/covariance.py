@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.covariance import MinCovDet
 
+from ._numeric import ordered_matmul, ordered_sum
 from .base import Detector, normalize_rows
 
 __all__ = ["RobustMahalanobis"]
@@ -71,9 +72,9 @@ class RobustMahalanobis(Detector):
         self.mean_ = X.mean(axis=0)
         self.scale_ = np.maximum(X.std(axis=0), _MIN_STD)
         Z = (X - self.mean_) / self.scale_
-        mcd = MinCovDet(
-            support_fraction=self.support_fraction, random_state=self.random_state
-        ).fit(Z)
+        mcd = MinCovDet(support_fraction=self.support_fraction, random_state=self.random_state).fit(
+            Z
+        )
         cov = mcd.covariance_ + self.ridge * np.eye(Z.shape[1])
         eigval, eigvec = np.linalg.eigh(cov)
         eigval = np.maximum(eigval, self.ridge)
@@ -82,12 +83,12 @@ class RobustMahalanobis(Detector):
         return self
 
     def _whitened(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean_) / self.scale_ - self.location_) @ self.whitener_
+        return ordered_matmul((X - self.mean_) / self.scale_ - self.location_, self.whitener_)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Squared robust Mahalanobis distance (higher = more anomalous)."""
         X = self._validate_score_input(X)
-        return (self._whitened(X) ** 2).sum(axis=1)
+        return ordered_sum(self._whitened(X) ** 2)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Share of each feature's squared ZCA-whitened coordinate."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numeric import ordered_sum
 from .base import Detector, normalize_rows
 
 __all__ = ["FrozenECOD"]
@@ -88,7 +89,7 @@ class FrozenECOD(Detector):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Sum of per-column tail scores (higher = more anomalous)."""
         X = self._validate_score_input(X)
-        return self._tail_scores(X).sum(axis=1)
+        return ordered_sum(self._tail_scores(X))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Each column's share of the summed tail score."""

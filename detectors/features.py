@@ -21,6 +21,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._numeric import ordered_sum
+
 __all__ = ["STATS", "TemporalFeatures"]
 
 #: Supported per-sensor statistics, in output order.
@@ -130,18 +132,18 @@ class TemporalFeatures(BaseEstimator):
             # Left-pad with w-1 masked rows so every row gets a full-length
             # window; a row's window then holds exactly min(t, w-1) real past
             # rows at fixed positions whatever the batching, which makes the
-            # reductions (and their rounding) identical across batch splits.
+            # fixed-order sums (and their rounding) identical across splits.
             padded = np.concatenate([np.zeros((w - 1, d)), history], axis=0)
             mask = np.concatenate([np.zeros(w - 1), np.ones(c + n)])
             win = sliding_window_view(padded, w, axis=0)[c:]  # (n, d, w)
             m = sliding_window_view(mask, w)[c:][:, None, :]  # (n, 1, w)
-            count = m.sum(axis=2)
-            mean = (win * m).sum(axis=2) / count
+            count = ordered_sum(m)
+            mean = ordered_sum(win * m) / count
             if "mean" in self.stats_:
                 blocks.append(mean)
             if "std" in self.stats_:
                 dev = (win - mean[:, :, None]) * m
-                blocks.append(np.sqrt((dev * dev).sum(axis=2) / count))
+                blocks.append(np.sqrt(ordered_sum(dev * dev) / count))
         return np.concatenate(blocks, axis=1), new_context
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numeric import ordered_matmul, ordered_sum
 from .base import Detector, normalize_rows
 
 __all__ = ["PCADetector"]
@@ -79,8 +80,8 @@ class PCADetector(Detector):
         self.explained_variance_ = var[:k].copy()
         t2_parts, spe_parts = self._parts(Z)
         q = self.limit_quantile
-        self.t2_limit_ = float(max(np.quantile(t2_parts.sum(axis=1), q), _MIN_LIMIT))
-        self.spe_limit_ = float(max(np.quantile(spe_parts.sum(axis=1), q), _MIN_LIMIT))
+        self.t2_limit_ = float(max(np.quantile(ordered_sum(t2_parts), q), _MIN_LIMIT))
+        self.spe_limit_ = float(max(np.quantile(ordered_sum(spe_parts), q), _MIN_LIMIT))
         return self
 
     def _choose_k(self, var: np.ndarray, usable: int) -> int:
@@ -92,9 +93,7 @@ class PCADetector(Detector):
         if isinstance(nc, float) and 0.0 < nc < 1.0:
             ratio = np.cumsum(var) / var.sum()
             return int(min(np.searchsorted(ratio, nc) + 1, usable))
-        raise ValueError(
-            f"n_components must be a float in (0, 1) or an int >= 1, got {nc!r}."
-        )
+        raise ValueError(f"n_components must be a float in (0, 1) or an int >= 1, got {nc!r}.")
 
     def _parts(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature non-negative pieces of T² and SPE for standardized rows.
@@ -105,16 +104,17 @@ class PCADetector(Detector):
         into the squared residual of each feature.
         """
         P = self.components_
-        scores = Z @ P
-        back = (scores / np.sqrt(self.explained_variance_)) @ P.T
-        resid = Z - scores @ P.T
+        # Fixed-order products: identical results for any batch size.
+        scores = ordered_matmul(Z, P)
+        back = ordered_matmul(scores / np.sqrt(self.explained_variance_), P.T)
+        resid = Z - ordered_matmul(scores, P.T)
         return back**2, resid**2
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """T²/T²_limit + SPE/SPE_limit per row (higher = more anomalous)."""
         X = self._validate_score_input(X)
         t2, spe = self._parts((X - self.mean_) / self.scale_)
-        return t2.sum(axis=1) / self.t2_limit_ + spe.sum(axis=1) / self.spe_limit_
+        return ordered_sum(t2) / self.t2_limit_ + ordered_sum(spe) / self.spe_limit_
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature share of the combined score (exact decomposition)."""

@@ -40,7 +40,8 @@ __all__ = [
 TOP_K_SENSORS = 3
 
 #: Default debounce (k, n): alert when k of the last n rows exceed the threshold.
-DEFAULT_DEBOUNCE: tuple[int, int] = (1, 1)
+#: 3 of 5 s ignores isolated spikes but adds at most 2 rows of latency.
+DEFAULT_DEBOUNCE: tuple[int, int] = (3, 5)
 
 _MIN_SCALE = 1e-9
 
@@ -99,7 +100,7 @@ class LinePipeline(BaseEstimator):
             )
         all_missing = np.isnan(X).all(axis=0)
         if all_missing.any():
-            names = [s for s, bad in zip(self.sensors, all_missing) if bad]
+            names = [s for s, bad in zip(self.sensors, all_missing, strict=True) if bad]
             raise ValueError(f"Sensors with no reading at all in the training data: {names}.")
         self.n_features_in_ = X.shape[1]
         self.center_ = np.nanmedian(X, axis=0)
@@ -178,7 +179,8 @@ class LinePipeline(BaseEstimator):
             ctx = self._impute(ctx, None)
         n_ctx = self.window - 1
         F, _ = self.features_.transform(
-            self._standardize(X_imp), self._standardize(ctx[ctx.shape[0] - min(n_ctx, ctx.shape[0]) :])
+            self._standardize(X_imp),
+            self._standardize(ctx[ctx.shape[0] - min(n_ctx, ctx.shape[0]) :]),
         )
         history = np.concatenate([ctx, X_imp], axis=0)
         # Keep >= 1 row even for window=1 so forward fill can cross batches.
@@ -297,7 +299,9 @@ def debounce(
     raw = np.asarray(raw_flags, dtype=bool).ravel()
     hist = np.zeros(0, dtype=bool) if history is None else np.asarray(history, dtype=bool).ravel()
     if hist.size > n - 1:
-        raise ValueError(f"Debounce history must hold at most n - 1 = {n - 1} flags, got {hist.size}.")
+        raise ValueError(
+            f"Debounce history must hold at most n - 1 = {n - 1} flags, got {hist.size}."
+        )
     seq = np.concatenate([hist, raw])
     # Integer prefix sums: exact, so the result never depends on batching.
     csum = np.concatenate([[0], np.cumsum(seq, dtype=np.int64)])

@@ -32,7 +32,12 @@ import faust
 import orjson
 
 from lineguard.detectors.processor import RawRecord, TelemetryProcessor, archive_lines
-from lineguard.influx import AsyncInfluxV1Client, InfluxError, InfluxWriteError
+from lineguard.influx import (
+    AsyncInfluxV1Client,
+    InfluxError,
+    InfluxQueryError,
+    InfluxWriteError,
+)
 from lineguard.ingest.dead_letter import DeadLetter, to_headers
 from lineguard.models.registry import Registry
 from lineguard.settings import KafkaSettings, Settings
@@ -204,6 +209,10 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         while True:
             try:
                 await sink.create_database()
+                return
+            except InfluxQueryError as exc:
+                # InfluxDB 2.x/3.x answer but manage buckets themselves.
+                log.warning("CREATE DATABASE refused (%s); assuming it is managed", exc)
                 return
             except Exception as exc:
                 log.warning("InfluxDB not ready (%s); retrying in %.1f s", exc, delay)

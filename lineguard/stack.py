@@ -36,6 +36,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from lineguard.settings import InfluxSettings, KafkaSettings
 
@@ -144,7 +145,10 @@ def free_port(host: str = _HOST) -> int:
 
 def _tail(path: Path, lines: int = 30) -> str:
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as f:
+            # Only the end matters; a long-running server's log can be large.
+            f.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = f.read().decode(errors="replace")
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
@@ -224,7 +228,7 @@ class _ServerProcess:
         self.workdir = Path(workdir) if workdir is not None else None
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: object | None = None
+        self._log_file: IO[bytes] | None = None
 
     # -- to be provided by subclasses ------------------------------------
     def _command(self, binary: Path) -> list[str]:
@@ -364,7 +368,7 @@ class _ServerProcess:
 
     def _close_log(self) -> None:
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
 
     def __enter__(self) -> _ServerProcess:

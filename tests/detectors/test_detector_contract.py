@@ -87,9 +87,7 @@ def test_training_rows_not_kept(fitted: Detector, data: dict[str, np.ndarray]) -
             assert not np.array_equal(value, train), f"{name} stores the training data"
 
 
-def test_scores_higher_on_injected_anomalies(
-    fitted: Detector, data: dict[str, np.ndarray]
-) -> None:
+def test_scores_higher_on_injected_anomalies(fitted: Detector, data: dict[str, np.ndarray]) -> None:
     s_norm = fitted.decision_function(data["normal"])
     s_anom = fitted.decision_function(data["anomalies"])
     assert s_norm.shape == (400,) and s_norm.dtype == np.float64
@@ -98,9 +96,7 @@ def test_scores_higher_on_injected_anomalies(
     assert auc > 0.8, f"{type(fitted).__name__} AUC {auc:.3f}"
 
 
-def test_contributions_shape_and_attribution(
-    fitted: Detector, data: dict[str, np.ndarray]
-) -> None:
+def test_contributions_shape_and_attribution(fitted: Detector, data: dict[str, np.ndarray]) -> None:
     X = data["anomalies"]
     contrib = fitted.contributions(X)
     assert contrib.shape == X.shape

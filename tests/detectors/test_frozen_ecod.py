@@ -11,7 +11,12 @@ from lineguard.detectors import FrozenECOD
 
 def _skewed(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.column_stack(
-        [rng.normal(size=n), rng.exponential(size=n), -rng.exponential(size=n), rng.integers(0, 4, n)]
+        [
+            rng.normal(size=n),
+            rng.exponential(size=n),
+            -rng.exponential(size=n),
+            rng.integers(0, 4, n),
+        ]
     ).astype(float)
 
 

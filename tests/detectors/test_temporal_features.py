@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ def _random_splits(rng: np.random.Generator, n: int) -> list[int]:
 
 def _stream(tf: TemporalFeatures, X: np.ndarray, bounds: list[int]) -> np.ndarray:
     out, ctx = [], None
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         F, ctx = tf.transform(X[lo:hi], ctx)
         assert ctx.shape[0] <= tf.window - 1
         out.append(F)

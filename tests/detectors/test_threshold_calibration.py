@@ -50,12 +50,14 @@ def _normal_line(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.normal(size=(n, 3)) @ mix.T + [10.0, 5.0, -2.0]
 
 
-@pytest.mark.parametrize("name", ["pca", "ecod"])
-def test_train_pipeline_far_on_fresh_normal_data(name: str) -> None:
+@pytest.mark.parametrize("refit", [False, True])
+@pytest.mark.parametrize("name", ["pca", "ecod", "mcd"])
+def test_train_pipeline_far_on_fresh_normal_data(name: str, refit: bool) -> None:
     rng = np.random.default_rng(3)
     X = _normal_line(rng, 4000)
-    pipe, thr, info = train_pipeline(X, ["a", "b", "c"], name, target_far=0.02,
-                                     holdout_fraction=0.5, window=5)
+    pipe, thr, info = train_pipeline(
+        X, ["a", "b", "c"], name, target_far=0.02, holdout_fraction=0.5, window=5, refit=refit
+    )
     assert info["n_fit"] == 2000 and info["n_holdout"] == 2000
     assert info["threshold_method"] == "conformal"
     fresh = _normal_line(rng, 20_000)
@@ -66,7 +68,7 @@ def test_train_pipeline_far_on_fresh_normal_data(name: str) -> None:
 def test_holdout_is_the_most_recent_rows() -> None:
     rng = np.random.default_rng(4)
     X = _normal_line(rng, 400)
-    pipe, thr, info = train_pipeline(X, ["a", "b", "c"], "pca", 0.05, 0.25, window=4)
+    pipe, thr, info = train_pipeline(X, ["a", "b", "c"], "pca", 0.05, 0.25, window=4, refit=False)
     n_fit = info["n_fit"]
     assert n_fit == 400 - math.ceil(0.25 * 400)
     hold = pipe.decision_function(X[n_fit:], X[n_fit - 3 : n_fit])

@@ -153,13 +153,13 @@ def test_servers_standalone_start_stop() -> None:
 
 
 @pytest.mark.integration
-def test_fixed_port_clash_is_reported() -> None:
+def test_fixed_port_clash_is_reported(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         port = blocker.getsockname()[1]
         # Not listening, so connects are refused but the bind still clashes.
         with pytest.raises(StackError, match=r"(?i)address.*in use"):
-            InfluxServer(port=port).start(timeout=10)
+            InfluxServer(workdir=tmp_path, port=port).start(timeout=10)
 
 
 @pytest.mark.integration
@@ -276,9 +276,13 @@ def test_kafka_outage_through_proxy() -> None:
             during.get(timeout=20)  # the buffered record is delivered after resume
         finally:
             producer.close()
-        consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, consumer_timeout_ms=5000)
+        consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
         consumer.assign([TopicPartition(topic, 0)])
         consumer.seek_to_beginning()
-        values = [record.value for record in consumer]
+        values: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(values) < 3 and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                values.extend(record.value for record in batch)
         consumer.close()
         assert values == [b"before", b"during", b"after"]
