@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
 from lineguard.detectors.scoring import ScoringState, score_batch
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
@@ -28,6 +29,7 @@ from lineguard.models.registry import ModelBundle, Registry, RegistryError
 
 __all__ = [
     "ALERT_SCHEMA",
+    "INCIDENT_MEASUREMENT",
     "RESULT_MEASUREMENT",
     "TELEMETRY_MEASUREMENT",
     "LineResult",
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RESULT_MEASUREMENT = "lineguard_score"
 TELEMETRY_MEASUREMENT = "lineguard_telemetry"
+INCIDENT_MEASUREMENT = "lineguard_incident"
 ALERT_SCHEMA = "lineguard.alert.v1"
 # How often a worker looks for a newly activated model version of a line.
 MODEL_CHECK_INTERVAL_S = 1.0
@@ -77,9 +80,11 @@ class Outcome:
 
     influx_lines: list[str] = field(default_factory=list)
     alerts: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    incidents: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     results: list[LineResult] = field(default_factory=list)
     frames_scored: int = 0
+    lines: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -107,6 +112,9 @@ class TelemetryProcessor:
         self.registry = registry
         self.top_k = top_k
         self._served: dict[str, _Served] = {}
+        self._incidents: dict[str, IncidentState] = {}
+        # Line state restored from the worker's table, waiting for its model.
+        self._restored: dict[str, dict[str, Any]] = {}
 
     # -- model routing ---------------------------------------------------
     def _model_for(self, line: str, now: float) -> _Served | None:
@@ -126,8 +134,40 @@ class TelemetryProcessor:
             log.info("line %s: switching model %s -> %s", line, served.bundle.version, active)
         # Debounce state belongs to a threshold, so a new version starts afresh.
         served = _Served(bundle=bundle, checked_at=now)
+        restored = self._restored.pop(line, None)
+        if restored and restored.get("model_version") == active and restored.get("scoring"):
+            served.state = ScoringState.from_dict(restored["scoring"])
+            served.alerting = bool(restored.get("alerting", False))
         self._served[line] = served
         return served
+
+    # -- state that must survive restarts and rebalances ------------------
+    def knows(self, line: str) -> bool:
+        """Whether this processor already holds (or awaits) state for ``line``."""
+        return line in self._served or line in self._incidents or line in self._restored
+
+    def export_state(self, line: str) -> dict[str, Any]:
+        """A line's scoring, alert and incident state as a JSON-friendly dict."""
+        served = self._served.get(line)
+        incident = self._incidents.get(line, IncidentState())
+        return {
+            "model_version": served.bundle.version if served else None,
+            "scoring": served.state.to_dict() if served and served.state else None,
+            "alerting": served.alerting if served else False,
+            "incident": incident.to_dict(),
+        }
+
+    def restore_state(self, line: str, state: dict[str, Any]) -> None:
+        """Resume a line from :meth:`export_state` output (after a restart)."""
+        self._incidents[line] = IncidentState.from_dict(state.get("incident"))
+        self._served.pop(line, None)
+        self._restored[line] = state
+
+    def forget(self) -> None:
+        """Drop all line state (partitions were revoked; the table has it)."""
+        self._served.clear()
+        self._incidents.clear()
+        self._restored.clear()
 
     def active_models(self) -> dict[str, str]:
         """Line -> model version currently served."""
@@ -238,6 +278,8 @@ class TelemetryProcessor:
             )
         )
         self._alerts(served, site, line, time_us, result, top, is_historical, outcome)
+        self._track_incidents(served, site, line, time_us, result, top, outcome)
+        outcome.lines.add(line)
         outcome.results.append(
             LineResult(
                 site=site,
@@ -283,6 +325,59 @@ class TelemetryProcessor:
                 "historical": bool(historical[i]),
             }
             outcome.alerts.append((line.encode(), message))
+
+    def _track_incidents(
+        self,
+        served: _Served,
+        site: str,
+        line: str,
+        time_us: np.ndarray,
+        result: Any,
+        top: list[str],
+        outcome: Outcome,
+    ) -> None:
+        state, events = track_incidents(
+            self._incidents.get(line, IncidentState()),
+            line=line,
+            time_us=time_us,
+            anomaly=result.anomaly,
+            score=result.score,
+            threshold=served.bundle.threshold,
+            top_sensors=top,
+            model_version=served.bundle.version,
+        )
+        self._incidents[line] = state
+        latest: dict[str, IncidentEvent] = {}
+        for event in events:
+            outcome.incidents.append((line.encode(), event.to_message(site)))
+            latest[event.incident_id] = event
+        outcome.influx_lines.extend(incident_point(e, site) for e in latest.values())
+
+
+def incident_point(event: IncidentEvent, site: str) -> str:
+    """An incident as one InfluxDB point at its start time.
+
+    Every open/update/close rewrites the same point (same tags, same time),
+    so the measurement holds one point per incident in its latest state;
+    Grafana draws it as a region annotation from ``time`` to ``end_us``.
+    """
+    return encode_points(
+        INCIDENT_MEASUREMENT,
+        {"site": site, "line": event.line},
+        {
+            "incident_id": np.array([event.incident_id], dtype=object),
+            "state": np.array([event.state], dtype=object),
+            "severity": np.array([event.severity], dtype=object),
+            "peak_score": np.array([event.peak_score]),
+            "threshold": np.array([event.threshold]),
+            "end_us": np.array([event.end_us], dtype=np.int64),
+            "duration_s": np.array([event.duration_s]),
+            "frames": np.array([event.frames], dtype=np.int64),
+            "top_sensors": np.array([",".join(event.top_sensors)], dtype=object),
+            "model_version": np.array([event.model_version], dtype=object),
+        },
+        np.array([event.start_us * 1000], dtype=np.int64),
+    )
 
 
 def archive_lines(records: Sequence[RawRecord]) -> tuple[list[str], int]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from lineguard.influx import (
     InfluxError,
     InfluxQueryError,
     InfluxWriteError,
+    encode_point,
 )
 from lineguard.ingest.dead_letter import DeadLetter, to_headers
 from lineguard.models.registry import Registry
@@ -60,8 +63,24 @@ class WorkerStats:
         self.frames = 0
         self.dead_letters = 0
         self.alerts = 0
+        self.incidents = 0
         self.write_retries = 0
+        self.write_errors = 0
         self.batches = 0
+        self.batch_ms = 0.0
+        self.started = time.monotonic()
+        self._last_frames = 0
+        self._last_at = time.monotonic()
+
+    def frames_per_s(self) -> float:
+        """Scored (or archived) frames per second since the last call."""
+        now = time.monotonic()
+        rate = (self.frames - self._last_frames) / max(now - self._last_at, 1e-9)
+        self._last_frames, self._last_at = self.frames, now
+        return rate
+
+
+WORKER_MEASUREMENT = "lineguard_worker"
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
@@ -103,6 +122,7 @@ def ensure_topics(settings: Settings) -> None:
             settings.topics.telemetry,
             settings.topics.dead_letter,
             settings.topics.alerts,
+            settings.topics.incidents,
         ]
         missing = [
             NewTopic(name, num_partitions=settings.topics.partitions, replication_factor=1)
@@ -148,6 +168,7 @@ async def _write_until_accepted(
             return None
         except InfluxWriteError as exc:
             if exc.status == 400:
+                stats.write_errors += 1
                 return exc
             error: Exception = exc
         except (InfluxError, OSError, asyncio.TimeoutError) as exc:
@@ -188,6 +209,24 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         settings.topics.dead_letter, key_serializer="raw", value_serializer="raw"
     )
     alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
+    incidents_topic = app.topic(
+        settings.topics.incidents, key_serializer="raw", value_serializer="raw"
+    )
+    # Per-line scoring, alert and incident state, changelogged so it survives
+    # restarts and rebalances. Keys are the line's Kafka key and the producer's
+    # partitioner places them, so a line's state lives in the changelog
+    # partition numbered like its telemetry partition.
+    line_state: Any = None
+    if role == "score":
+        line_state = app.Table(
+            "line-state",
+            default=None,
+            key_type=bytes,  # the app's serializers are raw bytes
+            value_type=bytes,
+            partitions=settings.topics.partitions,
+            use_partitioner=True,
+        )
+    worker_tag = f"{socket.gethostname()}-{os.getpid()}"
     stats = WorkerStats()
     sink = AsyncInfluxV1Client(settings.influx)
     processor = TelemetryProcessor(Registry(settings.registry_dir))
@@ -219,20 +258,61 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    @app.timer(interval=10.0)
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Another worker may own these lines now; our copy would go stale.
+        processor.forget()
+
+    async def consumer_lag() -> int:
+        lag = 0
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != settings.topics.telemetry:
+                continue
+            position = await consumer.position(tp)
+            if position is not None:
+                lag += max(consumer.highwater(tp) - position, 0)
+        return lag
+
+    @app.timer(interval=5.0)
     async def report() -> None:
-        log.info(
-            "%s: %d records, %d frames, %d dead letters, %d alerts, %d write retries",
-            role,
-            stats.records,
-            stats.frames,
-            stats.dead_letters,
-            stats.alerts,
-            stats.write_retries,
+        try:
+            lag = await consumer_lag()
+        except Exception:  # not assigned yet, or rebalancing
+            lag = -1
+        fields = {
+            "records": stats.records,
+            "frames": stats.frames,
+            "dead_letters": stats.dead_letters,
+            "alerts": stats.alerts,
+            "incidents": stats.incidents,
+            "write_retries": stats.write_retries,
+            "write_errors": stats.write_errors,
+            "batch_ms": stats.batch_ms,
+            "frames_per_s": stats.frames_per_s(),
+            "lag": lag,
+            "uptime_s": time.monotonic() - stats.started,
+            "models": ",".join(f"{k}:{v}" for k, v in sorted(processor.active_models().items())),
+        }
+        point = encode_point(
+            WORKER_MEASUREMENT, {"worker": worker_tag, "role": role}, fields, time.time_ns()
         )
+        try:
+            await sink.write(point)
+        except Exception as exc:  # metrics must never stop the worker
+            log.debug("worker metrics not written: %s", exc)
+        log.info("%s: %s", role, {k: v for k, v in fields.items() if k != "models"})
 
     async def handle_score(events: Sequence[Any]) -> None:
         records = _records(events)
+        # Resume lines this worker has not seen since it started or was
+        # assigned their partitions.
+        for key in {r.key for r in records if r.key}:
+            line = key.decode("utf-8", "replace")
+            if not processor.knows(line):
+                saved = line_state.get(key)
+                if saved:
+                    processor.restore_state(line, orjson.loads(saved))
         # Scoring is CPU-bound: off the event loop, so heartbeats keep flowing.
         outcome = await asyncio.to_thread(processor.process, records)
         refused = await _write_until_accepted(sink, outcome.influx_lines, stats)
@@ -252,10 +332,16 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         pending = [
             await alerts_topic.send(key=key, value=orjson.dumps(alert))
             for key, alert in outcome.alerts
+        ] + [
+            await incidents_topic.send(key=key, value=orjson.dumps(incident))
+            for key, incident in outcome.incidents
         ]
         for fut in pending:
             await fut
-        stats.alerts += len(pending)
+        for line in outcome.lines:
+            line_state[line.encode()] = orjson.dumps(processor.export_state(line))
+        stats.alerts += len(outcome.alerts)
+        stats.incidents += len(outcome.incidents)
         stats.frames += outcome.frames_scored
 
     async def handle_archive(events: Sequence[Any]) -> None:
@@ -263,6 +349,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         refused = await _write_until_accepted(sink, lines, stats)
         if refused is not None:
             log.error("InfluxDB refused raw telemetry of %d records: %s", len(events), refused)
+        stats.frames += sum(line.count("\n") + 1 for line in lines)
 
     handle = handle_score if role == "score" else handle_archive
 
@@ -283,6 +370,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 await stream.ack(event)
             stats.records += len(events)
             stats.batches += 1
+            stats.batch_ms = 1e3 * (time.perf_counter() - started)
             log.debug(
                 "%s batch of %d in %.1f ms",
                 role,

@@ -80,6 +80,7 @@ class TopicSettings(BaseSettings):
     telemetry: str = "lineguard.telemetry"
     dead_letter: str = "lineguard.telemetry.dlq"
     alerts: str = "lineguard.alerts"
+    incidents: str = "lineguard.incidents"
     partitions: int = 4
 
 

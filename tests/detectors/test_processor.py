@@ -143,3 +143,38 @@ def test_archive_lines_store_every_sensor_of_valid_records(run) -> None:
     points = "\n".join(lines).splitlines()
     assert len(points) == 100
     assert "Volume\\ Flow\\ RateRMS=" in points[0]
+
+
+def test_the_fault_becomes_one_incident_written_as_one_point(registry, run) -> None:
+    processor = TelemetryProcessor(registry)
+    messages, points = [], []
+    for start in range(0, len(run), 100):
+        recs = records(run)[start // 50 : start // 50 + 2]
+        outcome = processor.process(recs)
+        messages += [m for _, m in outcome.incidents]
+        points += [p for p in outcome.influx_lines if p.startswith("lineguard_incident")]
+    opened = [m for m in messages if m["event"] == "open"]
+    fault = run.time_us[run.anomaly.astype(bool)]
+    inside = [m for m in opened if fault[0] - 60_000_000 <= m["start_us"] <= fault[-1]]
+    assert len(inside) == 1, [m["start_us"] for m in opened]
+    assert len(opened) <= 4  # the default model on this run: no alert storm
+    assert all(m["severity"] in {"minor", "major", "critical"} for m in messages)
+    assert points and all('incident_id="valve1-0-' in p for p in points)
+
+
+def test_exported_state_resumes_a_line_exactly(registry, run) -> None:
+    recs = records(run)
+    one = TelemetryProcessor(registry)
+    first = [one.process(recs[i : i + 3]) for i in range(0, len(recs), 3)]
+    two = TelemetryProcessor(registry)
+    second = [two.process(recs[:6])]
+    state = two.export_state("valve1-0")
+    three = TelemetryProcessor(registry)  # a restarted worker
+    three.restore_state("valve1-0", state)
+    assert three.knows("valve1-0")
+    second += [three.process(recs[i : i + 3]) for i in range(6, len(recs), 3)]
+    a = np.concatenate([r.score for o in first for r in o.results])
+    b = np.concatenate([r.score for o in second for r in o.results])
+    np.testing.assert_allclose(a, b)
+    ids = lambda outs: [m["incident_id"] for o in outs for _, m in o.incidents]  # noqa: E731
+    assert ids(first) == ids(second)

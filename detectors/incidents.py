@@ -1,0 +1,236 @@
+"""Incidents: what plant QA acts on, built from a line's alert frames.
+
+A fault rarely keeps every frame above threshold: a valve chatters, a score
+hovers near the limit. Paging once per crossing would bury QA in dozens of
+alerts for one problem. An incident therefore opens at the first alert frame
+and closes only after the line has been quiet for ``close_after_s`` seconds
+of *data time* (hysteresis). Data time, not wall-clock time, makes the result
+the same whether a line is scored live, replayed, or re-scored after a crash.
+
+Each incident carries its start, end, peak score, a severity band (peak score
+relative to the threshold) and the sensors that drove it, ranked by how much
+they contributed over all its alert frames. The tracker is a pure function of
+(state, frames); its state is a small JSON-friendly dict so the worker can
+keep it in a changelogged table and resume after a restart or rebalance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CLOSE_AFTER_S",
+    "IncidentEvent",
+    "IncidentState",
+    "severity_band",
+    "track_incidents",
+]
+
+#: A line must stay quiet this long (data time) before its incident closes:
+#: a fault that comes back within a minute is the same problem to QA.
+CLOSE_AFTER_S = 60.0
+#: Severity bands by peak score / threshold: below 2 minor, below 5 major.
+SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((2.0, "minor"), (5.0, "major"))
+TOP_SENSORS = 3
+# Weights of a frame's 1st, 2nd and 3rd contributing sensor when ranking an
+# incident's sensors.
+_RANK_WEIGHTS = (3.0, 2.0, 1.0)
+
+
+def severity_band(peak_score: float, threshold: float) -> str:
+    """``minor``, ``major`` or ``critical`` by how far the peak exceeds the threshold."""
+    ratio = peak_score / threshold if threshold > 0 else float("inf")
+    for limit, name in SEVERITY_BANDS:
+        if ratio < limit:
+            return name
+    return "critical"
+
+
+@dataclass
+class IncidentState:
+    """A line's incident tracking state.
+
+    Attributes
+    ----------
+    last_time_us : int
+        Newest frame time seen; older frames (replays after a crash) are
+        skipped, so an incident is never counted twice.
+    open : dict or None
+        The open incident: ``start_us``, ``last_alert_us``, ``peak_score``,
+        ``threshold``, ``frames``, ``sensor_weights`` and ``model_version``.
+    """
+
+    last_time_us: int = -1
+    open: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, for the worker's changelogged table."""
+        return {"last_time_us": self.last_time_us, "open": self.open}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> IncidentState:
+        """Inverse of :meth:`to_dict`; ``None`` gives a fresh state."""
+        if not data:
+            return cls()
+        return cls(last_time_us=int(data.get("last_time_us", -1)), open=data.get("open"))
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """An incident as it stands after an ``open``, ``update`` or ``close``."""
+
+    kind: str
+    line: str
+    incident_id: str
+    start_us: int
+    end_us: int
+    peak_score: float
+    threshold: float
+    severity: str
+    frames: int
+    top_sensors: tuple[str, ...]
+    model_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """``closed`` after a close event, else ``open``."""
+        return "closed" if self.kind == "close" else "open"
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the first to the last alert frame."""
+        return (self.end_us - self.start_us) / 1e6
+
+    def to_message(self, site: str) -> dict[str, Any]:
+        """The incidents-topic message (``lineguard.incident.v1``)."""
+        return {
+            "schema": "lineguard.incident.v1",
+            "event": self.kind,
+            "state": self.state,
+            "site": site,
+            "line": self.line,
+            "incident_id": self.incident_id,
+            "start_us": self.start_us,
+            "end_us": self.end_us,
+            "duration_s": self.duration_s,
+            "peak_score": self.peak_score,
+            "threshold": self.threshold,
+            "severity": self.severity,
+            "frames": self.frames,
+            "top_sensors": list(self.top_sensors),
+            "model_version": self.model_version,
+        }
+
+
+def _event(kind: str, line: str, inc: dict[str, Any]) -> IncidentEvent:
+    weights = inc["sensor_weights"]
+    ranked = sorted(weights, key=lambda s: (-weights[s], s))[:TOP_SENSORS]
+    return IncidentEvent(
+        kind=kind,
+        line=line,
+        incident_id=f"{line}-{inc['start_us']}",
+        start_us=int(inc["start_us"]),
+        end_us=int(inc["last_alert_us"]),
+        peak_score=float(inc["peak_score"]),
+        threshold=float(inc["threshold"]),
+        severity=severity_band(float(inc["peak_score"]), float(inc["threshold"])),
+        frames=int(inc["frames"]),
+        top_sensors=tuple(ranked),
+        model_version=str(inc["model_version"]),
+    )
+
+
+def track_incidents(
+    state: IncidentState,
+    *,
+    line: str,
+    time_us: np.ndarray,
+    anomaly: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    top_sensors: Sequence[str],
+    model_version: str,
+    close_after_s: float = CLOSE_AFTER_S,
+) -> tuple[IncidentState, list[IncidentEvent]]:
+    """Advance a line's incident state over one micro-batch of scored frames.
+
+    Parameters
+    ----------
+    state : IncidentState
+        The line's state before these frames (not modified).
+    line : str
+        The line id; incident ids are ``<line>-<start_us>``, stable across
+        replays.
+    time_us, anomaly, score : ndarray, shape (n,)
+        Frame times, debounced alert flags and anomaly scores, in order.
+    threshold : float
+        The model's threshold, for the severity band.
+    top_sensors : sequence of str, length n
+        Each frame's contributing sensors, comma-separated, most first.
+    model_version : str
+        The version that scored the frames.
+    close_after_s : float
+        Hysteresis: quiet data time before an incident closes.
+
+    Returns
+    -------
+    new_state : IncidentState
+    events : list of IncidentEvent
+        ``open`` and ``close`` events in order, and one ``update`` at the end
+        of the batch for an incident that stays open and grew.
+    """
+    close_after_us = int(close_after_s * 1e6)
+    inc = (
+        None
+        if state.open is None
+        else {**state.open, "sensor_weights": dict(state.open["sensor_weights"])}
+    )
+    last_time = state.last_time_us
+    events: list[IncidentEvent] = []
+    grew = False
+    times = np.asarray(time_us, dtype=np.int64).tolist()
+    flags = np.asarray(anomaly, dtype=bool).tolist()
+    scores = np.asarray(score, dtype=np.float64).tolist()
+    for i, t in enumerate(times):
+        if t <= last_time:
+            continue  # already seen: a replay after a crash or a duplicate
+        last_time = t
+        if inc is not None and t - inc["last_alert_us"] > close_after_us:
+            events.append(_event("close", line, inc))
+            inc, grew = None, False
+        if not flags[i]:
+            continue
+        if inc is None:
+            inc = {
+                "start_us": t,
+                "last_alert_us": t,
+                "peak_score": scores[i],
+                "threshold": float(threshold),
+                "frames": 0,
+                "sensor_weights": {},
+                "model_version": model_version,
+            }
+            opened = True
+        else:
+            opened = False
+        inc["last_alert_us"] = t
+        inc["frames"] += 1
+        inc["peak_score"] = max(inc["peak_score"], scores[i])
+        inc["model_version"] = model_version
+        for weight, name in zip(
+            _RANK_WEIGHTS, top_sensors[i].split(",") if top_sensors[i] else (), strict=False
+        ):
+            inc["sensor_weights"][name] = inc["sensor_weights"].get(name, 0.0) + weight
+        if opened:
+            events.append(_event("open", line, inc))
+            grew = False
+        else:
+            grew = True
+    if inc is not None and grew:
+        events.append(_event("update", line, inc))
+    return IncidentState(last_time_us=last_time, open=inc), events
