@@ -187,6 +187,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         raise ValueError(f"role must be 'score' or 'archive'; got {role!r}")
     app_id = settings.worker_id if role == "score" else f"{settings.worker_id}-archive"
     brokers = [f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap_servers.split(",")]
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
         broker=brokers,
@@ -194,6 +195,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=str(settings.state_dir / app_id),
         web_enabled=False,
         # A short session keeps consumer-group joins quick (the broker holds
         # a join for about half the session timeout).

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     site: str = "site-1"
     registry_dir: Path = Path("registry")
     worker_id: str = "lineguard-worker"
+    # Where a worker keeps its local Faust state (table offsets, leader
+    # election files): per host, never inside the source tree.
+    state_dir: Path = Path.home() / ".local" / "state" / "lineguard"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -674,6 +674,7 @@ class LocalStack:
         return {
             "LINEGUARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "LINEGUARD_INFLUX_URL": self.influx_url,
+            "LINEGUARD_STATE_DIR": str(Path(self.workdir) / "state"),
         }
 
     def kafka_settings(self) -> KafkaSettings:

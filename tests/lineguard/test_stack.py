@@ -103,6 +103,7 @@ def test_local_stack_env_and_readiness(local_stack: LocalStack) -> None:
     assert env == {
         "LINEGUARD_KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka_bootstrap,
         "LINEGUARD_INFLUX_URL": local_stack.influx_url,
+        "LINEGUARD_STATE_DIR": str(local_stack.workdir / "state"),
     }
     host, port = local_stack.kafka_bootstrap.split(":")
     assert kafka_metadata_ok(host, int(port))
