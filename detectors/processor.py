@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
+from lineguard.detectors.model_updates import carry_state, load_announced, shadow_lines
 from lineguard.detectors.scoring import ScoringState, score_batch
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
@@ -85,6 +87,10 @@ class Outcome:
     results: list[LineResult] = field(default_factory=list)
     frames_scored: int = 0
     lines: set[str] = field(default_factory=set)
+    # Records dropped as copies of an already processed (gateway, seq).
+    duplicates: int = 0
+    # Alert edges at historical (late, buffered) frames: not published.
+    historical_alerts_suppressed: int = 0
 
 
 @dataclass
@@ -108,20 +114,32 @@ class TelemetryProcessor:
         How many contributing sensors to report per frame.
     """
 
-    def __init__(self, registry: Registry, top_k: int = 3) -> None:
+    def __init__(self, registry: Registry, top_k: int = 3, updates: Any = None) -> None:
         self.registry = registry
         self.top_k = top_k
+        # Model announcements (lineguard.detectors.model_updates.ModelUpdates);
+        # None: follow the registry's ACTIVE files only, and no shadows.
+        self.updates = updates
         self._served: dict[str, _Served] = {}
+        self._shadows: dict[str, _Served] = {}
         self._incidents: dict[str, IncidentState] = {}
+        # Per line: (gateway, seq) already processed, to drop resent copies.
+        self._seen: dict[str, SeenSequences] = {}
         # Line state restored from the worker's table, waiting for its model.
         self._restored: dict[str, dict[str, Any]] = {}
 
     # -- model routing ---------------------------------------------------
     def _model_for(self, line: str, now: float) -> _Served | None:
         served = self._served.get(line)
-        if served is not None and now - served.checked_at < MODEL_CHECK_INTERVAL_S:
+        # An announced version (models topic) wins over the ACTIVE file and is
+        # looked up every batch: a promotion switches at the next micro-batch.
+        announced = self.updates.active(line) if self.updates is not None else None
+        if served is not None and announced is not None:
+            if announced.version == served.bundle.version:
+                return served
+        elif served is not None and now - served.checked_at < MODEL_CHECK_INTERVAL_S:
             return served
-        active = self.registry.active_version(line)
+        active = announced.version if announced is not None else self.registry.active_version(line)
         if active is None:
             if served is not None:
                 served.checked_at = now  # keep serving the last model we had
@@ -129,11 +147,25 @@ class TelemetryProcessor:
         if served is not None and served.bundle.version == active:
             served.checked_at = now
             return served
-        bundle = self.registry.load(line, active)
+        try:
+            bundle = load_announced(self.registry, line, active, announced)
+        except (RegistryError, OSError, ValueError, RuntimeError):
+            if served is None or self.updates is None:
+                raise
+            # Never drop a working model for one that fails verification.
+            if not self.updates.refused(line, active):  # log once, not every second
+                log.exception(
+                    "line %s: refusing %s; keeping %s", line, active, served.bundle.version
+                )
+            self.updates.refuse(line, active)
+            served.checked_at = now
+            return served
+        old_state = served.state if served is not None else None
         if served is not None:
             log.info("line %s: switching model %s -> %s", line, served.bundle.version, active)
-        # Debounce state belongs to a threshold, so a new version starts afresh.
-        served = _Served(bundle=bundle, checked_at=now)
+        carried = carry_state(served.bundle if served else None, bundle, old_state)
+        alerting = served.alerting if served is not None and carried is not None else False
+        served = _Served(bundle=bundle, checked_at=now, state=carried, alerting=alerting)
         restored = self._restored.pop(line, None)
         if restored and restored.get("model_version") == active and restored.get("scoring"):
             served.state = ScoringState.from_dict(restored["scoring"])
@@ -144,7 +176,12 @@ class TelemetryProcessor:
     # -- state that must survive restarts and rebalances ------------------
     def knows(self, line: str) -> bool:
         """Whether this processor already holds (or awaits) state for ``line``."""
-        return line in self._served or line in self._incidents or line in self._restored
+        return (
+            line in self._served
+            or line in self._incidents
+            or line in self._restored
+            or line in self._seen
+        )
 
     def export_state(self, line: str) -> dict[str, Any]:
         """A line's scoring, alert and incident state as a JSON-friendly dict."""
@@ -155,18 +192,22 @@ class TelemetryProcessor:
             "scoring": served.state.to_dict() if served and served.state else None,
             "alerting": served.alerting if served else False,
             "incident": incident.to_dict(),
+            "seen": self._seen[line].to_dict() if line in self._seen else {},
         }
 
     def restore_state(self, line: str, state: dict[str, Any]) -> None:
         """Resume a line from :meth:`export_state` output (after a restart)."""
         self._incidents[line] = IncidentState.from_dict(state.get("incident"))
+        self._seen[line] = SeenSequences(state.get("seen"))
         self._served.pop(line, None)
         self._restored[line] = state
 
     def forget(self) -> None:
         """Drop all line state (partitions were revoked; the table has it)."""
         self._served.clear()
+        self._shadows.clear()
         self._incidents.clear()
+        self._seen.clear()
         self._restored.clear()
 
     def active_models(self) -> dict[str, str]:
@@ -181,11 +222,22 @@ class TelemetryProcessor:
         """
         outcome = Outcome()
         by_line: dict[str, list[tuple[RawRecord, TelemetryBatch]]] = {}
+        now_us = time.time_ns() // 1000
         for record in records:
             try:
                 batch = decode(record.value)
             except InvalidRecord as exc:
                 outcome.dead_letters.append(_dead(record, str(exc), "decode"))
+                continue
+            skew = future_frames_reason(batch.time_us, now_us)
+            if skew is not None:
+                outcome.dead_letters.append(_dead(record, skew, "admit"))
+                continue
+            seen = self._seen.get(batch.line)
+            if seen is None:
+                seen = self._seen[batch.line] = SeenSequences()
+            if not seen.admit(batch.gateway, batch.seq):
+                outcome.duplicates += 1  # a resent copy: already scored and stored
                 continue
             by_line.setdefault(batch.line, []).append((record, batch))
 
@@ -278,7 +330,9 @@ class TelemetryProcessor:
             )
         )
         self._alerts(served, site, line, time_us, result, top, is_historical, outcome)
-        self._track_incidents(served, site, line, time_us, result, top, outcome)
+        self._track_incidents(served, site, line, time_us, result, top, outcome, is_historical)
+        if self.updates is not None:
+            self._score_shadow(line, bundle.version, items, time_us, is_historical, outcome)
         outcome.lines.add(line)
         outcome.results.append(
             LineResult(
@@ -293,6 +347,49 @@ class TelemetryProcessor:
             )
         )
         outcome.frames_scored += len(time_us)
+
+    def _score_shadow(
+        self,
+        line: str,
+        active_version: str,
+        items: list[tuple[RawRecord, TelemetryBatch]],
+        time_us: np.ndarray,
+        historical: np.ndarray,
+        outcome: Outcome,
+    ) -> None:
+        """Score the same frames with the line's shadow version, if any: points
+        under its own version tag and ``role=shadow``; no alerts, no incidents."""
+        announced = self.updates.shadow(line)
+        if announced is None or announced.version == active_version:
+            self._shadows.pop(line, None)
+            return
+        shadow = self._shadows.get(line)
+        try:
+            if shadow is None or shadow.bundle.version != announced.version:
+                bundle = load_announced(self.registry, line, announced.version, announced)
+                shadow = self._shadows[line] = _Served(bundle=bundle, checked_at=0.0)
+            blocks = []
+            for _, batch in items:
+                X = self._aligned(shadow, batch)
+                blocks.append(X if X is not None else np.full((batch.n_frames, 1), np.nan))
+            if any(b.shape[1] != len(shadow.bundle.sensors) for b in blocks):
+                return  # a record the shadow cannot read; the active path handled it
+            if sum(b.shape[0] for b in blocks) != len(time_us):
+                return  # the active path dropped records; keep both on the same frames
+            encoded, shadow.state, _ = shadow_lines(
+                shadow.bundle,
+                np.concatenate(blocks),
+                shadow.state,
+                time_us,
+                historical,
+                items[0][1].site,
+                line,
+            )
+            outcome.influx_lines.append(encoded)
+        except Exception:  # a candidate must never disturb live scoring
+            log.exception("line %s: shadow %s failed; stopping it", line, announced.version)
+            self.updates.refuse(line, announced.version)
+            self._shadows.pop(line, None)
 
     def _alerts(
         self,
@@ -312,6 +409,11 @@ class TelemetryProcessor:
         edges = np.flatnonzero(flags != previous)
         served.alerting = bool(flags[-1])
         for i in edges.tolist():
+            if historical[i]:
+                # Late (buffered) frames are scored and stored, and their
+                # alert state is in the points, but paging now would be wrong.
+                outcome.historical_alerts_suppressed += 1
+                continue
             message = {
                 "schema": ALERT_SCHEMA,
                 "state": "raised" if flags[i] else "cleared",
@@ -335,6 +437,7 @@ class TelemetryProcessor:
         result: Any,
         top: list[str],
         outcome: Outcome,
+        historical: np.ndarray | None = None,
     ) -> None:
         state, events = track_incidents(
             self._incidents.get(line, IncidentState()),
@@ -349,7 +452,13 @@ class TelemetryProcessor:
         self._incidents[line] = state
         latest: dict[str, IncidentEvent] = {}
         for event in events:
-            outcome.incidents.append((line.encode(), event.to_message(site)))
+            message = event.to_message(site)
+            if historical is not None:
+                # Incidents are QA records, so late frames still open and
+                # close them; the flag tells consumers it is not live news.
+                at = np.flatnonzero(time_us == event.end_us)
+                message["historical"] = bool(historical[at[-1]]) if at.size else False
+            outcome.incidents.append((line.encode(), message))
             latest[event.incident_id] = event
         outcome.influx_lines.extend(incident_point(e, site) for e in latest.values())
 

@@ -33,6 +33,8 @@ from typing import Any
 import faust
 import orjson
 
+from lineguard.detectors.feedback_worker import FeedbackConsumer
+from lineguard.detectors.model_updates import ModelUpdates
 from lineguard.detectors.processor import RawRecord, TelemetryProcessor, archive_lines
 from lineguard.influx import (
     AsyncInfluxV1Client,
@@ -41,7 +43,8 @@ from lineguard.influx import (
     InfluxWriteError,
     encode_point,
 )
-from lineguard.ingest.dead_letter import DeadLetter, to_headers
+from lineguard.ingest.dead_letter import DeadLetter, fit_for_topic
+from lineguard.models.announce import ensure_models_topic
 from lineguard.models.registry import Registry
 from lineguard.settings import KafkaSettings, Settings
 
@@ -66,6 +69,9 @@ class WorkerStats:
         self.incidents = 0
         self.write_retries = 0
         self.write_errors = 0
+        # Resent copies dropped by (gateway, seq); alert edges at late frames.
+        self.duplicates = 0
+        self.historical_alerts_suppressed = 0
         self.batches = 0
         self.batch_ms = 0.0
         self.started = time.monotonic()
@@ -115,6 +121,7 @@ def ensure_topics(settings: Settings) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    ensure_models_topic(settings)  # compacted, one partition: created apart
     admin = KafkaAdminClient(client_id="lineguard-admin", **settings.kafka.kafka_python_config())
     try:
         existing = set(admin.list_topics())
@@ -123,6 +130,7 @@ def ensure_topics(settings: Settings) -> None:
             settings.topics.dead_letter,
             settings.topics.alerts,
             settings.topics.incidents,
+            settings.topics.feedback,
         ]
         missing = [
             NewTopic(name, num_partitions=settings.topics.partitions, replication_factor=1)
@@ -231,13 +239,25 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
     worker_tag = f"{socket.gethostname()}-{os.getpid()}"
     stats = WorkerStats()
     sink = AsyncInfluxV1Client(settings.influx)
-    processor = TelemetryProcessor(Registry(settings.registry_dir))
+    # Scoring workers follow model announcements (promote/rollback/shadow) and
+    # store QA feedback, each in a background thread of its own.
+    updates = ModelUpdates(settings) if role == "score" else None
+    processor = TelemetryProcessor(Registry(settings.registry_dir), updates=updates)
+
+    if updates is not None:
+
+        @app.task
+        async def follow_models_and_feedback() -> None:
+            updates.start()
+            FeedbackConsumer(settings).start()
 
     async def publish_dead_letters(letters: list[DeadLetter]) -> None:
-        pending = [
-            await dead_letter_topic.send(key=d.key, value=d.value, headers=to_headers(d))
-            for d in letters
-        ]
+        pending = []
+        for d in letters:
+            fitted, headers = fit_for_topic(d)  # an oversized record must not block us
+            pending.append(
+                await dead_letter_topic.send(key=fitted.key, value=fitted.value, headers=headers)
+            )
         for fut in pending:
             await fut  # stored by the broker before the source offset is committed
         stats.dead_letters += len(letters)
@@ -276,12 +296,27 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 lag += max(consumer.highwater(tp) - position, 0)
         return lag
 
+    def uncommitted() -> int:
+        # Records on the broker past the last committed offset: grows while
+        # the sink is down (nothing is committed), whatever was prefetched.
+        consumer = app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic == settings.topics.telemetry:
+                committed = consumer._committed_offset.get(tp) or 0
+                total += max(consumer.highwater(tp) - committed, 0)
+        return total
+
     @app.timer(interval=5.0)
     async def report() -> None:
         try:
             lag = await consumer_lag()
         except Exception:  # not assigned yet, or rebalancing
             lag = -1
+        try:
+            behind = uncommitted()
+        except Exception:
+            behind = -1
         fields = {
             "records": stats.records,
             "frames": stats.frames,
@@ -293,6 +328,9 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             "batch_ms": stats.batch_ms,
             "frames_per_s": stats.frames_per_s(),
             "lag": lag,
+            "uncommitted": behind,
+            "duplicates": stats.duplicates,
+            "historical_alerts_suppressed": stats.historical_alerts_suppressed,
             "uptime_s": time.monotonic() - stats.started,
             "models": ",".join(f"{k}:{v}" for k, v in sorted(processor.active_models().items())),
         }
@@ -307,6 +345,9 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
 
     async def handle_score(events: Sequence[Any]) -> None:
         records = _records(events)
+        if updates is not None and not updates.caught_up():
+            # After a start, know every line's announced version before scoring.
+            await asyncio.to_thread(updates.wait_caught_up, 15.0)
         # Resume lines this worker has not seen since it started or was
         # assigned their partitions.
         for key in {r.key for r in records if r.key}:
@@ -345,6 +386,8 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         stats.alerts += len(outcome.alerts)
         stats.incidents += len(outcome.incidents)
         stats.frames += outcome.frames_scored
+        stats.duplicates += outcome.duplicates
+        stats.historical_alerts_suppressed += outcome.historical_alerts_suppressed
 
     async def handle_archive(events: Sequence[Any]) -> None:
         lines, _invalid = archive_lines(_records(events))

@@ -8,12 +8,17 @@ headers, the convention Kafka Connect's dead-letter queues use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-__all__ = ["DeadLetter", "from_headers", "to_headers"]
+__all__ = ["MAX_DEAD_LETTER_BYTES", "DeadLetter", "fit_for_topic", "from_headers", "to_headers"]
 
 HEADER_PREFIX = "lineguard.dlq."
+#: Largest value a dead letter carries. An oversized record is refused
+#: *because* it is too big; republishing it whole would fail the same way
+#: (producers default to a 1 MB request limit) and block the partition.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,28 @@ def to_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
         (HEADER_PREFIX + "offset", str(letter.offset).encode()),
         (HEADER_PREFIX + "at", datetime.now(timezone.utc).isoformat().encode()),
     ]
+
+
+def fit_for_topic(
+    letter: DeadLetter, limit: int = MAX_DEAD_LETTER_BYTES
+) -> tuple[DeadLetter, list[tuple[str, bytes]]]:
+    """The letter and its headers, with the value cut to ``limit`` bytes if larger.
+
+    A cut value keeps its first ``limit`` bytes (enough to see what it was)
+    and the headers ``lineguard.dlq.original_bytes`` and
+    ``lineguard.dlq.original_sha256`` identify the original, which stays on
+    the source topic at the recorded offset until retention removes it.
+    """
+    value = letter.value
+    if value is None or len(value) <= limit:
+        return letter, to_headers(letter)
+    cut = replace(letter, value=bytes(value[:limit]))
+    headers = [
+        *to_headers(cut),
+        (HEADER_PREFIX + "original_bytes", str(len(value)).encode()),
+        (HEADER_PREFIX + "original_sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
+    return cut, headers
 
 
 def from_headers(

@@ -10,20 +10,35 @@ worker pay their per-record cost once per hundreds of frames.
 The Kafka key is the line id, so one line's frames stay in one partition, in
 order. Each record carries the gateway's sequence number, persisted on disk so
 it keeps increasing across gateway restarts.
+
+Store-and-forward (:class:`StoreAndForward`): with a :class:`DiskBuffer`, every
+record is appended to the disk buffer first and removed only once the broker
+acknowledged it. While the broker is unreachable records pile up on disk
+(bounded, with a drop policy that is counted and logged); when it is back the
+buffer drains oldest first, before any newer record, because newer records
+simply sit behind it in the same queue. A record that reaches the broker late
+(resent after a failure, or older than ``historical_after_s``) is marked
+``historical``: the worker scores and stores it but raises no live alert for
+it. A record resent after a failure may reach the broker twice; the worker
+drops the second copy by its ``(gateway, seq)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
+from lineguard.ingest.buffer import BufferedRecord, BufferFull, DiskBuffer
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.settings import KafkaSettings
@@ -31,7 +46,9 @@ from lineguard.settings import KafkaSettings
 __all__ = [
     "ReplayStats",
     "SequenceCounter",
+    "StoreAndForward",
     "make_producer",
+    "mark_historical",
     "plan_records",
     "replay",
 ]
@@ -79,6 +96,11 @@ class ReplayStats:
     frames: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    #: With store-and-forward: records still buffered on disk at the end
+    #: (sent on the next start), sent as historical, dropped by a full buffer.
+    buffered: int = 0
+    historical: int = 0
+    dropped: int = 0
 
 
 def plan_records(
@@ -131,11 +153,238 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Any:
         "retries": 2147483647,
         "max_in_flight_requests_per_connection": 1,
         "max_request_size": 8 * 1024 * 1024,
-        "request_timeout_ms": 30_000,
+        "request_timeout_ms": 10_000,
+        # A record not stored within this long fails, and store-and-forward
+        # takes over (the record is still in the disk buffer); never block a
+        # send for a minute waiting for metadata of an unreachable broker.
+        "delivery_timeout_ms": 30_000,
+        "max_block_ms": 10_000,
         **settings.kafka_python_config(),
     }
     config.update(overrides)
     return KafkaProducer(**config)
+
+
+def mark_historical(payload: bytes) -> bytes:
+    """The same v1 record with ``"historical": true``.
+
+    :func:`lineguard.ingest.contract.encode` always writes the flag right
+    after ``seq`` and before any free text (identifiers cannot hold quotes),
+    so the first occurrence is the top-level key; anything else is parsed
+    and re-serialized.
+    """
+    live = b'"historical":false'
+    if live in payload:
+        return payload.replace(live, b'"historical":true', 1)
+    if b'"historical":true' in payload:
+        return payload
+    doc = orjson.loads(payload)
+    doc["historical"] = True
+    return orjson.dumps(doc)
+
+
+@dataclass
+class _InFlight:
+    record: BufferedRecord
+    future: Any
+    historical: bool
+
+
+class StoreAndForward:
+    """Send records through a disk buffer, so a broker outage loses nothing.
+
+    Every record is appended to ``buffer`` and sent from there, oldest
+    first; it leaves the buffer once the broker acknowledged it (and every
+    record before it). When a send fails (broker unreachable, delivery
+    timeout), the sender rewinds to the oldest unacknowledged record and
+    retries with bounded exponential backoff (``retry_first_s`` doubling to
+    ``retry_max_s``), while new records keep being appended behind. Until the
+    buffer has drained, everything sent is marked historical.
+
+    Parameters
+    ----------
+    producer
+        A kafka-python ``KafkaProducer`` (see :func:`make_producer`).
+    topic : str
+        Telemetry topic.
+    buffer : DiskBuffer
+        The gateway's disk buffer; records left in it from a previous run
+        are sent first (as historical when older than ``historical_after_s``).
+    max_in_flight : int
+        Most records sent but not yet acknowledged (bounds memory).
+    historical_after_s : float
+        A record sent later than this after it was produced is marked
+        historical even without a failure (e.g. left over from a restart).
+    retry_first_s, retry_max_s : float
+        Backoff between attempts while the broker is unreachable.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        topic: str,
+        buffer: DiskBuffer,
+        *,
+        max_in_flight: int = 1000,
+        historical_after_s: float = 10.0,
+        retry_first_s: float = 0.5,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1; got {max_in_flight}")
+        self.producer = producer
+        self.topic = topic
+        self.buffer = buffer
+        self.max_in_flight = max_in_flight
+        self.historical_after_s = historical_after_s
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
+        self._in_flight: deque[_InFlight] = deque()
+        self._recovering = False
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._delay = retry_first_s
+        self.sent = 0
+        self.sent_historical = 0
+        self.failures = 0
+        self.outages = 0
+        self.dropped_newest = 0
+
+    def __repr__(self) -> str:
+        return f"StoreAndForward(topic={self.topic!r}, buffer={self.buffer!r})"
+
+    @property
+    def online(self) -> bool:
+        """False from a failed send until the broker acknowledges again."""
+        return self._down_since is None
+
+    def pending(self) -> int:
+        """Records not yet acknowledged by the broker (on disk)."""
+        return len(self.buffer)
+
+    def send(self, key: bytes, payload: bytes) -> None:
+        """Append a record to the buffer, then send what can be sent.
+
+        Never raises for a broker problem: the record is on disk. A full
+        buffer with ``drop_newest`` drops this record (counted and logged
+        by the buffer).
+        """
+        # Acknowledgements first: a drained buffer ends recovery, so this
+        # record goes out live instead of queued behind stale state.
+        self._reap()
+        try:
+            self.buffer.append(key, payload)
+        except BufferFull:
+            self.dropped_newest += 1
+        self.pump()
+
+    def pump(self) -> None:
+        """Collect acknowledgements and send more records; never blocks long."""
+        self._reap()
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return
+        self._dispatch()
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Send until the buffer is empty or ``timeout_s`` passed.
+
+        Returns
+        -------
+        bool
+            Whether everything was acknowledged; what is left stays on disk
+            and is sent by the next :class:`StoreAndForward` on this buffer.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self.pump()
+            if not self._in_flight and len(self.buffer) == 0:
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            step = 1.0 if deadline is None else min(1.0, deadline - now)
+            if self._in_flight:
+                with contextlib.suppress(Exception):  # failures are seen by _reap
+                    self._in_flight[-1].future.get(timeout=step)
+            else:
+                time.sleep(max(min(self._retry_at - now, step), 0.01))
+
+    def stats(self) -> dict[str, int]:
+        """Sender and buffer counters (for logs and metrics)."""
+        return {
+            "sent": self.sent,
+            "sent_historical": self.sent_historical,
+            "send_failures": self.failures,
+            "outages": self.outages,
+            "in_flight": len(self._in_flight),
+            **{f"buffer_{k}": v for k, v in self.buffer.stats().as_dict().items()},
+        }
+
+    def _reap(self) -> None:
+        last = None
+        failed: Exception | None = None
+        while self._in_flight and self._in_flight[0].future.is_done:
+            item = self._in_flight.popleft()
+            if item.future.failed():
+                failed = item.future.exception
+                break
+            last = item.record.end
+            self.sent += 1
+            self.sent_historical += item.historical
+        if last is not None:
+            self.buffer.commit(last)
+            if self._down_since is not None:
+                log.warning(
+                    "broker reachable again after %.1f s; draining %d buffered records",
+                    time.monotonic() - self._down_since,
+                    len(self.buffer),
+                )
+                self._down_since = None
+                self._delay = self.retry_first_s
+        if failed is not None:
+            self._failed(failed)
+        elif self._recovering and not self._in_flight and len(self.buffer) == 0:
+            self._recovering = False
+            log.warning("gateway buffer drained; back to live sending (%s)", self.stats())
+
+    def _failed(self, error: BaseException | None) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self._down_since is None:
+            self._down_since = now
+            self._delay = self.retry_first_s
+            self.outages += 1
+            log.warning(
+                "broker unreachable (%s): buffering on disk in %s, %d records pending",
+                error,
+                self.buffer.directory,
+                len(self.buffer),
+            )
+        else:
+            self._delay = min(self._delay * 2, self.retry_max_s)
+            log.info("broker still unreachable (%s); next attempt in %.1f s", error, self._delay)
+        self._retry_at = now + self._delay
+        self._recovering = True
+        # Records after the failed one may or may not have been stored; all
+        # are sent again and the worker drops copies by (gateway, seq).
+        self._in_flight.clear()
+        self.buffer.rewind()
+
+    def _dispatch(self) -> None:
+        room = self.max_in_flight - len(self._in_flight)
+        if room <= 0:
+            return
+        now_us = time.time_ns() // 1000
+        late_us = self.historical_after_s * 1e6
+        for record in self.buffer.read(room):
+            historical = self._recovering or now_us - record.appended_at_us > late_us
+            value = mark_historical(record.value) if historical else record.value
+            try:
+                future = self.producer.send(self.topic, key=record.key, value=value)
+            except Exception as exc:  # metadata unavailable, producer closed, ...
+                self._failed(exc)
+                return
+            self._in_flight.append(_InFlight(record, future, historical))
 
 
 def replay(
@@ -153,6 +402,8 @@ def replay(
     retime: bool = False,
     should_stop: Callable[[], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    forward: StoreAndForward | None = None,
+    drain_timeout_s: float | None = 60.0,
 ) -> ReplayStats:
     """Replay a recorded run as one line's live telemetry.
 
@@ -179,6 +430,14 @@ def replay(
         Polled between records to end early.
     sleep : callable
         Injected for tests.
+    forward : StoreAndForward, optional
+        Send through this disk buffer (store-and-forward): a broker outage
+        delays records instead of failing the replay. Without it a failed
+        send raises at the end.
+    drain_timeout_s : float or None
+        With ``forward``: how long to keep draining at the end; records not
+        acknowledged by then stay on disk for the next start (see
+        ``ReplayStats.buffered``). ``None`` waits until drained.
     """
     stats = ReplayStats()
     n = len(run)
@@ -211,10 +470,30 @@ def replay(
             sent_at_us=time.time_ns() // 1000,
         )
         payload = encode(batch)
-        futures.append(producer.send(topic, key=key, value=payload))
+        if forward is not None:
+            forward.send(key, payload)
+        else:
+            futures.append(producer.send(topic, key=key, value=payload))
         stats.records += 1
         stats.frames += stop - start
         stats.bytes += len(payload)
+    if forward is not None:
+        drained = forward.drain(drain_timeout_s)
+        stats.buffered = forward.pending()
+        stats.historical = forward.sent_historical
+        stats.dropped = forward.buffer.stats().dropped
+        stats.seconds = time.monotonic() - started
+        log.log(
+            logging.INFO if drained else logging.WARNING,
+            "replayed %d frames of %s in %d records (%.1f s); %s; %s",
+            stats.frames,
+            line,
+            stats.records,
+            stats.seconds,
+            "all acknowledged" if drained else f"{stats.buffered} records still buffered on disk",
+            forward.stats(),
+        )
+        return stats
     producer.flush()
     failed = [f for f in futures if f.failed()]
     if failed:

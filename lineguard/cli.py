@@ -74,6 +74,13 @@ def gateway() -> None:
     default=None,
     help="Where the gateway keeps its sequence number across restarts.",
 )
+@click.option(
+    "--buffer-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Store-and-forward disk buffer (default: $LINEGUARD_BUFFER_DIR, or "
+    "STATE_DIR/buffer-GATEWAY with --state-dir); records survive broker outages and restarts.",
+)
 def gateway_replay(
     file: Path,
     line_id: str,
@@ -84,15 +91,35 @@ def gateway_replay(
     flush_interval: float,
     retime: bool,
     state_dir: Path | None,
+    buffer_dir: Path | None,
 ) -> None:
     """Replay FILE (SKAB CSV layout) as a line's live telemetry."""
+    from lineguard.ingest.buffer import DiskBuffer
     from lineguard.ingest.csv_runs import read_run
-    from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
+    from lineguard.ingest.gateway import SequenceCounter, StoreAndForward, make_producer, replay
 
     settings = _settings()
     run = read_run(file)
     sequence = SequenceCounter(state_dir / f"{gateway_id}.seq" if state_dir else None)
     producer = make_producer(settings.kafka)
+    buffer_dir = buffer_dir or settings.buffer.dir
+    if buffer_dir is None and state_dir is not None:
+        buffer_dir = state_dir / f"buffer-{gateway_id}"
+    forward = None
+    if buffer_dir is not None:
+        b = settings.buffer
+        forward = StoreAndForward(
+            producer,
+            settings.topics.telemetry,
+            DiskBuffer(
+                buffer_dir,
+                max_bytes=b.max_bytes,
+                segment_bytes=b.segment_bytes,
+                when_full=b.when_full,
+                fsync=b.fsync,
+            ),
+            historical_after_s=b.historical_after_s,
+        )
     try:
         stats = replay(
             run,
@@ -106,18 +133,28 @@ def gateway_replay(
             max_frames=max_frames,
             flush_interval_s=flush_interval,
             retime=retime,
+            forward=forward,
         )
     finally:
+        if forward is not None:
+            forward.buffer.close()
         producer.close()
     click.echo(
         f"sent {stats.frames} frames of line {line_id} in {stats.records} records "
         f"({stats.bytes / 1024:.0f} KiB, {stats.seconds:.1f} s)"
     )
+    if forward is not None:
+        click.echo(
+            f"buffer {buffer_dir}: {stats.historical} records sent as historical, "
+            f"{stats.dropped} dropped (full), {stats.buffered} still buffered"
+        )
 
 
 # -- training and models ---------------------------------------------------
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--line", "line_id", required=True, help="Production line id.")
 @click.option("--rows", type=int, default=None, help="Train on the first N rows only.")
 @click.option("--detector", default=None, help="Detector name (default: the library default).")
@@ -129,47 +166,42 @@ def gateway_replay(
 )
 @click.option(
     "--activate/--no-activate",
-    default=True,
-    show_default=True,
-    help="Make the new version the one workers serve.",
+    default=None,
+    help="Make the new version the one workers serve (default: only a line's first model).",
 )
+@click.option(
+    "--from-influx", is_flag=True, help="Train on the line's archived telemetry in InfluxDB."
+)
+@click.option("--start", default=None, help="With --from-influx: from (ISO 8601, UTC).")
+@click.option("--end", default=None, help="With --from-influx: until (inclusive).")
 @registry_option
 def train(
-    file: Path,
+    file: Path | None,
     line_id: str,
     rows: int | None,
     detector: str | None,
     target_far: float | None,
-    activate: bool,
+    activate: bool | None,
+    from_influx: bool,
+    start: str | None,
+    end: str | None,
     registry: Path | None,
 ) -> None:
-    """Train a line's model on normal rows of FILE and store a new version."""
-    from lineguard.ingest.csv_runs import read_run
-    from lineguard.models.registry import Registry
-    from lineguard.models.training import TrainingConfig, train_line_model
+    """Train a line's model on normal rows of FILE (or of InfluxDB history), store
+    a new version and print its evaluation against the active version."""
+    from lineguard.models.commands import run_training
 
-    settings = _settings(registry)
-    defaults = TrainingConfig()
-    config = TrainingConfig(
-        detector=detector or defaults.detector,
-        target_far=target_far if target_far is not None else defaults.target_far,
-    )
-    try:
-        bundle = train_line_model(
-            Registry(settings.registry_dir),
-            read_run(file),
-            line_id,
-            rows=rows,
-            config=config,
-            activate=activate,
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    m = bundle.manifest
-    click.echo(
-        f"trained {line_id} {bundle.version}: detector {m['detector']['name']}, "
-        f"{m['training']['rows']} rows, threshold {bundle.threshold:.4g} "
-        f"(target false-alarm rate {m['target_far']:.2%})" + (", active" if activate else "")
+    run_training(
+        file=file,
+        line_id=line_id,
+        rows=rows,
+        detector=detector,
+        target_far=target_far,
+        activate=activate,
+        registry=registry,
+        from_influx=from_influx,
+        start=start,
+        end=end,
     )
 
 
@@ -218,6 +250,17 @@ def models_list(registry: Path | None) -> None:
             m["created_at"][:19],
         )
     Console().print(table)
+
+
+def _add_lifecycle_commands() -> None:
+    from lineguard.models.commands import feedback, model_commands
+
+    for command in model_commands:
+        models.add_command(command)
+    main.add_command(feedback)
+
+
+_add_lifecycle_commands()
 
 
 # -- worker ----------------------------------------------------------------

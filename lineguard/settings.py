@@ -15,7 +15,14 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["InfluxSettings", "KafkaSettings", "Settings", "TopicSettings", "get_settings"]
+__all__ = [
+    "BufferSettings",
+    "InfluxSettings",
+    "KafkaSettings",
+    "Settings",
+    "TopicSettings",
+    "get_settings",
+]
 
 
 class KafkaSettings(BaseSettings):
@@ -38,8 +45,9 @@ class KafkaSettings(BaseSettings):
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
-            config["sasl_mechanism"] = self.sasl_mechanism
+        if self.security_protocol.startswith("SASL"):
+            # Same default as the worker's Faust credentials.
+            config["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else None
@@ -81,7 +89,28 @@ class TopicSettings(BaseSettings):
     dead_letter: str = "lineguard.telemetry.dlq"
     alerts: str = "lineguard.alerts"
     incidents: str = "lineguard.incidents"
+    # Compacted: the latest model announcement per line (promote/rollback/shadow).
+    models: str = "lineguard.models"
+    # QA labels from other systems (lineguard.feedback.v1 JSON).
+    feedback: str = "lineguard.feedback"
     partitions: int = 4
+
+
+class BufferSettings(BaseSettings):
+    """The gateway's store-and-forward disk buffer (``LINEGUARD_BUFFER_*``).
+
+    See :mod:`lineguard.ingest.buffer`. ``dir`` unset: no disk buffer (a
+    failed send fails the replay).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_BUFFER_", extra="ignore")
+
+    dir: Path | None = None
+    max_bytes: int = 256 * 1024 * 1024
+    segment_bytes: int = 8 * 1024 * 1024
+    when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    fsync: Literal["always", "segment", "never"] = "segment"
+    historical_after_s: float = 10.0
 
 
 class Settings(BaseSettings):
@@ -98,6 +127,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,14 @@ written)::
     <root>/<line_id>/<version>/manifest.json   envelope: what, from which data, hashes
     <root>/<line_id>/<version>/model.skops     the fitted pipeline, skops format
     <root>/<line_id>/ACTIVE                    the version workers serve
+    <root>/<line_id>/SHADOW                    the candidate scored in shadow, if any
+    <root>/<line_id>/HISTORY.jsonl             activations, promotions, rollbacks, shadows
+
+Only the markers and the history change; a version never does, so a shared
+filesystem (NFS) or an object-store prefix synced to each worker serves it
+safely: a half-synced version fails its sha256 check instead of loading.
+Running workers learn about changes from the compacted models topic
+(:mod:`lineguard.models.announce`), not by polling this directory.
 
 A bundle's artifact is written in skops format, which stores objects as data
 and rebuilds them without running code from the file, unlike pickle. Loading
@@ -39,6 +47,8 @@ __all__ = [
 MANIFEST = "manifest.json"
 ARTIFACT = "model.skops"
 ACTIVE = "ACTIVE"
+SHADOW = "SHADOW"
+HISTORY = "HISTORY.jsonl"
 BUNDLE_FORMAT = "lineguard.model.v1"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 _LINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -278,10 +288,97 @@ class Registry:
                 shutil.rmtree(staging, ignore_errors=True)
         return ModelBundle(line_id=line_id, version=version, pipeline=pipeline, manifest=manifest)
 
-    def activate(self, line_id: str, version: str) -> None:
-        """Make ``version`` the one workers serve for ``line_id``."""
+    def activate(
+        self, line_id: str, version: str, *, action: str = "activate", note: str = ""
+    ) -> str | None:
+        """Make ``version`` the one workers serve for ``line_id``.
+
+        The change is appended to the line's ``HISTORY.jsonl`` (time, action,
+        from, to), which is what :meth:`rollback_target` walks back.
+
+        Returns
+        -------
+        str or None
+            The version that was active before.
+        """
         self.manifest(line_id, version)  # raises if it does not exist
-        marker = self.root / line_id / ACTIVE
+        previous = self.active_version(line_id)
+        self._write_marker(line_id, ACTIVE, version)
+        self._log(line_id, {"action": action, "from": previous, "to": version, "note": note})
+        return previous
+
+    def history(self, line_id: str) -> list[dict[str, Any]]:
+        """The line's activation history, oldest first."""
+        path = self.root / line_id / HISTORY
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(row) for row in text.splitlines() if row.strip()]
+
+    def rollback_target(self, line_id: str) -> str:
+        """The version that was served before the active one.
+
+        The history is read as a stack: an activation or promotion pushes a
+        version, a rollback pops back to the version it restored. So repeated
+        rollbacks walk further back (v3 -> v2 -> v1), not back and forth.
+        Without usable history, the newest version older than the active one.
+
+        Raises
+        ------
+        RegistryError
+            When there is no earlier version to go back to.
+        """
+        active = self.active_version(line_id)
+        if active is None:
+            raise RegistryError(f"line {line_id!r} has no active model to roll back from")
+        stack: list[str] = []
+        for entry in self.history(line_id):
+            target = entry.get("to")
+            if entry.get("action") == "rollback":
+                while stack and stack[-1] != target:
+                    stack.pop()
+                if not stack:
+                    stack.append(target)
+            elif (
+                entry.get("action") in ("activate", "promote")
+                and target
+                and (not stack or stack[-1] != target)
+            ):
+                stack.append(target)
+        if len(stack) >= 2 and stack[-1] == active:
+            return stack[-2]
+        older = [v for v in self.versions(line_id) if int(v[1:]) < int(active[1:])]
+        if not older:
+            raise RegistryError(
+                f"line {line_id!r}: {active} is active and there is no earlier version"
+            )
+        return older[-1]
+
+    def shadow_version(self, line_id: str) -> str | None:
+        """The candidate version scored in shadow beside the active one, or None."""
+        try:
+            return (self.root / line_id / SHADOW).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def set_shadow(self, line_id: str, version: str | None) -> None:
+        """Record (or clear, with None) the line's shadow version."""
+        if version is None:
+            (self.root / line_id / SHADOW).unlink(missing_ok=True)
+            self._log(line_id, {"action": "shadow_stop", "from": None, "to": None, "note": ""})
+            return
+        self.manifest(line_id, version)
+        self._write_marker(line_id, SHADOW, version)
+        self._log(line_id, {"action": "shadow", "from": None, "to": version, "note": ""})
+
+    def _write_marker(self, line_id: str, name: str, version: str) -> None:
+        marker = self.root / line_id / name
         tmp = marker.with_suffix(".tmp")
         tmp.write_text(version + "\n")
         os.replace(tmp, marker)
+
+    def _log(self, line_id: str, entry: dict[str, Any]) -> None:
+        entry = {"at": datetime.now(timezone.utc).isoformat(), **entry}
+        with (self.root / line_id / HISTORY).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")

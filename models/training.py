@@ -26,6 +26,8 @@ __all__ = [
     "DEFAULT_DEBOUNCE",
     "TrainingConfig",
     "fingerprint",
+    "fit_from_rows",
+    "train_from_rows",
     "train_line_model",
     "training_rows",
 ]
@@ -106,6 +108,7 @@ def train_line_model(
     rows: int | None = None,
     config: TrainingConfig | None = None,
     activate: bool = True,
+    evaluation: dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Fit a line's model on normal rows and store it as a new version.
 
@@ -123,40 +126,141 @@ def train_line_model(
         Detector, false-alarm target, holdout and debounce.
     activate : bool
         Make the new version the one workers serve.
+    evaluation : dict, optional
+        Evaluation report of the candidate against the active version, stored
+        in the manifest (see :mod:`lineguard.models.candidate`).
+    """
+    window = training_rows(run, rows)
+    return train_from_rows(
+        registry,
+        line_id,
+        sensors=list(run.sensors),
+        time_us=run.time_us[window],
+        X=run.values[window],
+        source=str(Path(run.path).name),
+        config=config,
+        activate=activate,
+        evaluation=evaluation,
+    )
+
+
+def fit_from_rows(
+    sensors: list[str], X: np.ndarray, config: TrainingConfig | None = None
+) -> tuple[Any, float, dict[str, Any]]:
+    """Fit and calibrate a pipeline on normal rows, without storing it.
+
+    Returns ``(pipeline, threshold, calibration info)``; deterministic for a
+    given ``config.seed``, so the same rows give the same model whatever
+    their source (a file or InfluxDB history).
     """
     config = config or TrainingConfig()
-    window = training_rows(run, rows)
-    X = run.values[window]
-    time_us = run.time_us[window]
-    pipeline, threshold, info = train_pipeline(
-        X,
-        sensors=list(run.sensors),
+    return train_pipeline(
+        np.asarray(X, dtype=np.float64),
+        sensors=list(sensors),
         detector_name=config.detector,
         target_far=config.target_far,
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
     )
+
+
+def train_from_rows(
+    registry: Registry,
+    line_id: str,
+    *,
+    sensors: list[str],
+    time_us: np.ndarray,
+    X: np.ndarray,
+    source: str,
+    config: TrainingConfig | None = None,
+    activate: bool = True,
+    evaluation: dict[str, Any] | None = None,
+    excluded: list[dict[str, Any]] | None = None,
+    fitted: tuple[Any, float, dict[str, Any]] | None = None,
+) -> ModelBundle:
+    """Fit a line's model on the given normal rows and store a new version.
+
+    Parameters
+    ----------
+    registry : Registry
+        Where the new version is written.
+    line_id : str
+        The production line.
+    sensors : list of str
+        Column names of ``X``, in the order the model will expect.
+    time_us : ndarray of int64, shape (n,)
+        Frame times (UTC microseconds), oldest first.
+    X : ndarray of shape (n, len(sensors))
+        Raw sensor rows (NaN = missing), known to be normal operation.
+    source : str
+        Where the rows came from (file name, ``influx:<db>``), for the manifest.
+    config : TrainingConfig, optional
+        Detector, false-alarm target, holdout and debounce.
+    activate : bool
+        Make the new version the one workers serve (file marker only; use
+        :func:`lineguard.models.announce.activate_and_announce` to also tell
+        running workers through Kafka).
+    evaluation : dict, optional
+        Evaluation report of the candidate against the active version.
+    excluded : list of dict, optional
+        Time ranges left out of the training window (QA labels), recorded in
+        the manifest.
+    fitted : tuple, optional
+        ``(pipeline, threshold, info)`` from :func:`fit_from_rows` when the
+        caller already fitted (e.g. to evaluate before storing).
+    """
+    config = config or TrainingConfig()
+    X = np.asarray(X, dtype=np.float64)
+    time_us = np.asarray(time_us, dtype=np.int64)
+    if X.shape != (len(time_us), len(sensors)):
+        raise ValueError(
+            f"expected X of shape ({len(time_us)}, {len(sensors)}) matching time_us and "
+            f"sensors; got {X.shape}"
+        )
+    if len(time_us) < 20:
+        raise ValueError(f"expected at least 20 training rows; got {len(time_us)}")
+    pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config)
     k, n = config.debounce
     envelope: dict[str, Any] = {
-        "sensors": list(run.sensors),
+        "sensors": list(sensors),
         "threshold": float(threshold),
         "target_far": config.target_far,
         "debounce": {"k": k, "n": n},
-        "detector": {"name": config.detector, "seed": config.seed},
+        "detector": {
+            "name": config.detector,
+            "seed": config.seed,
+            "params": _params(pipeline),
+        },
         "calibration": _jsonable(info),
         "training": {
-            "source": str(Path(run.path).name),
+            "source": source,
             "rows": len(X),
             "start": utc_from_us(int(time_us[0])).isoformat(),
             "end": utc_from_us(int(time_us[-1])).isoformat(),
             "holdout_fraction": config.holdout_fraction,
-            "fingerprint": fingerprint(run.sensors, time_us, X),
+            "fingerprint": fingerprint(sensors, time_us, X),
+            "excluded": excluded or [],
         },
     }
+    if evaluation is not None:
+        envelope["evaluation"] = _jsonable(evaluation)
     bundle = registry.save(line_id, pipeline, envelope)
     if activate:
         registry.activate(line_id, bundle.version)
     return bundle
+
+
+def _params(pipeline: Any) -> dict[str, Any]:
+    """The fitted pipeline's and detector's hyper-parameters, JSON-friendly."""
+    out: dict[str, Any] = {"window": getattr(pipeline, "window", None)}
+    detector = getattr(pipeline, "detector", None)
+    if detector is not None and hasattr(detector, "get_params"):
+        out["detector_class"] = type(detector).__name__
+        for key, value in detector.get_params(deep=False).items():
+            out[key] = (
+                value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+            )
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,3 +17,15 @@ def local_stack() -> Iterator[LocalStack]:
     """
     with LocalStack() as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def proxied_stack() -> Iterator[LocalStack]:
+    """A second stack whose broker is reached through a pausable TCP proxy.
+
+    For fault injection: ``proxied_stack.proxy.pause()`` cuts the network
+    path to the broker, and its InfluxDB may be stopped and restarted, so
+    tests that need neither use ``local_stack``.
+    """
+    with LocalStack(kafka_proxy=True) as stack:
+        yield stack

@@ -1,0 +1,689 @@
+"""Fault-injection scenarios on the real broker and the real InfluxDB.
+
+Shared by ``bench/faults.py`` (the printed table) and ``tests/test_faults.py``
+(the same scenarios, shorter). Each scenario replays recorded SKAB runs
+through the edge gateway into a scoring worker process, injects one fault,
+and then counts, per frame, what reached InfluxDB:
+
+* ``lost``: frames sent (and not meant to be dead-lettered) with no score
+  point;
+* ``duplicated``: score points beyond one per frame sent (a point with the
+  same tags and time is the same point, so this counts points under another
+  tag set or at a time never sent) plus incidents recorded twice (two
+  incident points of a line whose time ranges overlap);
+* ``dead_lettered`` against ``dead_lettered_expected``: records on the
+  dead-letter topic, against the bad records the scenario injected.
+
+Nothing is mocked: the broker is Tansu behind a :class:`PausableTcpProxy`
+(to cut the network path; Tansu keeps its data in memory, so it is never
+restarted), InfluxDB is ``influxd`` (stopped and restarted on the same data
+directory and port), and the worker is ``lineguard worker`` in its own
+process (killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from lineguard.demo import WorkerProcess
+from lineguard.detectors.processor import INCIDENT_MEASUREMENT, RESULT_MEASUREMENT
+from lineguard.detectors.worker import ensure_topics
+from lineguard.influx import InfluxV1Client
+from lineguard.ingest.buffer import DiskBuffer
+from lineguard.ingest.contract import TelemetryBatch, encode
+from lineguard.ingest.csv_runs import RecordedRun, read_run
+from lineguard.ingest.gateway import SequenceCounter, StoreAndForward, make_producer, replay
+from lineguard.models.registry import Registry
+from lineguard.models.training import train_line_model
+from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stack import LocalStack
+
+__all__ = [
+    "SAMPLE_RUNS",
+    "FaultRig",
+    "ScenarioResult",
+    "bad_records",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data" / "skab"
+#: (line id, file under examples/data/skab): the in-repo runs, one line each.
+SAMPLE_RUNS = (
+    ("valve1-0", "valve1/0.csv"),
+    ("valve1-1", "valve1/1.csv"),
+    ("valve1-4", "valve1/4.csv"),
+    ("valve2-0", "valve2/0.csv"),
+    ("valve2-1", "valve2/1.csv"),
+)
+TRAIN_ROWS = 400
+# Gateway producer for fault runs: fail a send after a few seconds of broker
+# silence so store-and-forward (not the producer's memory) carries the outage.
+FAST_FAIL = {"request_timeout_ms": 2_000, "delivery_timeout_ms": 4_000, "max_block_ms": 2_000}
+
+
+@dataclass
+class ScenarioResult:
+    """What one scenario sent and what InfluxDB holds afterwards."""
+
+    scenario: str
+    frames_sent: int = 0
+    frames_written: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    dead_lettered_expected: int = 0
+    dead_lettered: int = 0
+    incidents: int = 0
+    worker_alive: bool = True
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+
+def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
+    """Totals over scenarios, in the shape ``bench/faults.py --json`` prints."""
+    return {
+        "scenarios": [r.as_dict() for r in results],
+        "frames_sent": sum(r.frames_sent for r in results),
+        "frames_written": sum(r.frames_written for r in results),
+        "lost": sum(r.lost for r in results),
+        "duplicated": sum(r.duplicated for r in results),
+        "dead_lettered_expected": sum(r.dead_lettered_expected for r in results),
+        "dead_lettered": sum(r.dead_lettered for r in results),
+    }
+
+
+# --------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------
+
+
+def bad_records(
+    run: RecordedRun, line: str, t0_us: int
+) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes, int]]]:
+    """Bad and odd records for one trained line.
+
+    Returns
+    -------
+    refused : list of (case, key, value)
+        Records that must be dead-lettered, each with the case name.
+    handled : list of (case, key, value, frames)
+        Records with a defined handling other than the dead-letter topic:
+        they are scored (``frames`` new frames at new times) or, for the
+        duplicate, dropped (``frames`` 0).
+    """
+    sensors = list(run.sensors)
+    width = len(sensors)
+    row = [float(v) for v in np.nan_to_num(run.values[0]).tolist()]
+
+    def doc(times: list[int], values: list[list[Any]], **over: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": "lineguard.telemetry.v1",
+            "site": "site-1",
+            "line": line,
+            "gateway": "gw-bad",
+            "seq": 1,
+            "historical": False,
+            "sensors": sensors,
+            "frames": [{"time_us": t, "values": v} for t, v in zip(times, values, strict=True)],
+        }
+        d.update(over)
+        return d
+
+    key = line.encode()
+    t = t0_us
+    ok = doc([t], [row])
+    raw_ok = orjson.dumps(ok)
+    refused: list[tuple[str, bytes, bytes]] = [
+        ("malformed JSON", key, b'{"schema": "lineguard.telemetry.v1", "line": '),
+        ("not an object", key, b"[1, 2, 3]"),
+        ("empty value", key, b""),
+        ("wrong types", key, orjson.dumps({**ok, "seq": "seventeen"})),
+        ("string value", key, orjson.dumps(doc([t], [[str(v) for v in row]]))),
+        ("NaN literal", key, raw_ok.replace(orjson.dumps(row[0]), b"NaN", 1)),
+        ("infinity", key, raw_ok.replace(orjson.dumps(row[0]), b"1e999", 1)),
+        ("too few values", key, orjson.dumps(doc([t], [row[:-1]]))),
+        ("huge value array", key, orjson.dumps(doc([t], [row * 1000]))),
+        ("too many frames", key, orjson.dumps(doc([t] * 100_001, [[0.0] * width] * 100_001))),
+        ("time before 2000", key, orjson.dumps(doc([1000], [row]))),
+        ("unknown schema", key, orjson.dumps({**ok, "schema": "other.v9"})),
+        (
+            "unknown line",
+            b"line-nobody-trained",
+            orjson.dumps({**ok, "line": "line-nobody-trained"}),
+        ),
+        (
+            "unknown sensors only",
+            key,
+            orjson.dumps(doc([t], [row], sensors=[f"x{i}" for i in range(width)])),
+        ),
+        (
+            "future timestamp",
+            key,
+            orjson.dumps(doc([time.time_ns() // 1000 + 86_400_000_000], [row], seq=2)),
+        ),
+        ("oversized record", key, b'{"pad": "' + b"x" * (8 * 1024 * 1024 + 16) + b'"}'),
+    ]
+    # Scored normally (new frames) or dropped (the duplicate): never a dead letter.
+    extra = [*sensors, "UnknownExtraSensor"]
+    handled: list[tuple[str, bytes, bytes, int]] = [
+        ("valid record", key, orjson.dumps(doc([t + 1_000_000], [row], seq=10)), 1),
+        ("exact duplicate (same gateway, seq)", key, orjson.dumps(doc([t], [row], seq=10)), 0),
+        (
+            "extra unknown sensor (ignored)",
+            key,
+            orjson.dumps(doc([t + 2_000_000], [[*row, 1.0]], sensors=extra, seq=11)),
+            1,
+        ),
+        (
+            "missing sensor (imputed)",
+            key,
+            orjson.dumps(doc([t + 3_000_000], [row[1:]], sensors=sensors[1:], seq=12)),
+            1,
+        ),
+        (
+            "null readings (imputed)",
+            key,
+            orjson.dumps(doc([t + 4_000_000], [[None] * width], seq=13)),
+            1,
+        ),
+        (
+            "out-of-order timestamps",
+            key,
+            orjson.dumps(doc([t + 7_000_000, t + 5_000_000, t + 6_000_000], [row] * 3, seq=14)),
+            3,
+        ),
+        (
+            "gateway clock skew (sent_at one hour ahead)",
+            key,
+            orjson.dumps(
+                doc(
+                    [t + 8_000_000],
+                    [row],
+                    seq=15,
+                    sent_at_us=time.time_ns() // 1000 + 3_600_000_000,
+                )
+            ),
+            1,
+        ),
+    ]
+    return refused, handled
+
+
+# --------------------------------------------------------------------------
+# The rig
+# --------------------------------------------------------------------------
+
+
+class FaultRig:
+    """Trained lines, a proxied local stack, and helpers to run scenarios.
+
+    Parameters
+    ----------
+    stack : LocalStack
+        Started with ``kafka_proxy=True`` (broker outages cut the proxy).
+    workdir : Path
+        Registry, gateway buffers, worker logs.
+    lines : int
+        How many of :data:`SAMPLE_RUNS` to replay (1 to 5).
+    seed : int
+        For the random kill points.
+    """
+
+    def __init__(self, stack: LocalStack, workdir: Path, lines: int = 5, seed: int = 6) -> None:
+        if stack.proxy is None:
+            raise ValueError("expected a LocalStack(kafka_proxy=True); got one without a proxy")
+        self.stack = stack
+        self.workdir = Path(workdir)
+        self.registry_dir = self.workdir / "registry"
+        self.rng = random.Random(seed)
+        self.runs: dict[str, RecordedRun] = {}
+        registry = Registry(self.registry_dir)
+        for line, rel in SAMPLE_RUNS[:lines]:
+            run = read_run(SAMPLES / rel)
+            self.runs[line] = run
+            if registry.active_version(line) is None:
+                train_line_model(registry, run, line, rows=TRAIN_ROWS)
+
+    # -- per scenario --------------------------------------------------------
+    def settings_for(self, name: str) -> tuple[Settings, dict[str, str]]:
+        """Fresh topics, database and consumer group for one scenario."""
+        tag = f"{re.sub('[^a-z0-9]', '', name.lower())[:12]}{uuid.uuid4().hex[:6]}"
+        topics = TopicSettings(
+            telemetry=f"telemetry-{tag}",
+            dead_letter=f"dlq-{tag}",
+            alerts=f"alerts-{tag}",
+            incidents=f"incidents-{tag}",
+        )
+        settings = Settings(
+            registry_dir=self.registry_dir,
+            worker_id=f"faults-{tag}",
+            state_dir=self.workdir / "state",
+            kafka=KafkaSettings(bootstrap_servers=self.stack.kafka_bootstrap),
+            influx=InfluxSettings(url=self.stack.influx_url, database=f"faults_{tag}"),
+            topics=topics,
+        )
+        env = {
+            **os.environ,
+            **self.stack.env(),
+            "LINEGUARD_REGISTRY_DIR": str(self.registry_dir),
+            "LINEGUARD_STATE_DIR": str(self.workdir / "state"),
+            "LINEGUARD_WORKER_ID": settings.worker_id,
+            "LINEGUARD_INFLUX_DATABASE": settings.influx.database,
+            "LINEGUARD_TOPIC_TELEMETRY": topics.telemetry,
+            "LINEGUARD_TOPIC_DEAD_LETTER": topics.dead_letter,
+            "LINEGUARD_TOPIC_ALERTS": topics.alerts,
+            "LINEGUARD_TOPIC_INCIDENTS": topics.incidents,
+        }
+        ensure_topics(settings)
+        return settings, env
+
+    def start_worker(self, env: dict[str, str], name: str, n: int = 0) -> WorkerProcess:
+        """A scoring worker process with its log in the work directory."""
+        return WorkerProcess("score", env, self.workdir / f"{name}-worker-{n}.log")
+
+    def replay_all(
+        self,
+        settings: Settings,
+        *,
+        speed: float,
+        max_frames: int = 20,
+        buffered: bool = True,
+        name: str = "",
+        producer_overrides: dict[str, Any] | None = None,
+    ) -> tuple[list[threading.Thread], dict[str, Any]]:
+        """Replay every line at once, one gateway (thread, producer, buffer) per line."""
+        report: dict[str, Any] = {"gateways": {}}
+
+        def one(line: str, run: RecordedRun) -> None:
+            producer = make_producer(settings.kafka, **(producer_overrides or {}))
+            gw = f"gw-{line}"
+            state = self.workdir / "gateways" / f"{name}-{settings.worker_id}" / gw
+            forward = None
+            if buffered:
+                forward = StoreAndForward(
+                    producer, settings.topics.telemetry, DiskBuffer(state / "buffer")
+                )
+            try:
+                stats = replay(
+                    run,
+                    producer=producer,
+                    topic=settings.topics.telemetry,
+                    site="site-1",
+                    line=line,
+                    gateway_id=gw,
+                    sequence=SequenceCounter(state / "seq"),
+                    speed=speed,
+                    max_frames=max_frames,
+                    flush_interval_s=0.2,
+                    forward=forward,
+                    drain_timeout_s=300.0,
+                )
+                report["gateways"][line] = {
+                    "records": stats.records,
+                    "buffered_left": stats.buffered,
+                    "sent_historical": stats.historical,
+                    "dropped": stats.dropped,
+                    **(forward.stats() if forward else {}),
+                }
+            finally:
+                if forward is not None:
+                    forward.buffer.close()
+                producer.close()
+
+        threads = [
+            threading.Thread(target=one, args=(line, run), name=f"replay-{line}", daemon=True)
+            for line, run in self.runs.items()
+        ]
+        for t in threads:
+            t.start()
+        return threads, report
+
+    # -- counting ------------------------------------------------------------
+    def scored_count(self, client: InfluxV1Client) -> int:
+        """Score points in the scenario's database (-1 while unreachable)."""
+        try:
+            rows = client.query(f'SELECT count("score") FROM "{RESULT_MEASUREMENT}"')
+            return int(rows[0]["count"]) if rows else 0
+        except Exception:
+            return -1
+
+    def wait_progress(
+        self, client: InfluxV1Client, above: int, worker: WorkerProcess, timeout: float = 90.0
+    ) -> int:
+        """Wait until more than ``above`` points are stored; returns the count."""
+        deadline = time.monotonic() + timeout
+        count = self.scored_count(client)
+        while count <= above and time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+            time.sleep(0.2)
+            count = self.scored_count(client)
+        return count
+
+    def wait_scored(
+        self,
+        client: InfluxV1Client,
+        expected: int,
+        worker: WorkerProcess,
+        stall_s: float = 60.0,
+    ) -> int:
+        """Wait until ``expected`` points are stored or no progress for ``stall_s``."""
+        last, last_change = -2, time.monotonic()
+        while True:
+            count = self.scored_count(client)
+            if count >= expected:
+                return count
+            if count != last:
+                last, last_change = count, time.monotonic()
+            if time.monotonic() - last_change > stall_s or not worker.alive():
+                return count
+            time.sleep(0.3)
+
+    def tally(
+        self,
+        name: str,
+        client: InfluxV1Client,
+        settings: Settings,
+        sent: dict[str, np.ndarray],
+        dead_expected: int = 0,
+    ) -> ScenarioResult:
+        """Compare what was sent with what InfluxDB and the dead-letter topic hold."""
+        result = ScenarioResult(name, dead_lettered_expected=dead_expected)
+        for line, times in sent.items():
+            rows = client.query(
+                f'SELECT "score" FROM "{RESULT_MEASUREMENT}" WHERE "line" = \'{line}\'',
+                epoch="u",
+            )
+            got = np.array([r["time"] for r in rows], dtype=np.int64)
+            want = np.unique(times)
+            found = np.isin(want, got)
+            result.frames_sent += len(want)
+            result.frames_written += len(got)
+            result.lost += int((~found).sum())
+            result.duplicated += len(got) - int(found.sum())
+            incidents = client.query(
+                f'SELECT "end_us", "incident_id" FROM "{INCIDENT_MEASUREMENT}" '
+                f"WHERE \"line\" = '{line}'",
+                epoch="u",
+            )
+            spans = sorted((int(r["time"]), int(r["end_us"])) for r in incidents)
+            result.incidents += len(spans)
+            # The same fault recorded twice shows up as overlapping incidents.
+            result.duplicated += sum(
+                1 for (_, end), (start, _) in itertools.pairwise(spans) if start <= end
+            )
+        result.dead_lettered = count_records(settings, settings.topics.dead_letter)
+        return result
+
+    # -- scenarios -------------------------------------------------------------
+    def run_baseline(self) -> ScenarioResult:
+        """No fault: the reference for the others."""
+        name = "baseline"
+        settings, env = self.settings_for(name)
+        worker = self.start_worker(env, name)
+        client = InfluxV1Client(settings.influx)
+        try:
+            threads, _report = self.replay_all(settings, speed=0, name=name)
+            _join(threads)
+            sent = {line: run.time_us for line, run in self.runs.items()}
+            self.wait_scored(client, _total(sent), worker)
+            result = self.tally(name, client, settings, sent)
+            result.worker_alive = worker.alive()
+            return result
+        finally:
+            client.close()
+            worker.stop()
+
+    def run_worker_kills(self, kills: int = 10, replay_s: float = 60.0) -> ScenarioResult:
+        """SIGKILL the worker at random points during a paced replay, ``kills`` times."""
+        name = f"worker SIGKILL x{kills}"
+        settings, env = self.settings_for("kill")
+        client = InfluxV1Client(settings.influx)
+        speed = _speed_for(self.runs, replay_s)
+        worker = self.start_worker(env, "kill", 0)
+        killed_at: list[int] = []
+        try:
+            threads, _report = self.replay_all(settings, speed=speed, name="kill")
+            count = 0
+            for i in range(kills):
+                count = self.wait_progress(client, max(count, 0), worker)
+                time.sleep(self.rng.uniform(0.0, 2.0))
+                count = self.scored_count(client)
+                killed_at.append(count)
+                worker.process.kill()  # SIGKILL: no shutdown code runs
+                worker.process.wait()
+                worker.stop()
+                worker = self.start_worker(env, "kill", i + 1)
+            _join(threads)
+            sent = {line: run.time_us for line, run in self.runs.items()}
+            self.wait_scored(client, _total(sent), worker)
+            result = self.tally(name, client, settings, sent)
+            result.worker_alive = worker.alive()
+            result.notes = {"points_when_killed": killed_at, "replay_speed": round(float(speed), 1)}
+            return result
+        finally:
+            client.close()
+            worker.stop()
+
+    def run_influx_outage(self, outage_s: float = 60.0, replay_s: float = 40.0) -> ScenarioResult:
+        """Stop InfluxDB for ``outage_s`` in the middle of a replay, then restart it."""
+        import psutil
+
+        name = f"InfluxDB outage {outage_s:g}s"
+        settings, env = self.settings_for("influx")
+        client = InfluxV1Client(settings.influx)
+        worker = self.start_worker(env, "influx")
+        influx = self.stack.influx
+        assert influx is not None
+        try:
+            threads, _report = self.replay_all(
+                settings, speed=_speed_for(self.runs, replay_s), name="influx"
+            )
+            self.wait_progress(client, 0, worker)
+            proc = psutil.Process(worker.process.pid)
+            cpu0 = sum(proc.cpu_times()[:2])
+            influx.stop()
+            time.sleep(outage_s)
+            cpu_s = sum(proc.cpu_times()[:2]) - cpu0
+            influx.start()
+            _join(threads)
+            sent = {line: run.time_us for line, run in self.runs.items()}
+            self.wait_scored(client, _total(sent), worker)
+            result = self.tally(name, client, settings, sent)
+            result.worker_alive = worker.alive()
+            log_text = worker.log_path.read_text(errors="replace")
+            result.notes = {
+                "write_retries": log_text.count("InfluxDB write failed"),
+                "worker_cpu_during_outage_s": round(cpu_s, 2),
+                "max_uncommitted_reported": _max_field(log_text, "uncommitted"),
+            }
+            return result
+        finally:
+            if not influx.running:
+                influx.start()
+            client.close()
+            worker.stop()
+
+    def run_broker_outage(self, outage_s: float = 20.0, replay_s: float = 40.0) -> ScenarioResult:
+        """Cut the network path to the broker for ``outage_s`` mid-replay (gateways
+        buffer on disk, the worker cannot fetch or commit), then restore it."""
+        name = f"broker outage {outage_s:g}s"
+        settings, env = self.settings_for("broker")
+        client = InfluxV1Client(settings.influx)
+        worker = self.start_worker(env, "broker")
+        proxy = self.stack.proxy
+        assert proxy is not None
+        try:
+            threads, report = self.replay_all(
+                settings,
+                speed=_speed_for(self.runs, replay_s),
+                name="broker",
+                producer_overrides=FAST_FAIL,
+            )
+            self.wait_progress(client, 0, worker)
+            proxy.pause()
+            time.sleep(outage_s)
+            proxy.resume()
+            _join(threads)
+            sent = {line: run.time_us for line, run in self.runs.items()}
+            self.wait_scored(client, _total(sent), worker)
+            result = self.tally(name, client, settings, sent)
+            result.worker_alive = worker.alive()
+            gateways = report["gateways"].values()
+            log_text = worker.log_path.read_text(errors="replace")
+            result.notes = {
+                "sent_historical": sum(g.get("sent_historical", 0) for g in gateways),
+                "gateway_send_failures": sum(g.get("send_failures", 0) for g in gateways),
+                "buffered_left": sum(g.get("buffered_left", 0) for g in gateways),
+                "duplicates_dropped_by_worker": _max_field(log_text, "duplicates"),
+            }
+            return result
+        finally:
+            if proxy.paused:
+                proxy.resume()
+            client.close()
+            worker.stop()
+
+    def run_bad_input(self) -> ScenarioResult:
+        """Every kind of bad record, between good frames; the worker must stay up."""
+        from kafka import KafkaProducer
+
+        name = "bad input"
+        settings, env = self.settings_for("bad")
+        client = InfluxV1Client(settings.influx)
+        worker = self.start_worker(env, "bad")
+        line, run = next(iter(self.runs.items()))
+        t0 = int(run.time_us[-1]) + 3_600_000_000
+        refused, handled = bad_records(run, line, t0)
+        producer = KafkaProducer(
+            max_request_size=16 * 1024 * 1024, acks="all", **settings.kafka.kafka_python_config()
+        )
+        broker_refused = []
+        try:
+            sent_times = [run.time_us[:200]]
+            good = TelemetryBatch(
+                "site-1", line, "gw-good", 1, run.sensors, run.time_us[:200], run.values[:200]
+            )
+            producer.send(settings.topics.telemetry, key=line.encode(), value=encode(good))
+            for case, key, value in refused:
+                try:
+                    producer.send(settings.topics.telemetry, key=key, value=value).get(30)
+                except Exception as exc:  # the broker itself may refuse an oversized record
+                    broker_refused.append(f"{case}: {type(exc).__name__}")
+            for _case, key, value, _frames in handled:
+                producer.send(settings.topics.telemetry, key=key, value=value).get(30)
+            for _case, _key, value, frames in handled:
+                if frames:
+                    doc = orjson.loads(value)
+                    sent_times.append(np.array([f["time_us"] for f in doc["frames"]]))
+            producer.flush()
+            sent = {line: np.concatenate(sent_times)}
+            self.wait_scored(client, _total(sent), worker, stall_s=30.0)
+            expected_dead = len(refused) - len(broker_refused)
+            deadline = time.monotonic() + 30
+            while (
+                count_records(settings, settings.topics.dead_letter) < expected_dead
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+            result = self.tally(name, client, settings, sent, dead_expected=expected_dead)
+            result.worker_alive = worker.alive()
+            reasons = dead_letter_reasons(settings)
+            result.notes = {
+                "cases_refused": len(refused),
+                "refused_by_broker": broker_refused,
+                "cases_handled": len(handled),
+                "reasons": reasons,
+            }
+            return result
+        finally:
+            producer.close()
+            client.close()
+            worker.stop()
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def _join(threads: list[threading.Thread], timeout: float = 900.0) -> None:
+    for t in threads:
+        t.join(timeout)
+
+
+def _total(sent: dict[str, np.ndarray]) -> int:
+    return sum(len(np.unique(t)) for t in sent.values())
+
+
+def _speed_for(runs: dict[str, RecordedRun], seconds: float) -> float:
+    """Replay speed that makes the longest run last about ``seconds``."""
+    span_s = max((r.time_us[-1] - r.time_us[0]) / 1e6 for r in runs.values())
+    return max(span_s / max(seconds, 1e-3), 1.0)
+
+
+def _max_field(log_text: str, name: str) -> int:
+    """Largest value of ``'name': N`` in a worker's periodic report lines."""
+    values = [int(v) for v in re.findall(rf"'{name}': (-?\d+)", log_text)]
+    return max(values, default=-1)
+
+
+def _consume(settings: Settings, topic: str, on_message: Callable[[Any], None]) -> None:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+        **settings.kafka.kafka_python_config(),
+    )
+    try:
+        for message in consumer:
+            on_message(message)
+    finally:
+        consumer.close()
+
+
+def count_records(settings: Settings, topic: str) -> int:
+    """Records on a topic (read until it has been quiet for 3 s)."""
+    n = [0]
+
+    def count(_message: Any) -> None:
+        n[0] += 1
+
+    _consume(settings, topic, count)
+    return n[0]
+
+
+def dead_letter_reasons(settings: Settings) -> list[str]:
+    """The ``lineguard.dlq.reason`` header of every dead letter, shortened."""
+    reasons: list[str] = []
+
+    def take(message: Any) -> None:
+        headers = dict(message.headers or [])
+        reason = headers.get("lineguard.dlq.reason", b"").decode("utf-8", "replace")
+        reasons.append(reason[:90])
+
+    _consume(settings, settings.topics.dead_letter, take)
+    return reasons

@@ -1,0 +1,553 @@
+"""Offline evaluation of line models on labelled recordings, through the live scoring path.
+
+``lineguard evaluate DIR`` treats every labelled CSV run under ``DIR`` (SKAB
+layout) as one production line: it trains that line's model on the run's
+first ``N`` rows exactly as ``lineguard train`` does (same
+:func:`~lineguard.models.training.train_line_model`, into a throw-away
+registry), cuts the whole run into the records an edge gateway would send
+(:func:`lineguard.ingest.gateway.plan_records`, encoded with the wire
+format), groups them into the stream worker's micro-batches and feeds them to
+:class:`lineguard.detectors.processor.TelemetryProcessor` -- the very object
+the Faust worker drives. There is no separate offline scorer, so what is
+measured here is what the worker would have written to InfluxDB.
+
+Metrics (over all runs' test parts, i.e. the rows after the training rows):
+
+* SKAB's pointwise metrics, confusion summed over runs
+  (:func:`lineguard.models.metrics.score_alerts`).
+* SKAB's NAB changepoint score (:func:`nab_score`), a faithful port of
+  ``evaluate_nab`` in SKAB's ``evaluating.py``.
+* Event recall, false-alarm events and the median detection delay (time from
+  a labelled segment's first row to the first alert inside it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lineguard.detectors.processor import RawRecord, TelemetryProcessor
+from lineguard.ingest.contract import TelemetryBatch, encode
+from lineguard.ingest.csv_runs import RecordedRun, read_run
+from lineguard.ingest.gateway import plan_records
+from lineguard.models.metrics import AlertScore, score_alerts, segments
+from lineguard.models.registry import Registry
+from lineguard.models.training import TrainingConfig, train_line_model
+
+__all__ = [
+    "NAB_PROFILES",
+    "Alert",
+    "Evaluation",
+    "GatewayPlan",
+    "RunEvaluation",
+    "alert_events",
+    "detection_delays",
+    "evaluate_folder",
+    "evaluate_run",
+    "find_runs",
+    "nab_score",
+    "predicted_changepoints",
+    "write_predictions",
+]
+
+#: SKAB's NAB profiles: (A_tp, A_fp, A_fn) for Standard, LowFP and LowFN.
+NAB_PROFILES: dict[str, tuple[float, float, float]] = {
+    "standard": (1.0, -0.11, -1.0),
+    "low_fp": (1.0, -0.22, -1.0),
+    "low_fn": (1.0, -0.11, -2.0),
+}
+#: SKAB's changepoint window for NAB.
+NAB_WINDOW_S = 60.0
+
+# The worker's micro-batch limits (lineguard.detectors.worker.BATCH_RECORDS /
+# BATCH_WINDOW_S); repeated here because importing the worker loads Faust.
+WORKER_BATCH_RECORDS = 200
+WORKER_BATCH_WINDOW_S = 0.05
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """How recorded frames are cut into records and worker micro-batches.
+
+    Attributes
+    ----------
+    speed : float
+        Replay speed relative to the recording (1 = live). At 1 Hz live, the
+        gateway sends one frame per record and the worker polls one record at
+        a time; results do not depend on this (scoring is batch-invariant),
+        only the run time does.
+    max_frames, flush_interval_s : see :func:`lineguard.ingest.gateway.plan_records`.
+    """
+
+    speed: float = 1.0
+    max_frames: int = 500
+    flush_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert event: a run of consecutive alerted frames.
+
+    Attributes
+    ----------
+    start, stop : int
+        Row indices into the run's test part (stop exclusive).
+    start_us, end_us : int
+        Time of the first and last alerted frame.
+    peak_score : float
+        Highest score during the alert.
+    sensors : list of (str, float)
+        Contributing sensors, most first, with their share of the alert:
+        each alerted frame ranks its top sensors (the worker's
+        ``top_sensors``); rank r of k earns k - r + 1 points, and shares are
+        the points normalised over the alert.
+    labelled : bool
+        Whether the alert touches a labelled anomaly segment.
+    """
+
+    start: int
+    stop: int
+    start_us: int
+    end_us: int
+    peak_score: float
+    sensors: list[tuple[str, float]]
+    labelled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "start": _iso(self.start_us),
+            "end": _iso(self.end_us),
+            "frames": self.stop - self.start,
+            "peak_score": self.peak_score,
+            "labelled": self.labelled,
+            "sensors": [{"sensor": s, "share": round(w, 4)} for s, w in self.sensors],
+        }
+
+
+@dataclass
+class RunEvaluation:
+    """One run's test part as scored by the worker's path."""
+
+    name: str
+    line: str
+    sensors: list[str]
+    detector: str
+    time_us: np.ndarray
+    score: np.ndarray
+    threshold: float
+    anomaly: np.ndarray
+    top_sensors: list[str]
+    labels: np.ndarray
+    changepoints: np.ndarray
+    counts: AlertScore
+    alerts: list[Alert]
+    delays_s: list[float]
+    nab: dict[str, np.ndarray]
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """All runs of a folder and their combined metrics."""
+
+    runs: list[RunEvaluation]
+    skipped: list[tuple[str, str]]
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> AlertScore:
+        """Pointwise and event counts summed over runs."""
+        total = AlertScore(0, 0, 0, 0, 0, 0, 0)
+        for run in self.runs:
+            total = total + run.counts
+        return total
+
+    def nab(self) -> dict[str, float | None]:
+        """SKAB's NAB scores (0 = null detector, 100 = perfect) per profile."""
+        out: dict[str, float | None] = {}
+        for profile in NAB_PROFILES:
+            s = np.sum([r.nab[profile] for r in self.runs], axis=0) if self.runs else np.zeros(3)
+            score, null, perfect = s
+            out[profile] = (
+                None if perfect == null else round(100 * (score - null) / (perfect - null), 2)
+            )
+        return out
+
+    def median_delay_s(self) -> float | None:
+        """Median time from a labelled segment's start to its first alert."""
+        delays = [d for r in self.runs for d in r.delays_s]
+        return float(np.median(delays)) if delays else None
+
+    def summary(self) -> dict[str, Any]:
+        """The headline metrics as a JSON-friendly dict."""
+        c = self.counts
+        nab = self.nab()
+        return {
+            "f1": round(c.f1, 4),
+            "far": round(c.far, 2),
+            "mar": round(c.mar, 2),
+            "nab_standard": nab["standard"],
+            "nab_low_fp": nab["low_fp"],
+            "nab_low_fn": nab["low_fn"],
+            "event_recall": round(c.event_recall, 4),
+            "events": c.events,
+            "events_detected": c.events_detected,
+            "false_alarm_events": c.false_alarm_events,
+            "median_delay_s": self.median_delay_s(),
+            "runs": len(self.runs),
+            "test_rows": c.tp + c.fp + c.tn + c.fn,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# -- NAB (SKAB's evaluating.py) --------------------------------------------
+def predicted_changepoints(anomaly_pred: np.ndarray) -> np.ndarray:
+    """SKAB's changepoint predictions from alert flags: ``|diff|``, first = first flag.
+
+    Both the rise and the fall of an alert count as a predicted changepoint,
+    as in SKAB's outlier-detection notebooks.
+    """
+    p = np.asarray(anomaly_pred, dtype=np.int64)
+    if p.size == 0:
+        return p
+    return np.abs(np.diff(p, prepend=p[0])) + np.r_[p[0], np.zeros(p.size - 1, dtype=np.int64)]
+
+
+def nab_score(
+    time_us: np.ndarray,
+    true_cp: np.ndarray,
+    pred_cp: np.ndarray,
+    window_s: float = NAB_WINDOW_S,
+) -> dict[str, np.ndarray]:
+    """SKAB's NAB score of one run: ``[score, null score, perfect score]`` per profile.
+
+    A port of ``single_evaluate_nab`` in SKAB's ``evaluating.py`` (waico/SKAB),
+    including its conventions: each labelled changepoint ``t`` opens a window
+    ``[t, t + window]``; pandas time slices are inclusive at both ends; the
+    first predicted changepoint within the window extended by a quarter of its
+    length is rewarded by a sigmoid of its position; predictions before the
+    first window and in the trailing part of each inter-changepoint space
+    (``win_space[-len(win_fault_slow):]``, as SKAB writes it) cost ``A_fp``
+    each; a window without any prediction costs ``A_fn``. Sum the arrays
+    over runs and take ``100 * (score - null) / (perfect - null)``.
+
+    Parameters
+    ----------
+    time_us : ndarray of int64, shape (n,)
+        Increasing frame times.
+    true_cp, pred_cp : ndarray of 0/1, shape (n,)
+        Labelled and predicted changepoints.
+    window_s : float
+        SKAB's ``numenta_time`` (60 s).
+
+    Returns
+    -------
+    dict of profile -> ndarray [score, null, perfect]
+    """
+    t = np.asarray(time_us, dtype=np.int64)
+    pred = np.asarray(pred_cp, dtype=np.float64)
+    cps = t[np.asarray(true_cp) == 1]
+    td = int(round(window_s * 1e6))
+    bounds = [(int(c), int(c) + td) for c in cps]
+
+    def loc(a: int, b: int | None) -> np.ndarray:  # pandas .loc[a:b], inclusive
+        lo = int(np.searchsorted(t, a, side="left"))
+        hi = t.size if b is None else int(np.searchsorted(t, b, side="right"))
+        return pred[lo:hi]
+
+    out: dict[str, np.ndarray] = {}
+    for profile, (a_tp, a_fp, a_fn) in NAB_PROFILES.items():
+        score = 0.0
+        if bounds:
+            score += loc(t[0] if t.size else 0, bounds[0][0]).sum() * a_fp
+        else:
+            score += pred.sum() * a_fp
+        for i, (start, stop) in enumerate(bounds):
+            nxt = bounds[i + 1][0] if i <= len(bounds) - 2 else None
+            win_space = loc(start, nxt)
+            win_fault = loc(start, stop)
+            slow_width = int(len(win_fault) / 4)
+            if len(win_fault) + slow_width >= len(win_space):
+                win_fault_slow = win_fault
+            else:
+                win_fault_slow = win_space[: len(win_fault) + slow_width]
+            win_fp = win_space[-len(win_fault_slow) :] if len(win_fault_slow) else win_space
+            if win_fault_slow.sum() == 0:
+                score += a_fn
+            else:
+                first = int(np.flatnonzero(win_fault_slow == 1)[0]) - len(win_fault)
+                with np.errstate(divide="ignore", over="ignore"):
+                    z = 5.0 * first / slow_width if slow_width else math.copysign(np.inf, first)
+                    score += (a_tp - a_fp) / (1.0 + np.exp(z)) + a_fp
+                score += win_fp.sum() * a_fp
+        n = len(bounds)
+        out[profile] = np.array([score, n * a_fn, n * a_tp])
+    return out
+
+
+# -- events ----------------------------------------------------------------
+def detection_delays(time_us: np.ndarray, labels: np.ndarray, alerts: np.ndarray) -> list[float]:
+    """Seconds from each detected labelled segment's first row to its first alert."""
+    out = []
+    y = np.asarray(labels, dtype=bool)
+    p = np.asarray(alerts, dtype=bool)
+    for a, b in segments(y):
+        hit = np.flatnonzero(p[a:b])
+        if hit.size:
+            out.append(float(time_us[a + hit[0]] - time_us[a]) / 1e6)
+    return out
+
+
+def alert_events(
+    time_us: np.ndarray,
+    score: np.ndarray,
+    anomaly: np.ndarray,
+    top_sensors: Sequence[str],
+    labels: np.ndarray,
+) -> list[Alert]:
+    """Group alerted frames into alert events with ranked sensor contributions."""
+    y = np.asarray(labels, dtype=bool)
+    events = []
+    for a, b in segments(anomaly):
+        points: dict[str, float] = {}
+        for names in top_sensors[a:b]:
+            ranked = [s for s in names.split(",") if s]
+            for r, s in enumerate(ranked):
+                points[s] = points.get(s, 0.0) + len(ranked) - r
+        total = sum(points.values()) or 1.0
+        ranked_sensors = sorted(((s, p / total) for s, p in points.items()), key=lambda x: -x[1])
+        events.append(
+            Alert(
+                start=a,
+                stop=b,
+                start_us=int(time_us[a]),
+                end_us=int(time_us[b - 1]),
+                peak_score=float(np.max(score[a:b])),
+                sensors=ranked_sensors,
+                labelled=bool(y[a:b].any()),
+            )
+        )
+    return events
+
+
+# -- running the worker's path ---------------------------------------------
+def find_runs(root: str | Path) -> list[Path]:
+    """CSV files under ``root``, sorted naturally (``valve1/2.csv`` before ``10.csv``)."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+
+    def key(p: Path) -> list[Any]:
+        return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", str(p.relative_to(root)))]
+
+    return sorted(root.rglob("*.csv"), key=key)
+
+
+def _line_id(rel: Path, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(rel.with_suffix("")).replace("\\", "/"))
+    base = base.strip("-._")[:56] or "run"
+    line, i = base, 1
+    while line in used:
+        i += 1
+        line = f"{base}-{i}"
+    used.add(line)
+    return line
+
+
+def _worker_batches(run: RecordedRun, line: str, plan: GatewayPlan) -> Iterator[list[RawRecord]]:
+    """The run as gateway records, grouped into the worker's micro-batches."""
+    offsets_s = (run.time_us - run.time_us[0]) / 1e6
+    due_s = offsets_s / plan.speed if plan.speed > 0 else np.zeros(len(run))
+    key = line.encode()
+    batch: list[RawRecord] = []
+    opened = 0.0
+    for seq, (start, stop, send_at) in enumerate(
+        plan_records(due_s, max_frames=plan.max_frames, flush_interval_s=plan.flush_interval_s)
+    ):
+        record = TelemetryBatch(
+            site="evaluate",
+            line=line,
+            gateway="evaluate",
+            seq=seq,
+            sensors=run.sensors,
+            time_us=run.time_us[start:stop],
+            values=run.values[start:stop],
+            historical=plan.speed != 1.0,
+        )
+        raw = RawRecord(encode(record), key, "telemetry", 0, seq)
+        if batch and (
+            len(batch) >= WORKER_BATCH_RECORDS or send_at - opened > WORKER_BATCH_WINDOW_S
+        ):
+            yield batch
+            batch = []
+        if not batch:
+            opened = send_at
+        batch.append(raw)
+    if batch:
+        yield batch
+
+
+def evaluate_run(
+    run: RecordedRun,
+    name: str,
+    line: str,
+    registry: Registry,
+    train_rows: int,
+    config: TrainingConfig,
+    plan: GatewayPlan | None = None,
+) -> RunEvaluation:
+    """Train one run's line model and score the run through the worker's processor.
+
+    The whole run is streamed (as the line's telemetry would be), and the
+    rows after ``train_rows`` are the test part that is returned and scored.
+    """
+    if run.anomaly is None:
+        raise ValueError(f"{run.path}: no 'anomaly' label column; cannot evaluate")
+    if len(run) <= train_rows:
+        raise ValueError(f"{run.path}: {len(run)} rows leave no test rows after {train_rows}")
+    bundle = train_line_model(registry, run, line, rows=train_rows, config=config)
+    processor = TelemetryProcessor(registry)
+    times, scores, flags, tops = [], [], [], []
+    for micro_batch in _worker_batches(run, line, plan or GatewayPlan()):
+        outcome = processor.process(micro_batch)
+        if outcome.dead_letters:
+            raise RuntimeError(f"{run.path}: the worker dead-lettered: {outcome.dead_letters[0]}")
+        for result in outcome.results:
+            times.append(result.time_us)
+            scores.append(result.score)
+            flags.append(result.anomaly)
+            tops.extend(result.top_sensors)
+    time_us = np.concatenate(times)
+    if time_us.shape[0] != len(run):
+        raise RuntimeError(f"{run.path}: scored {time_us.shape[0]} of {len(run)} frames")
+    test = slice(train_rows, len(run))
+    labels = run.anomaly[test].astype(bool)
+    changepoints = (
+        run.changepoint[test].astype(np.int64)
+        if run.changepoint is not None
+        else predicted_changepoints(labels)
+    )
+    anomaly = np.concatenate(flags)[test]
+    score = np.concatenate(scores)[test]
+    top = tops[test]
+    t = time_us[test]
+    return RunEvaluation(
+        name=name,
+        line=line,
+        sensors=list(run.sensors),
+        detector=str(bundle.manifest.get("calibration", {}).get("detector", config.detector)),
+        time_us=t,
+        score=score,
+        threshold=float(bundle.threshold),
+        anomaly=anomaly,
+        top_sensors=top,
+        labels=labels,
+        changepoints=changepoints,
+        counts=score_alerts(labels, anomaly),
+        alerts=alert_events(t, score, anomaly, top, labels),
+        delays_s=detection_delays(t, labels, anomaly),
+        nab=nab_score(t, changepoints, predicted_changepoints(anomaly)),
+        calibration=dict(bundle.manifest.get("calibration", {})),
+    )
+
+
+def evaluate_folder(
+    root: str | Path,
+    train_rows: int,
+    config: TrainingConfig | None = None,
+    plan: GatewayPlan | None = None,
+    registry_dir: str | Path | None = None,
+) -> Evaluation:
+    """Evaluate every labelled CSV run under ``root``.
+
+    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run), or too
+    short for ``train_rows``, are skipped and listed in ``Evaluation.skipped``.
+    A run whose training rows contain labelled anomalies is an error, as in
+    ``lineguard train``.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    config = config or TrainingConfig()
+    runs, skipped = [], []
+    used: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
+        registry = Registry(registry_dir or tmp)
+        for path in find_runs(root):
+            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+            run = read_run(path)
+            if run.anomaly is None:
+                skipped.append((str(rel), "no anomaly labels"))
+                continue
+            if len(run) <= train_rows:
+                skipped.append((str(rel), f"{len(run)} rows, no test part"))
+                continue
+            line = _line_id(rel, used)
+            runs.append(evaluate_run(run, str(rel), line, registry, train_rows, config, plan))
+    return Evaluation(runs=runs, skipped=skipped, seconds=time.perf_counter() - started)
+
+
+# -- outputs ---------------------------------------------------------------
+def _iso(time_us: int) -> str:
+    stamp = datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc).replace(tzinfo=None)
+    return stamp.isoformat(sep=" ", timespec="microseconds" if time_us % 1_000_000 else "seconds")
+
+
+def write_predictions(evaluation: Evaluation, out: str | Path) -> list[Path]:
+    """One ``;``-separated predictions CSV per run, at the run's relative path under ``out``.
+
+    Columns ``datetime;score;threshold;anomaly_pred`` for every test row. The
+    alerts with their ranked sensor contributions go next to each CSV as
+    ``<run>.alerts.json``, and the headline metrics to ``out/summary.json``.
+    """
+    out = Path(out)
+    written = []
+    for run in evaluation.runs:
+        target = out / run.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, delimiter=";", lineterminator="\n")
+            writer.writerow(["datetime", "score", "threshold", "anomaly_pred"])
+            for t, s, a in zip(
+                run.time_us.tolist(), run.score.tolist(), run.anomaly.tolist(), strict=True
+            ):
+                writer.writerow([_iso(t), f"{s:.6g}", f"{run.threshold:.6g}", int(a)])
+        alerts = {
+            "run": run.name,
+            "line": run.line,
+            "detector": run.detector,
+            "threshold": run.threshold,
+            "alerts": [a.to_dict() for a in run.alerts],
+        }
+        target.with_suffix(".alerts.json").write_text(json.dumps(alerts, indent=1) + "\n")
+        written.append(target)
+    summary = evaluation.summary() | {
+        "runs_detail": [
+            {
+                "run": r.name,
+                "detector": r.detector,
+                "f1": round(r.counts.f1, 4),
+                "far": round(r.counts.far, 2),
+                "mar": round(r.counts.mar, 2),
+                "events": r.counts.events,
+                "events_detected": r.counts.events_detected,
+                "false_alarm_events": r.counts.false_alarm_events,
+            }
+            for r in evaluation.runs
+        ],
+        "skipped": [{"file": f, "reason": why} for f, why in evaluation.skipped],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return written

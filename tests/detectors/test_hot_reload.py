@@ -1,0 +1,265 @@
+"""Model lifecycle on the real broker and the real InfluxDB, with a scoring
+worker process: promotion during a live replay, shadow scoring, QA feedback
+through Kafka, and the per-shift comparison.
+
+Nothing is mocked: the servers are the ones :mod:`lineguard.stack` starts and
+the worker is ``lineguard worker`` in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from lineguard.demo import WorkerProcess
+from lineguard.detectors.worker import ensure_topics
+from lineguard.influx import InfluxV1Client
+from lineguard.ingest.csv_runs import read_run
+from lineguard.ingest.dead_letter import from_headers
+from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
+from lineguard.models.announce import activate_and_announce, shadow_and_announce
+from lineguard.models.feedback import FEEDBACK_SCHEMA, read_feedback
+from lineguard.models.lifecycle import compare_versions
+from lineguard.models.registry import Registry
+from lineguard.models.training import TrainingConfig, train_line_model
+from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
+
+
+@pytest.fixture(scope="module")
+def lifecycle(local_stack, tmp_path_factory):
+    """Own topics, database and registry; one scoring worker process."""
+    tag = uuid.uuid4().hex[:8]
+    workdir = tmp_path_factory.mktemp("lifecycle")
+    topics = TopicSettings(
+        telemetry=f"telemetry-{tag}",
+        dead_letter=f"dlq-{tag}",
+        alerts=f"alerts-{tag}",
+        incidents=f"incidents-{tag}",
+        models=f"models-{tag}",
+        feedback=f"feedback-{tag}",
+    )
+    settings = Settings(
+        registry_dir=workdir / "registry",
+        worker_id=f"worker-{tag}",
+        kafka=KafkaSettings(bootstrap_servers=local_stack.kafka_bootstrap),
+        influx=InfluxSettings(url=local_stack.influx_url, database=f"life_{tag}"),
+        topics=topics,
+    )
+    env = {
+        **os.environ,
+        **local_stack.env(),
+        "LINEGUARD_REGISTRY_DIR": str(settings.registry_dir),
+        "LINEGUARD_INFLUX_DATABASE": settings.influx.database,
+        "LINEGUARD_WORKER_ID": settings.worker_id,
+        **{f"LINEGUARD_TOPIC_{k.upper()}": str(v) for k, v in topics.model_dump().items()},
+    }
+    registry = Registry(settings.registry_dir)
+    ensure_topics(settings)
+    worker = WorkerProcess("score", env, workdir / "score.log")
+    client = InfluxV1Client(settings.influx)
+    yield settings, registry, worker, client
+    client.close()
+    worker.stop()
+
+
+def _count(client, query: str) -> int:
+    try:
+        rows = client.query(query)
+    except Exception:
+        return -1  # database not created yet
+    return int(rows[0]["count"]) if rows else 0
+
+
+def _wait(client, query: str, expected: int, worker, timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    count = -1
+    while time.monotonic() < deadline:
+        assert worker.alive(), f"worker died:\n{worker.log_tail()}"
+        count = _count(client, query)
+        if count >= expected:
+            return count
+        time.sleep(0.3)
+    raise AssertionError(f"expected {expected} for {query!r}; have {count}\n{worker.log_tail(40)}")
+
+
+def _scores(client, line: str, where: str = "") -> list[dict]:
+    return client.query(
+        'SELECT "score", "anomaly", "model_version", "role" FROM "lineguard_score" '
+        f"WHERE \"line\" = '{line}' {where}",
+        epoch="u",
+    )
+
+
+def _replay_in_thread(settings: Settings, run, line: str, speed: float) -> threading.Thread:
+    def go() -> None:
+        producer = make_producer(settings.kafka)
+        try:
+            replay(
+                run,
+                producer=producer,
+                topic=settings.topics.telemetry,
+                site="site-1",
+                line=line,
+                gateway_id=f"gw-{line}",
+                sequence=SequenceCounter(),
+                speed=speed,
+                max_frames=20,
+                flush_interval_s=0.1,
+            )
+        finally:
+            producer.close()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_promotion_during_a_live_replay_switches_version_without_gap_or_duplicate(
+    lifecycle,
+) -> None:
+    settings, registry, worker, client = lifecycle
+    line = "valve1-0"
+    run = read_run(SAMPLES / "valve1" / "0.csv")
+    v1 = train_line_model(registry, run, line, rows=400)
+    v2 = train_line_model(
+        registry, run, line, rows=350, config=TrainingConfig(target_far=0.02), activate=False
+    )
+    assert (v1.version, v2.version) == ("v0001", "v0002")
+
+    thread = _replay_in_thread(settings, run, line, speed=80.0)  # ~14 s of live traffic
+    count_q = f'SELECT count("score") FROM "lineguard_score" WHERE "line" = \'{line}\''
+    _wait(client, count_q, 250, worker)
+    previous, error = activate_and_announce(registry, settings, line, "v0002", "promote")
+    assert (previous, error) == ("v0001", None)
+    thread.join(120)
+    assert not thread.is_alive()
+    assert _wait(client, count_q, len(run), worker) == len(run)
+    time.sleep(1.0)  # anything extra (a duplicate) would have landed by now
+
+    rows = _scores(client, line)
+    times = np.array([r["time"] for r in rows], dtype=np.int64)
+    versions = np.array([r["model_version"] for r in rows])
+    order = np.argsort(times, kind="stable")
+    times, versions = times[order], versions[order]
+    # Every frame scored exactly once: no gap, no duplicate across versions.
+    np.testing.assert_array_equal(times, run.time_us)
+    assert set(versions.tolist()) == {"v0001", "v0002"}
+    # One switch, between two micro-batches: v1 up to some frame, v2 after it.
+    switch = int(np.argmax(versions == "v0002"))
+    assert 250 <= switch < len(run)
+    assert (versions[:switch] == "v0001").all() and (versions[switch:] == "v0002").all()
+    assert "switching model v0001 -> v0002" in worker.log_path.read_text()
+
+
+def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lifecycle) -> None:
+    settings, registry, worker, client = lifecycle
+    line = "valve1-1"
+    run = read_run(SAMPLES / "valve1" / "1.csv")
+    train_line_model(registry, run, line, rows=400)
+    # A deliberately jumpy candidate, so a leaked shadow alert could not hide.
+    train_line_model(
+        registry, run, line, rows=400, config=TrainingConfig(target_far=0.2), activate=False
+    )
+    assert shadow_and_announce(registry, settings, line, "v0002") is None
+    time.sleep(1.0)  # the worker's follower polls the models topic every 0.2 s
+
+    # QA labels the recorded fault as a real defect through the feedback topic,
+    # plus one malformed record that must be dead-lettered, not crash anything.
+    defect = np.flatnonzero(run.anomaly)
+    label = {
+        "schema": FEEDBACK_SCHEMA,
+        "line": line,
+        "label": "real_defect",
+        "start_us": int(run.time_us[defect[0]]),
+        "end_us": int(run.time_us[defect[-1]]),
+        "author": "qa-test",
+        "source": "test",
+    }
+    producer = KafkaProducer(**settings.kafka.kafka_python_config())
+    producer.send(settings.topics.feedback, key=line.encode(), value=orjson.dumps(label)).get(30)
+    producer.send(settings.topics.feedback, key=line.encode(), value=b'{"schema": 1}').get(30)
+    producer.close()
+
+    thread = _replay_in_thread(settings, run, line, speed=0)
+    thread.join(120)
+    active_q = (
+        f'SELECT count("score") FROM "lineguard_score" WHERE "line" = \'{line}\' '
+        "AND \"model_version\" = 'v0001'"
+    )
+    shadow_q = (
+        f'SELECT count("score") FROM "lineguard_score" WHERE "line" = \'{line}\' '
+        "AND \"model_version\" = 'v0002' AND \"role\" = 'shadow'"
+    )
+    assert _wait(client, active_q, len(run), worker) == len(run)
+    assert _wait(client, shadow_q, len(run), worker) == len(run)
+    rows = _scores(client, line)
+    shadow = [r for r in rows if r["model_version"] == "v0002"]
+    active = [r for r in rows if r["model_version"] == "v0001"]
+    assert all(r["role"] == "shadow" for r in shadow)
+    assert all(r["role"] is None for r in active)
+    # The candidate would have alerted (more than the active one) ...
+    assert sum(bool(r["anomaly"]) for r in shadow) > sum(bool(r["anomaly"]) for r in active)
+
+    # ... but no alert and no incident of this line names the shadow version.
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topics.alerts,
+        settings.topics.incidents,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        **settings.kafka.kafka_python_config(),
+    )
+    messages = [json.loads(m.value) for m in consumer if m.key == line.encode()]
+    consumer.close()
+    assert messages, "the active version raised nothing on a run with a fault"
+    assert {m["model_version"] for m in messages} == {"v0001"}
+
+    # The label arrived through Kafka and is in InfluxDB; the bad record was dead-lettered.
+    deadline = time.monotonic() + 30
+    while not read_feedback(client, line) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    stored = read_feedback(client, line)
+    assert [(f.label, f.start_us, f.end_us) for f in stored] == [
+        ("real_defect", label["start_us"], label["end_us"])
+    ]
+    consumer = KafkaConsumer(
+        settings.topics.dead_letter,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        **settings.kafka.kafka_python_config(),
+    )
+    letters = [
+        from_headers(m.headers, m.key, m.value) for m in consumer if m.value == b'{"schema": 1}'
+    ]
+    consumer.close()
+    assert [(d.stage, d.topic) for d in letters] == [("feedback", settings.topics.feedback)]
+    assert "lineguard.feedback.v1" in letters[0].reason
+
+    report = compare_versions(client, line, "v0001", "v0002", shift_hours=8.0)
+    total = report["total"]
+    assert total["frames"] == len(run)
+    assert report["labels"]["defect_frames"] == len(defect)
+    assert total["v0002"]["alert_rate_pct"] > total["v0001"]["alert_rate_pct"]
+    assert total["v0002"]["far_pct"] > total["v0001"]["far_pct"]
+    assert 0 < total["agreement_pct"] < 100
+    assert sum(s["frames"] for s in report["shifts"]) == len(run)
+
+    # Stopping the shadow stops its points (a new frame gets only the active one).
+    assert shadow_and_announce(registry, settings, line, None) is None
+    assert registry.shadow_version(line) is None
