@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # kafka-python logs every reset connection of a cut network path with a
+    # traceback; the gateway's own log lines say what matters.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
     results: list[ScenarioResult] = []
     started = time.monotonic()

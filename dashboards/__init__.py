@@ -1,10 +1,10 @@
 """Grafana dashboards as code (plant overview, line drill-down, operations).
 
-The dashboards read what the worker writes to InfluxDB:
-``lineguard_score`` (tags ``site``, ``line``, ``model_version``; fields
-``score``, ``threshold``, ``exceed``, ``anomaly``, ``historical``,
-``top_sensors``) and ``lineguard_telemetry`` (tags ``site``, ``line``; one
-field per sensor). Their generators and query tests are tracked in the
-dashboards issue; until then Grafana can chart these measurements directly
-with InfluxQL.
+:mod:`~lineguard.dashboards.definitions` defines them with the builder in
+:mod:`~lineguard.dashboards.model`; :mod:`~lineguard.dashboards.generate`
+writes the committed JSON (``dashboards/json``) that Grafana provisions;
+:mod:`~lineguard.dashboards.grafana` substitutes Grafana's macros and checks
+the JSON model; :mod:`~lineguard.dashboards.push` provisions through
+Grafana's HTTP API; :mod:`~lineguard.dashboards.incident_report` renders one
+incident as a PNG.
 """

@@ -59,6 +59,7 @@ from .registry import DEFAULT_DETECTOR, make_detector
 from .scoring import LinePipeline
 
 __all__ = [
+    "DEFAULT_DETREND_SLOW",
     "DEFAULT_HOLDOUT_FRACTION",
     "DEFAULT_TARGET_FAR",
     "DEFAULT_WINDOW",
@@ -70,7 +71,11 @@ __all__ = [
 #: Defaults chosen by the offline SKAB evaluation (see ``registry.DEFAULT_DETECTOR``).
 #: 1 % per row at 1 Hz is ~36 raw exceedances an hour on a healthy line, which
 #: the 3-of-5 debounce mostly absorbs.
-DEFAULT_WINDOW = 10
+DEFAULT_WINDOW = 20
+#: Lag-window autocorrelation above which a sensor is judged by its dynamics
+#: (see :mod:`lineguard.detectors.features`). On SKAB's training rows the
+#: thermal sensors sit at 0.7-0.97 and every other sensor below 0.6.
+DEFAULT_DETREND_SLOW = 0.6
 DEFAULT_TARGET_FAR = 0.01
 DEFAULT_HOLDOUT_FRACTION = 0.25
 
@@ -143,6 +148,7 @@ def train_pipeline(
     seed: int | None = 0,
     window: int = DEFAULT_WINDOW,
     refit: bool = True,
+    detrend_slow: float | None = DEFAULT_DETREND_SLOW,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -164,6 +170,9 @@ def train_pipeline(
         Temporal feature window.
     refit : bool, default=True
         Refit on all rows after calibrating (see module docs for why).
+    detrend_slow : float or None
+        Autocorrelation above which a sensor is judged by its dynamics, not
+        its level (see :mod:`lineguard.detectors.features`); None disables.
 
     Returns
     -------
@@ -186,7 +195,10 @@ def train_pipeline(
     n_hold = math.ceil(X.shape[0] * holdout_fraction)
     n_fit = X.shape[0] - n_hold
     pipeline = LinePipeline(
-        sensors=list(sensors), detector=make_detector(detector_name, seed), window=window
+        sensors=list(sensors),
+        detector=make_detector(detector_name, seed),
+        window=window,
+        detrend_slow=detrend_slow,
     ).fit(X[:n_fit])
     # The holdout continues the fit rows in time, so its first rows get their
     # full feature window from the end of the fit part, as in live scoring.
@@ -195,11 +207,18 @@ def train_pipeline(
     threshold = fit_threshold(hold_scores, target_far)
     if refit:
         pipeline = LinePipeline(
-            sensors=list(sensors), detector=make_detector(detector_name, seed), window=window
+            sensors=list(sensors),
+            detector=make_detector(detector_name, seed),
+            window=window,
+            detrend_slow=detrend_slow,
         ).fit(X)
     info = {
         "detector": detector_name,
         "window": int(window),
+        "detrend_slow": detrend_slow,
+        "slow_sensors": [
+            name for name, slow in zip(sensors, pipeline.features_.slow_, strict=True) if slow
+        ],
         "target_far": float(target_far),
         "threshold_method": threshold_method(hold_scores.size, target_far),
         "n_fit": int(n_fit),

@@ -12,18 +12,36 @@ of earlier batches as ``context`` and returns the new context, so scoring a
 series in one call or in any split into batches yields *bitwise identical*
 features. At stream start (``context=None``) the first rows use the shorter
 history that exists (an expanding window) rather than inventing past data.
+
+Slow sensors
+------------
+Thermal signals (a casing temperature, a thermocouple) integrate heat over
+minutes: their level wanders with ambient conditions and with whatever the
+line did before, so a few hundred rows of normal history never cover the
+levels a healthy line will visit next. Judged by their level, they page the
+plant every time the line warms up -- on SKAB that was most of the false
+alarms, right after each fault, while the pump cooled down. With
+``detrend_slow`` set, :meth:`TemporalFeatures.fit` marks the sensors whose
+training readings one window apart are still strongly correlated (lag-
+``SLOW_LAG`` autocorrelation above ``detrend_slow``: over a few samples their
+level barely changes) and describes them by their *dynamics* instead: the value
+column becomes the deviation from the trailing mean (how fast it moves now)
+and the trailing-mean column is zero. The rolling std stays. Fast sensors
+(flows, currents, vibration RMS) keep their levels, which is where a stuck
+valve shows. The choice uses the training rows only.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._numeric import ordered_sum
+__all__ = ["STATS", "TemporalFeatures", "lagged_autocorrelation"]
 
-__all__ = ["STATS", "TemporalFeatures"]
+#: Lag, in rows, at which slow sensors are recognised (see the module docs):
+#: ten samples, the shortest trailing window the library uses.
+SLOW_LAG = 10
 
 #: Supported per-sensor statistics, in output order.
 STATS: tuple[str, ...] = ("value", "mean", "std")
@@ -39,6 +57,10 @@ class TemporalFeatures(BaseEstimator):
         no temporal context: only the raw values are produced.
     stats : tuple of str, default=("value", "mean", "std")
         Which statistics to emit, a subset of :data:`STATS`.
+    detrend_slow : float or None, default=None
+        Lag-:data:`SLOW_LAG` autocorrelation in the training rows above which a
+        sensor counts as slow and loses its level columns (module docs).
+        None keeps every sensor's level.
 
     Attributes
     ----------
@@ -50,6 +72,9 @@ class TemporalFeatures(BaseEstimator):
         Input column each output feature is computed from; lets the scorer
         sum feature attributions back onto physical sensors.
     n_features_out_ : int
+    slow_ : ndarray of bool, shape (n_features_in_,)
+        Sensors described by their dynamics rather than their level (see
+        the module docs); all False unless ``detrend_slow`` is set.
 
     Notes
     -----
@@ -59,9 +84,15 @@ class TemporalFeatures(BaseEstimator):
     single-row window. Input must be finite (impute first).
     """
 
-    def __init__(self, window: int = 10, stats: tuple[str, ...] = STATS) -> None:
+    def __init__(
+        self,
+        window: int = 10,
+        stats: tuple[str, ...] = STATS,
+        detrend_slow: float | None = None,
+    ) -> None:
         self.window = window
         self.stats = stats
+        self.detrend_slow = detrend_slow
 
     def fit(self, X: np.ndarray, y: object = None) -> TemporalFeatures:
         """Record the input width; the transform itself has no learned state."""
@@ -76,6 +107,13 @@ class TemporalFeatures(BaseEstimator):
         self.stats_ = ("value",) if self.window == 1 else tuple(s for s in STATS if s in self.stats)
         self.feature_sources_ = np.tile(np.arange(self.n_features_in_), len(self.stats_))
         self.n_features_out_ = int(self.feature_sources_.size)
+        self.slow_ = np.zeros(self.n_features_in_, dtype=bool)
+        if self.detrend_slow is not None and len(self.stats_) > 1 and "value" in self.stats_:
+            if not 0.0 < self.detrend_slow < 1.0:
+                raise ValueError(
+                    f"detrend_slow must be in (0, 1) or None, got {self.detrend_slow!r}."
+                )
+            self.slow_ = lagged_autocorrelation(X, SLOW_LAG) > self.detrend_slow
         return self
 
     def get_feature_names_out(self, input_features: list[str] | None = None) -> np.ndarray:
@@ -84,9 +122,16 @@ class TemporalFeatures(BaseEstimator):
         if input_features is None:
             input_features = [f"x{i}" for i in range(self.n_features_in_)]
         names = []
+        slow = getattr(self, "slow_", np.zeros(len(input_features), dtype=bool))
         for stat in self.stats_:
             suffix = "" if stat == "value" else f"__{stat}{self.window}"
-            names.extend(f"{name}{suffix}" for name in input_features)
+            for name, is_slow in zip(input_features, slow, strict=True):
+                if is_slow and stat == "value":
+                    names.append(f"{name}__dev{self.window}")
+                elif is_slow and stat == "mean":
+                    names.append(f"{name}__mean{self.window}_off")
+                else:
+                    names.append(f"{name}{suffix}")
         return np.asarray(names, dtype=object)
 
     def transform(
@@ -135,16 +180,57 @@ class TemporalFeatures(BaseEstimator):
             # fixed-order sums (and their rounding) identical across splits.
             padded = np.concatenate([np.zeros((w - 1, d)), history], axis=0)
             mask = np.concatenate([np.zeros(w - 1), np.ones(c + n)])
-            win = sliding_window_view(padded, w, axis=0)[c:]  # (n, d, w)
-            m = sliding_window_view(mask, w)[c:][:, None, :]  # (n, 1, w)
-            count = ordered_sum(m)
-            mean = ordered_sum(win * m) / count
+            # Window position j of every row is one shifted (n, d) slice, so
+            # the sums run over j in a fixed order (identical rounding to a
+            # left-to-right sum over each window) without materializing
+            # (n, d, w) temporaries: about twice as fast at 50 sensors.
+            rows = [padded[c + j : c + j + n] for j in range(w)]
+            weights = [mask[c + j : c + j + n, None] for j in range(w)]
+            count = np.zeros((n, 1))
+            total = np.zeros((n, d))
+            for j in range(w):
+                count += weights[j]
+                total += rows[j] * weights[j]
+            mean = total / count
+            slow = getattr(self, "slow_", None)  # absent in models saved before slow_ existed
+            if slow is not None and slow.any():
+                # Dynamics instead of level for slow sensors (module docs).
+                blocks[0] = np.where(slow, X - mean, X)
             if "mean" in self.stats_:
-                blocks.append(mean)
+                blocks.append(mean if slow is None or not slow.any() else np.where(slow, 0.0, mean))
             if "std" in self.stats_:
-                dev = (win - mean[:, :, None]) * m
-                blocks.append(np.sqrt(ordered_sum(dev * dev) / count))
+                sq = np.zeros((n, d))
+                for j in range(w):
+                    dev = (rows[j] - mean) * weights[j]
+                    sq += dev * dev
+                blocks.append(np.sqrt(sq / count))
         return np.concatenate(blocks, axis=1), new_context
+
+
+def lagged_autocorrelation(X: np.ndarray, lag: int) -> np.ndarray:
+    """Per-column autocorrelation of consecutive rows at ``lag`` rows.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_columns)
+        Rows in time order, finite.
+    lag : int
+        Distance in rows.
+
+    Returns
+    -------
+    ndarray of shape (n_columns,)
+        In [-1, 1]; 0 for constant columns or when ``n_rows <= lag + 1``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    out = np.zeros(X.shape[1])
+    if lag < 1 or X.shape[0] <= lag + 1:
+        return out
+    centred = X - X.mean(axis=0)
+    energy = np.einsum("ij,ij->j", centred, centred)
+    cross = np.einsum("ij,ij->j", centred[lag:], centred[:-lag])
+    np.divide(cross, energy, out=out, where=energy > 0)
+    return out
 
 
 def _check_rows(X: np.ndarray, n_cols: int | None, what: str = "X") -> np.ndarray:

@@ -193,9 +193,23 @@ def track_incidents(
     last_time = state.last_time_us
     events: list[IncidentEvent] = []
     grew = False
-    times = np.asarray(time_us, dtype=np.int64).tolist()
-    flags = np.asarray(anomaly, dtype=bool).tolist()
-    scores = np.asarray(score, dtype=np.float64).tolist()
+    times_a = np.asarray(time_us, dtype=np.int64)
+    flags_a = np.asarray(anomaly, dtype=bool)
+    first = 0
+    if inc is None:
+        # Without an open incident nothing happens until the first alerted
+        # frame: skip the quiet prefix in one step (the usual batch is all
+        # quiet), keeping the newest time seen exactly as the loop would.
+        alerted = np.flatnonzero(flags_a)
+        first = int(alerted[0]) if alerted.size else times_a.shape[0]
+        if first > 0:
+            last_time = max(last_time, int(times_a[:first].max()))
+        if first == times_a.shape[0]:
+            return IncidentState(last_time_us=last_time, open=None), events
+    times = times_a[first:].tolist()
+    flags = flags_a[first:].tolist()
+    scores = np.asarray(score, dtype=np.float64)[first:].tolist()
+    top_sensors = top_sensors[first:]
     for i, t in enumerate(times):
         if t <= last_time:
             continue  # already seen: a replay after a crash or a duplicate

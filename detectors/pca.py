@@ -121,3 +121,10 @@ class PCADetector(Detector):
         X = self._validate_score_input(X)
         t2, spe = self._parts((X - self.mean_) / self.scale_)
         return normalize_rows(t2 / self.t2_limit_ + spe / self.spe_limit_)
+
+    def score_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score and shares from one projection (the costly part), as the worker needs."""
+        X = self._validate_score_input(X)
+        t2, spe = self._parts((X - self.mean_) / self.scale_)
+        score = ordered_sum(t2) / self.t2_limit_ + ordered_sum(spe) / self.spe_limit_
+        return score, normalize_rows(t2 / self.t2_limit_ + spe / self.spe_limit_)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from .base import Detector
 from .covariance import RobustMahalanobis
 from .ecod import FrozenECOD
+from .ensemble import QuantileEnsemble
 from .iforest import IsolationForestDetector
 from .pca import PCADetector
 
@@ -18,6 +19,7 @@ DETECTORS: dict[str, Callable[[int | None], Detector]] = {
     "ecod": lambda random_state: FrozenECOD(),
     "iforest": lambda random_state: IsolationForestDetector(random_state=random_state),
     "mcd": lambda random_state: RobustMahalanobis(random_state=random_state),
+    "auto": lambda random_state: QuantileEnsemble(random_state=random_state),
 }
 
 #: Default chosen by the offline SKAB evaluation (SKAB protocol, thresholds from

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 from lineguard.ingest.buffer import BufferedRecord, BufferFull, DiskBuffer
-from lineguard.ingest.contract import TelemetryBatch, encode
+from lineguard.ingest.contract import SCHEMA_V2, TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.settings import KafkaSettings
 
@@ -159,6 +159,10 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Any:
         # send for a minute waiting for metadata of an unreachable broker.
         "delivery_timeout_ms": 30_000,
         "max_block_ms": 10_000,
+        # A fixed protocol level skips the version probe at construction, so
+        # a gateway (re)starting during a broker outage comes up and buffers.
+        # Kafka >= 2.5 (and Tansu) serve it.
+        "api_version": (2, 5),
         **settings.kafka_python_config(),
     }
     config.update(overrides)
@@ -404,6 +408,7 @@ def replay(
     sleep: Callable[[float], None] = time.sleep,
     forward: StoreAndForward | None = None,
     drain_timeout_s: float | None = 60.0,
+    schema: str = SCHEMA_V2,
 ) -> ReplayStats:
     """Replay a recorded run as one line's live telemetry.
 
@@ -438,6 +443,10 @@ def replay(
         With ``forward``: how long to keep draining at the end; records not
         acknowledged by then stay on disk for the next start (see
         ``ReplayStats.buffered``). ``None`` waits until drained.
+    schema : str
+        Wire-format version to send: the columnar ``lineguard.telemetry.v2``
+        by default (decodes about 4x faster in the worker, half the bytes);
+        ``lineguard.telemetry.v1`` for consumers that only read v1.
     """
     stats = ReplayStats()
     n = len(run)
@@ -469,7 +478,7 @@ def replay(
             values=run.values[start:stop],
             sent_at_us=time.time_ns() // 1000,
         )
-        payload = encode(batch)
+        payload = encode(batch, schema)
         if forward is not None:
             forward.send(key, payload)
         else:

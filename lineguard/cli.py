@@ -263,6 +263,17 @@ def _add_lifecycle_commands() -> None:
 _add_lifecycle_commands()
 
 
+def _add_dashboard_commands() -> None:
+    # lineguard dashboards generate|push, lineguard report incident
+    from lineguard.dashboards.commands import dashboards, report
+
+    main.add_command(dashboards)
+    main.add_command(report)
+
+
+_add_dashboard_commands()
+
+
 # -- worker ----------------------------------------------------------------
 @main.command()
 @click.option(

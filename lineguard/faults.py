@@ -40,7 +40,12 @@ import numpy as np
 import orjson
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.processor import INCIDENT_MEASUREMENT, RESULT_MEASUREMENT
+from lineguard.detectors.processor import (
+    INCIDENT_MEASUREMENT,
+    RESULT_MEASUREMENT,
+    RawRecord,
+    TelemetryProcessor,
+)
 from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.buffer import DiskBuffer
@@ -255,6 +260,7 @@ class FaultRig:
         self.registry_dir = self.workdir / "registry"
         self.rng = random.Random(seed)
         self.runs: dict[str, RecordedRun] = {}
+        self._reference: set[tuple[str, int, int, str]] | None = None
         registry = Registry(self.registry_dir)
         for line, rel in SAMPLE_RUNS[:lines]:
             run = read_run(SAMPLES / rel)
@@ -293,6 +299,7 @@ class FaultRig:
             "LINEGUARD_TOPIC_INCIDENTS": topics.incidents,
         }
         ensure_topics(settings)
+        self.last_settings = settings  # for a post-mortem look at a scenario's data
         return settings, env
 
     def start_worker(self, env: dict[str, str], name: str, n: int = 0) -> WorkerProcess:
@@ -346,7 +353,9 @@ class FaultRig:
             finally:
                 if forward is not None:
                     forward.buffer.close()
-                producer.close()
+                # Bounded: kafka-python's close() otherwise waits forever for
+                # records it cannot deliver (they are still in the buffer).
+                producer.close(timeout=10)
 
         threads = [
             threading.Thread(target=one, args=(line, run), name=f"replay-{line}", daemon=True)
@@ -396,6 +405,53 @@ class FaultRig:
             if time.monotonic() - last_change > stall_s or not worker.alive():
                 return count
             time.sleep(0.3)
+
+    def reference_incidents(self) -> set[tuple[str, int, int, str]]:
+        """Incidents of the replayed runs scored offline, without any fault:
+        (incident id, end, frames, state) in their final state."""
+        if self._reference is None:
+            processor = TelemetryProcessor(Registry(self.registry_dir))
+            final: dict[str, tuple[str, int, int, str]] = {}
+            for line, run in self.runs.items():
+                records = [
+                    RawRecord(
+                        encode(
+                            TelemetryBatch(
+                                "site-1",
+                                line,
+                                "gw-reference",
+                                i,
+                                run.sensors,
+                                run.time_us[start : start + 20],
+                                run.values[start : start + 20],
+                            )
+                        ),
+                        line.encode(),
+                    )
+                    for i, start in enumerate(range(0, len(run), 20))
+                ]
+                for _key, m in processor.process(records).incidents:
+                    final[m["incident_id"]] = (
+                        m["incident_id"],
+                        m["end_us"],
+                        m["frames"],
+                        m["state"],
+                    )
+            self._reference = set(final.values())
+        return self._reference
+
+    def incident_check(self, client: InfluxV1Client) -> dict[str, int]:
+        """How the stored incidents compare with :meth:`reference_incidents`."""
+        rows = client.query(
+            f'SELECT "incident_id", "end_us", "frames", "state" FROM "{INCIDENT_MEASUREMENT}"',
+            epoch="u",
+        )
+        stored = {(r["incident_id"], r["end_us"], r["frames"], r["state"]) for r in rows}
+        reference = self.reference_incidents()
+        return {
+            "incidents_expected": len(reference),
+            "incidents_differing": len(stored ^ reference),
+        }
 
     def tally(
         self,
@@ -447,25 +503,36 @@ class FaultRig:
             self.wait_scored(client, _total(sent), worker)
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
+            result.notes = self.incident_check(client)
             return result
         finally:
             client.close()
             worker.stop()
 
-    def run_worker_kills(self, kills: int = 10, replay_s: float = 60.0) -> ScenarioResult:
-        """SIGKILL the worker at random points during a paced replay, ``kills`` times."""
+    def run_worker_kills(self, kills: int = 10, replay_s: float | None = None) -> ScenarioResult:
+        """SIGKILL the worker at random points during a paced replay, ``kills`` times.
+
+        The kill points are random fractions of the frames to score; the
+        worker is killed 0-1 s after the stored points pass the next one (and
+        after it made progress since its restart), so kills land while it is
+        consuming, spread over the whole replay. ``replay_s`` (default 30 s per
+        kill) paces the replay to outlast the restarts.
+        """
         name = f"worker SIGKILL x{kills}"
         settings, env = self.settings_for("kill")
         client = InfluxV1Client(settings.influx)
-        speed = _speed_for(self.runs, replay_s)
+        speed = _speed_for(self.runs, replay_s if replay_s is not None else 30.0 * kills)
+        sent = {line: run.time_us for line, run in self.runs.items()}
+        total = _total(sent)
+        points = sorted(int(self.rng.uniform(0.05, 0.95) * total) for _ in range(kills))
         worker = self.start_worker(env, "kill", 0)
         killed_at: list[int] = []
         try:
-            threads, _report = self.replay_all(settings, speed=speed, name="kill")
+            threads, report = self.replay_all(settings, speed=speed, name="kill")
             count = 0
-            for i in range(kills):
-                count = self.wait_progress(client, max(count, 0), worker)
-                time.sleep(self.rng.uniform(0.0, 2.0))
+            for i, point in enumerate(points):
+                self.wait_progress(client, max(point, count), worker, timeout=120.0)
+                time.sleep(self.rng.uniform(0.0, 1.0))
                 count = self.scored_count(client)
                 killed_at.append(count)
                 worker.process.kill()  # SIGKILL: no shutdown code runs
@@ -473,11 +540,18 @@ class FaultRig:
                 worker.stop()
                 worker = self.start_worker(env, "kill", i + 1)
             _join(threads)
-            sent = {line: run.time_us for line, run in self.runs.items()}
-            self.wait_scored(client, _total(sent), worker)
+            self.wait_scored(client, total, worker)
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
-            result.notes = {"points_when_killed": killed_at, "replay_speed": round(float(speed), 1)}
+            incidents = self.incident_check(client)
+            result.notes = {
+                "points_when_killed": killed_at,
+                "replay_speed": round(float(speed), 1),
+                "buffered_left": sum(
+                    g.get("buffered_left", 0) for g in report["gateways"].values()
+                ),
+                **incidents,
+            }
             return result
         finally:
             client.close()
@@ -509,11 +583,13 @@ class FaultRig:
             self.wait_scored(client, _total(sent), worker)
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
+            incidents = self.incident_check(client)
             log_text = worker.log_path.read_text(errors="replace")
             result.notes = {
                 "write_retries": log_text.count("InfluxDB write failed"),
                 "worker_cpu_during_outage_s": round(cpu_s, 2),
                 "max_uncommitted_reported": _max_field(log_text, "uncommitted"),
+                **incidents,
             }
             return result
         finally:
@@ -547,6 +623,7 @@ class FaultRig:
             self.wait_scored(client, _total(sent), worker)
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
+            incidents = self.incident_check(client)
             gateways = report["gateways"].values()
             log_text = worker.log_path.read_text(errors="replace")
             result.notes = {
@@ -554,6 +631,7 @@ class FaultRig:
                 "gateway_send_failures": sum(g.get("send_failures", 0) for g in gateways),
                 "buffered_left": sum(g.get("buffered_left", 0) for g in gateways),
                 "duplicates_dropped_by_worker": _max_field(log_text, "duplicates"),
+                **incidents,
             }
             return result
         finally:

@@ -13,8 +13,12 @@ actually does (verified against influxd 1.6):
 * tag keys, tag values, field keys: ``,``, ``=`` and space are escaped;
 * string field values are double-quoted, with ``"`` and ``\\`` escaped;
 * other backslashes are written as they are (the parser keeps them), so a
-  name or tag value that *ends* in a backslash cannot be expressed, nor can a
-  newline; those raise :class:`ValueError` instead of corrupting the batch;
+  name or tag value that *ends* in a backslash cannot be expressed, nor a
+  newline, nor a field key with a backslash right before ``,``, ``=``, space
+  or ``"`` (influxd answers 400 or reads it differently), nor a blank field
+  key or one starting with a tab; those raise :class:`ValueError` instead of
+  corrupting the batch (found by the property test that round-trips points
+  through a real influxd, ``tests/lineguard/test_influx_fuzz.py``);
 * a measurement starting with ``#`` would be read as a comment line and
   silently dropped, so it raises :class:`ValueError` too;
 * line protocol has no NaN or infinity: such float field values are skipped,
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,6 +67,7 @@ _BODY_LIMIT = 500
 _MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING_TABLE = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_AMBIGUOUS_BACKSLASH = re.compile(r"\\[,= \"]")
 
 
 # --------------------------------------------------------------------------
@@ -149,6 +155,17 @@ def escape_field_key(key: str) -> str:
         If the key cannot be represented in line protocol.
     """
     _check_name(key, "field key")
+    if _AMBIGUOUS_BACKSLASH.search(key):
+        # Measured on influxd: tags round-trip such backslashes, but the
+        # field-key scanner fails ("invalid field format") or unescapes them.
+        raise ValueError(
+            f"field key {key!r} has a backslash before ',', '=', ' ' or '\"', "
+            "which line protocol cannot carry unambiguously"
+        )
+    if not key.strip() or (key[0].isspace() and key[0] != " "):
+        # InfluxQL answers a blank column as "val0", and the parser skips a
+        # leading tab before the field set: neither would read back as written.
+        raise ValueError(f"field key {key!r} is blank or starts with unescapable whitespace")
     return key.translate(_KEY_TABLE)
 
 
@@ -264,6 +281,21 @@ def _column(key: str, values: Any, n: int) -> tuple[str, list[Any], np.ndarray |
     raise TypeError(f"field {key!r} has unsupported dtype {array.dtype}")
 
 
+def _constant_literal(values: Any, n: int) -> str | None:
+    """The encoded value when a numeric/bool column holds one value throughout.
+
+    Such a column (a model's threshold, a batch's historical flag) is written
+    into the line template once instead of being formatted per point.
+    """
+    array = np.asarray(values)
+    if n < 2 or array.shape != (n,) or array.dtype.kind not in "biuf":
+        return None
+    first = array[0]
+    if not (array == first).all():
+        return None  # also catches NaN (never equal), which takes the normal path
+    return format_field_value(first.item())
+
+
 def encode_points(
     measurement: str,
     tags: Mapping[str, str] | None,
@@ -310,8 +342,16 @@ def encode_points(
     columns: list[list[Any]] = []
     missing_any: np.ndarray | None = None
     masks: list[np.ndarray | None] = []
+    # Field order as given: (key=value text, None) for a column with one value
+    # throughout (written into the template once), (None, i) for columns[i].
+    order: list[tuple[str | None, int | None]] = []
     for key, values in fields.items():
+        literal = _constant_literal(values, n)
+        if literal is not None:
+            order.append((f"{escape_field_key(key)}={literal}", None))
+            continue
         conv, column, missing = _column(key, values, n)
+        order.append((None, len(columns)))
         keys.append(escape_field_key(key))
         convs.append(conv)
         columns.append(column)
@@ -321,10 +361,11 @@ def encode_points(
 
     # '%' in names would be read as a conversion by the % operator.
     prefix_t = prefix.replace("%", "%%")
-    keys_t = [k.replace("%", "%%") for k in keys]
-    template = (
-        prefix_t + " " + ",".join(f"{k}={c}" for k, c in zip(keys_t, convs, strict=True)) + " %d"
-    )
+    field_t = [
+        text.replace("%", "%%") if text is not None else f"{keys[i].replace('%', '%%')}={convs[i]}"
+        for text, i in order
+    ]
+    template = prefix_t + " " + ",".join(field_t) + " %d"
     rows = zip(*columns, times.tolist(), strict=True)
     if missing_any is None:
         return "\n".join([template % row for row in rows])
@@ -337,11 +378,12 @@ def encode_points(
         if not is_dirty:
             lines.append(template % row)
             continue
-        parts = [
-            f"{k}={c % v}"
-            for k, c, v, m in zip(keys, convs, row, col_masks, strict=False)
-            if m is None or not m[i]
-        ]
+        parts = []
+        for text, j in order:
+            if text is not None:
+                parts.append(text)
+            elif col_masks[j] is None or not col_masks[j][i]:
+                parts.append(f"{keys[j]}={convs[j] % row[j]}")
         if parts:
             lines.append(f"{prefix} {','.join(parts)} {row[-1]}")
     return "\n".join(lines)
@@ -467,7 +509,7 @@ def _write_request(
     if settings.retention_policy:
         params["rp"] = settings.retention_policy
     headers = {"Content-Type": "text/plain; charset=utf-8"}
-    if len(body) > GZIP_THRESHOLD_BYTES:
+    if len(body) > GZIP_THRESHOLD_BYTES and settings.gzip:
         # Level 1: most of the size win for a fraction of the CPU of level 9.
         body = gzip.compress(body, compresslevel=1)
         headers["Content-Encoding"] = "gzip"

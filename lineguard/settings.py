@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -23,6 +24,17 @@ __all__ = [
     "TopicSettings",
     "get_settings",
 ]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class KafkaSettings(BaseSettings):
@@ -78,6 +90,19 @@ class InfluxSettings(BaseSettings):
     password: SecretStr | None = None
     token: SecretStr | None = None
     timeout_s: float = 10.0
+    # Compress large write bodies: saves network, costs CPU on both ends
+    # (off for a worker on the same host as InfluxDB; see README Performance).
+    gzip: bool = True
+
+    # A URL may carry user:password; reprs and dumps show it redacted, like
+    # the SecretStr fields (the clients read the field itself).
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "url" else value)
+
+    @field_serializer("url")
+    def _dump_url(self, url: str) -> str:
+        return redact_url(url)
 
 
 class TopicSettings(BaseSettings):

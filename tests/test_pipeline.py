@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.processor import RESULT_MEASUREMENT, TELEMETRY_MEASUREMENT
@@ -28,6 +27,7 @@ from lineguard.models.metrics import score_alerts
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from tests.pipeline_support import consume_all, wait_for_count
 
 pytestmark = pytest.mark.integration
 
@@ -71,43 +71,6 @@ def pipeline(local_stack, tmp_path_factory):
     client.close()
     for worker in workers:
         worker.stop()
-
-
-def wait_for_count(client, query: str, expected: int, workers, timeout: float = 120.0) -> int:
-    deadline = time.monotonic() + timeout
-    count = -1
-    while time.monotonic() < deadline:
-        for worker in workers:
-            assert worker.alive(), f"{worker.role} worker died:\n{worker.log_tail()}"
-        try:
-            rows = client.query(query)
-            count = int(rows[0]["count"]) if rows else 0
-        except Exception:
-            count = -1  # database not created yet
-        if count >= expected:
-            return count
-        time.sleep(0.5)
-    raise AssertionError(
-        f"expected {expected} points for {query!r}; have {count}\n{workers[0].log_tail()}"
-    )
-
-
-def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 30.0) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=1000,
-        **settings.kafka.kafka_python_config(),
-    )
-    found: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(found) < expected:
-            found.extend(consumer)
-    finally:
-        consumer.close()
-    return found
 
 
 def test_replayed_run_is_scored_once_per_frame_alerts_on_the_fault_and_is_archived(

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 def _batch(seq: int) -> TelemetryBatch:
     t = 1_600_000_000_000_000 + seq * 1_000_000
-    return TelemetryBatch("site-1", "line-a", "gw-a", seq, ("a", "b"), np.array([t]), np.ones((1, 2)))
+    return TelemetryBatch(
+        "site-1", "line-a", "gw-a", seq, ("a", "b"), np.array([t]), np.ones((1, 2))
+    )
 
 
 def _consume(stack, topic: str, expected: int, timeout: float = 60.0) -> list:

@@ -1,0 +1,153 @@
+"""The batched hot path: fixed-order products, top sensors, result points.
+
+These pieces were made faster for fleet-scale throughput (``bench/pipeline.py``);
+the tests pin down that they still compute the same thing, independent of how
+the stream is cut into batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lineguard.detectors._numeric import ordered_matmul, ordered_sum
+from lineguard.detectors.pca import PCADetector
+from lineguard.detectors.processor import (
+    RESULT_MEASUREMENT,
+    RawRecord,
+    TelemetryProcessor,
+    result_points,
+    top_sensor_names,
+)
+from lineguard.detectors.scoring import BatchResult
+from lineguard.influx import encode_point, encode_points
+from lineguard.ingest.contract import SCHEMA_V2, TelemetryBatch, encode
+from lineguard.ingest.csv_runs import read_run
+from lineguard.models.registry import Registry
+from lineguard.models.training import train_line_model
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
+
+
+@pytest.mark.parametrize(("K", "k"), [(3, 2), (24, 5), (150, 40), (150, 1)])
+def test_ordered_matmul_is_a_matmul_and_row_independent(K: int, k: int) -> None:
+    rng = np.random.default_rng(K * k)
+    a, b = rng.normal(size=(257, K)), rng.normal(size=(K, k))
+    whole = ordered_matmul(a, b)
+    np.testing.assert_allclose(whole, a @ b, rtol=1e-12, atol=1e-12)
+    for lo, hi in [(0, 1), (1, 7), (7, 200), (200, 257)]:
+        # Bitwise: a row's result never depends on the other rows of its batch,
+        # nor on the memory layout of the operands.
+        assert np.array_equal(ordered_matmul(a[lo:hi].copy(), b), whole[lo:hi])
+    assert np.array_equal(ordered_matmul(a, np.asfortranarray(b)), whole)
+    assert ordered_matmul(a[:0], b).shape == (0, k)
+
+
+@pytest.mark.parametrize("K", [1, 10, 16, 17, 150])
+def test_ordered_sum_is_a_sum_and_row_independent(K: int) -> None:
+    a = np.random.default_rng(K).normal(size=(300, K))
+    whole = ordered_sum(a)
+    np.testing.assert_allclose(whole, a.sum(axis=1), rtol=1e-12, atol=1e-12)
+    for lo, hi in [(0, 1), (3, 150), (150, 300)]:
+        assert np.array_equal(ordered_sum(a[lo:hi]), whole[lo:hi])
+    cube = a[:60].reshape(20, 3, K)
+    assert np.array_equal(ordered_sum(cube), whole[:60].reshape(20, 3))
+
+
+def test_pca_score_and_contributions_equal_the_separate_calls() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 30)) @ rng.normal(size=(30, 30))
+    detector = PCADetector().fit(X[:300])
+    score, contrib = detector.score_and_contributions(X[300:])
+    assert np.array_equal(score, detector.decision_function(X[300:]))
+    assert np.array_equal(contrib, detector.contributions(X[300:]))
+
+
+def test_top_sensor_names_match_a_per_frame_join() -> None:
+    sensors = ["a", "b", "c", "d"]
+    top = np.array([[2, 0, -1], [2, 0, -1], [1, 3, 0], [-1, -1, -1], [3, 2, 1]])
+    expected = [",".join(sensors[j] for j in row if j >= 0) for row in top.tolist()]
+    assert top_sensor_names(top, sensors).tolist() == expected
+    assert top_sensor_names(top[:0], sensors).shape == (0,)
+
+
+def _result(score, exceed, anomaly) -> BatchResult:
+    n = len(score)
+    return BatchResult(
+        score=np.asarray(score, dtype=float),
+        raw_exceed=np.asarray(exceed, dtype=bool),
+        anomaly=np.asarray(anomaly, dtype=bool),
+        top_sensors=np.zeros((n, 3), dtype=int),
+    )
+
+
+def test_result_points_name_sensors_only_on_exceeding_or_alerted_frames() -> None:
+    time_us = 1_700_000_000_000_000 + np.arange(5, dtype=np.int64) * 1_000_000
+    result = _result([0.1, 2.0, 0.2, 0.3, 0.4], [0, 1, 0, 0, 0], [0, 0, 0, 1, 0])
+    top = np.array(["", "a,b", "", "c", ""], dtype=object)
+    tags = {"site": "s", "line": "l", "model_version": "v0001"}
+    lines = result_points(tags, time_us, result, 1.5, np.zeros(5, bool), top).split("\n")
+    # One point per frame, in frame order, each at its frame's time.
+    assert [int(x.rsplit(" ", 1)[1]) for x in lines] == (time_us * 1000).tolist()
+    assert [("top_sensors=" in x) for x in lines] == [False, True, False, True, False]
+    assert all(x.startswith(f"{RESULT_MEASUREMENT},") and "threshold=1.5" in x for x in lines)
+    assert 'top_sensors="a,b"' in lines[1] and "exceed=true" in lines[1]
+
+
+def test_encode_points_with_constant_columns_equals_point_by_point() -> None:
+    n = 6
+    fields = {
+        "score": np.array([0.5, np.nan, 1.25, 3.0, 4.0, 5.5]),
+        "threshold": np.full(n, 2.5),
+        "flag": np.zeros(n, dtype=bool),
+        "count": np.full(n, 7, dtype=np.int64),
+        "label": np.array(["x", "y z", 'q"', "", "u", "v"], dtype=object),
+    }
+    times = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64)
+    tags = {"line": "l 1", "site": "s"}
+    expected = [
+        encode_point("m", tags, {k: v[i] for k, v in fields.items()}, int(times[i]))
+        for i in range(n)
+    ]
+    assert encode_points("m", tags, fields, times).split("\n") == expected
+
+
+def test_processor_scores_v2_records_like_v1(tmp_path) -> None:
+    run = read_run(SAMPLE)
+    registry = Registry(tmp_path)
+    train_line_model(registry, run, "valve1-0", rows=400)
+
+    def records(schema: str) -> list[RawRecord]:
+        out = []
+        for seq, start in enumerate(range(0, len(run), 100)):
+            batch = TelemetryBatch(
+                "site-1",
+                "valve1-0",
+                "gw",
+                seq,
+                run.sensors,
+                run.time_us[start : start + 100],
+                run.values[start : start + 100],
+            )
+            out.append(RawRecord(encode(batch, schema), b"valve1-0", "t", 0, seq))
+        return out
+
+    v1 = TelemetryProcessor(registry).process(records("lineguard.telemetry.v1"))
+    v2 = TelemetryProcessor(registry).process(records(SCHEMA_V2))
+    assert not v1.dead_letters and not v2.dead_letters
+    assert v1.influx_lines == v2.influx_lines and v1.frames_scored == len(run)
+    assert [a[1] for a in v1.alerts] == [a[1] for a in v2.alerts]
+
+
+def test_top_k_equals_a_stable_sort_including_ties() -> None:
+    from lineguard.detectors.scoring import _top_k
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        n, d = int(rng.integers(0, 40)), int(rng.integers(1, 60))
+        shares = rng.integers(0, 3, size=(n, d)).astype(float) if trial % 2 else rng.random((n, d))
+        top = min(3, d)
+        expected = np.argsort(-shares, axis=1, kind="stable")[:, :top]
+        assert np.array_equal(_top_k(shares, top), expected)

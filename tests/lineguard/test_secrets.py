@@ -1,0 +1,100 @@
+"""Secrets (Kafka SASL password, InfluxDB token and password) never appear in
+reprs, error messages or logs, and are wired into the clients that need them."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from lineguard.detectors.worker import faust_credentials
+from lineguard.influx import InfluxV1Client, _client_kwargs
+from lineguard.ingest.gateway import make_producer
+from lineguard.settings import InfluxSettings, KafkaSettings, Settings
+
+KAFKA_SECRET = "kafka-pw-3f9c1e"
+TOKEN_SECRET = "influx-token-77ab2d"
+INFLUX_PASSWORD = "influx-pw-c0ffee"
+SECRETS = (KAFKA_SECRET, TOKEN_SECRET, INFLUX_PASSWORD)
+
+
+def _assert_clean(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, (
+            f"secret leaked: ...{text[max(0, text.find(secret) - 80) :][:160]}"
+        )
+
+
+def _settings(bootstrap: str = "127.0.0.1:9", influx_url: str = "http://127.0.0.1:9") -> Settings:
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_username="gateway",
+            sasl_password=KAFKA_SECRET,
+        ),
+        influx=InfluxSettings(
+            url=influx_url.replace("http://", f"http://qa:{INFLUX_PASSWORD}@"),
+            username="qa",
+            password=INFLUX_PASSWORD,
+            token=TOKEN_SECRET,
+            timeout_s=2.0,
+        ),
+    )
+
+
+def test_settings_and_clients_do_not_show_secrets_in_reprs() -> None:
+    settings = _settings()
+    for text in (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        repr(settings.kafka),
+        repr(InfluxV1Client(settings.influx)),
+        repr(faust_credentials(settings.kafka)),
+    ):
+        _assert_clean(text)
+
+
+def test_secrets_reach_the_clients_that_need_them() -> None:
+    settings = _settings()
+    config = settings.kafka.kafka_python_config()
+    assert config["sasl_plain_password"] == KAFKA_SECRET
+    assert config["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert config["security_protocol"] == "SASL_PLAINTEXT"
+    creds = faust_credentials(settings.kafka)
+    assert creds.password == KAFKA_SECRET and creds.mechanism.value == "SCRAM-SHA-256"
+    headers = _client_kwargs(settings.influx)["headers"]
+    assert headers["Authorization"] == f"Token {TOKEN_SECRET}"
+    # SASL without a mechanism defaults to PLAIN on both clients.
+    plain = KafkaSettings(security_protocol="SASL_SSL", sasl_username="u", sasl_password="p")
+    assert plain.kafka_python_config()["sasl_mechanism"] == "PLAIN"
+
+
+def test_influx_errors_and_logs_carry_no_secret(caplog) -> None:
+    settings = _settings()
+    client = InfluxV1Client(settings.influx)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(httpx.HTTPError) as failure:
+            client.write("m f=1 1")  # nothing listens on port 9
+        assert client.ping() is False
+    client.close()
+    _assert_clean(str(failure.value) + repr(failure.value))
+    _assert_clean(caplog.text)
+
+
+@pytest.mark.integration
+def test_gateway_producer_logs_carry_no_secret(local_stack, caplog) -> None:
+    # The real broker does not speak SASL, so the handshake fails: the point
+    # is what the failure writes to the logs.
+    settings = _settings(bootstrap=local_stack.kafka_bootstrap)
+    with caplog.at_level(logging.DEBUG):
+        producer = make_producer(settings.kafka, max_block_ms=2000)
+        with pytest.raises(Exception) as failure:
+            producer.send("secret-test", value=b"x").get(5)
+        producer.close(timeout=2)
+    _assert_clean(caplog.text)
+    _assert_clean(str(failure.value) + repr(failure.value))
+    _assert_clean(repr(producer))
