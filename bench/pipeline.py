@@ -4,13 +4,15 @@ Everything runs in one invocation on a fresh local stack (the real Tansu
 broker and the real ``influxd`` started by :class:`lineguard.stack.LocalStack`)
 so the ratios compare numbers measured side by side on the same machine:
 
-a. **LineGuard's worker end to end**: a backlog of ``lines x frames`` frames
-   (``sensors`` readings each), sent by the edge gateway's replay in its wire
-   format, is consumed by ``lineguard worker`` processes (decode -> score ->
-   alerts and incidents -> InfluxDB -> commit). The rate is the InfluxDB point
-   count over time, from the first stored point to the last; ``lost`` is
-   frames sent minus ``lineguard_score`` points stored. Also with two workers
-   in one consumer group (``--workers``).
+a. **LineGuard's worker end to end**: ``lineguard worker`` processes join
+   their consumer group and settle; then ``lines x frames`` frames
+   (``sensors`` readings each) arrive as the gateway encodes them (v2
+   records, lines interleaved, encoded beforehand so the producer is never
+   the bottleneck) and are consumed, decoded, scored, turned into alerts and
+   incidents, written to InfluxDB and committed. The rate is the InfluxDB
+   point count over time, from the first stored point to the last; ``lost``
+   is frames sent minus ``lineguard_score`` points stored. Once with one
+   worker and once with ``--workers`` in one consumer group.
 b. **The limit**: each stage alone on the same frames, in this process:
    decoding the records, scoring (``score_batch``, no I/O), and InfluxDB taking
    the very result points the worker writes, in the worker's write sizes,
@@ -362,29 +364,6 @@ class _CommandProcess(WorkerProcess):
         self.process = subprocess.Popen(
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def send_backlog(fleet: Fleet, scenario: Scenario, frames_per_record: int) -> int:
-    """Replay every line through the gateway as fast as the broker takes it."""
-    producer = make_producer(scenario.settings.kafka, linger_ms=20, batch_size=1 << 20)
-    sent = 0
-    try:
-        for line in fleet.lines:
-            stats = replay(
-                as_run(fleet, line),
-                producer=producer,
-                topic=scenario.telemetry,
-                site="site-1",
-                line=line,
-                gateway_id=f"gw-{line}",
-                sequence=SequenceCounter(None),
-                speed=0,
-                max_frames=frames_per_record,
-            )
-            sent += stats.frames
-    finally:
-        producer.close()
-    return sent
 
 
 def send_records(scenario: Scenario, records: list[RawRecord]) -> int:

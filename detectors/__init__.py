@@ -1,7 +1,8 @@
 """Per-line anomaly detectors, temporal features, calibration and the scoring hot path.
 
 Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
-(:mod:`.pca`, :mod:`.ecod`, :mod:`.iforest`, :mod:`.covariance`),
+(:mod:`.pca`, :mod:`.ecod`, :mod:`.iforest`, :mod:`.covariance`,
+:mod:`.ensemble` -- ``auto``),
 :mod:`.features` (streaming trailing-window features), :mod:`.scoring`
 (``LinePipeline`` and the pure ``score_batch``), :mod:`.calibration`
 (thresholds from a target false-alarm rate) and :mod:`.registry` (names).
@@ -9,6 +10,7 @@ Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
 
 from .base import Detector
 from .calibration import (
+    DEFAULT_DETREND_SLOW,
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_TARGET_FAR,
     DEFAULT_WINDOW,
@@ -17,6 +19,7 @@ from .calibration import (
 )
 from .covariance import RobustMahalanobis
 from .ecod import FrozenECOD
+from .ensemble import QuantileEnsemble
 from .features import TemporalFeatures
 from .iforest import IsolationForestDetector
 from .pca import PCADetector
@@ -33,6 +36,7 @@ from .scoring import (
 __all__ = [
     "DEFAULT_DEBOUNCE",
     "DEFAULT_DETECTOR",
+    "DEFAULT_DETREND_SLOW",
     "DEFAULT_HOLDOUT_FRACTION",
     "DEFAULT_TARGET_FAR",
     "DEFAULT_WINDOW",
@@ -43,6 +47,7 @@ __all__ = [
     "IsolationForestDetector",
     "LinePipeline",
     "PCADetector",
+    "QuantileEnsemble",
     "RobustMahalanobis",
     "ScoringState",
     "TemporalFeatures",

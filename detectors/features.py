@@ -22,8 +22,8 @@ levels a healthy line will visit next. Judged by their level, they page the
 plant every time the line warms up -- on SKAB that was most of the false
 alarms, right after each fault, while the pump cooled down. With
 ``detrend_slow`` set, :meth:`TemporalFeatures.fit` marks the sensors whose
-training readings one window apart are still strongly correlated (lag-
-``SLOW_LAG`` autocorrelation above ``detrend_slow``: over a few samples their
+training readings :data:`SLOW_LAG` samples apart are still strongly
+correlated (autocorrelation above ``detrend_slow``: over many samples their
 level barely changes) and describes them by their *dynamics* instead: the value
 column becomes the deviation from the trailing mean (how fast it moves now)
 and the trailing-mean column is zero. The rolling std stays. Fast sensors

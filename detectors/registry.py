@@ -22,13 +22,14 @@ DETECTORS: dict[str, Callable[[int | None], Detector]] = {
     "auto": lambda random_state: QuantileEnsemble(random_state=random_state),
 }
 
-#: Default chosen by the offline SKAB evaluation (SKAB protocol, thresholds from
-#: a 1 % target FAR on held-back normal rows, window 10, 3-of-5 debounce,
-#: refit): PCA T²+SPE F1 0.81 / FAR 26.9 % / MAR 15.8 %. Robust Mahalanobis
-#: ("mcd") scored F1 0.83 / FAR 8.7 % overall but missed every fault in 2 of
-#: 20 runs (its near-singular covariance makes a slightly new regime in the
-#: holdout inflate the threshold); PCA caught >= 75 % of the fault rows in
-#: 19 of 20 runs, so it is the safer default for unseen lines.
+#: Default chosen by the offline SKAB evaluation (``bench/skab.py``: SKAB
+#: protocol, 20 valve runs, thresholds from a 1 % target FAR on held-back
+#: normal rows, window 20, slow sensors by their dynamics, 3-of-5 debounce):
+#: PCA T²+SPE F1 0.86 / FAR 6.5 % / MAR 20.9 %, 19 of 20 faults caught.
+#: ``auto`` (PCA + robust Mahalanobis, see :mod:`.ensemble`) scored F1 0.84
+#: / FAR 6.5 % / MAR 24.1 %; robust Mahalanobis alone misses faults where
+#: its near-singular covariance lets a slightly new regime in the holdout
+#: inflate the threshold. PCA is the safer default for unseen lines.
 DEFAULT_DETECTOR = "pca"
 
 
@@ -38,7 +39,8 @@ def make_detector(name: str = DEFAULT_DETECTOR, random_state: int | None = 0) ->
     Parameters
     ----------
     name : str
-        One of :data:`DETECTORS` (``"pca"``, ``"ecod"``, ``"iforest"``, ``"mcd"``).
+        One of :data:`DETECTORS` (``"pca"``, ``"ecod"``, ``"iforest"``, ``"mcd"``,
+        ``"auto"``).
     random_state : int or None, default=0
         Seed for stochastic detectors, so retraining is reproducible.
 

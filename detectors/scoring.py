@@ -62,7 +62,7 @@ class LinePipeline(BaseEstimator):
         Trailing window, in rows, of :class:`TemporalFeatures`.
     detrend_slow : float or None, default=None
         Passed to :class:`TemporalFeatures`: sensors whose training readings
-        one window apart correlate above this are judged by their dynamics,
+        10 samples apart correlate above this are judged by their dynamics,
         not their level (thermal drift). None: every sensor by its level.
 
     Attributes
@@ -274,7 +274,8 @@ class BatchResult:
     score : ndarray of float, shape (n,)
         Detector score (higher = more anomalous).
     raw_exceed : ndarray of bool, shape (n,)
-        ``score > threshold``.
+        ``score > threshold``, except on the first ``window - 1`` rows of a
+        stream (partial feature window), which never count.
     anomaly : ndarray of bool, shape (n,)
         Debounced alert: at least ``k`` exceedances among the last ``n``
         rows (including rows of earlier batches).
@@ -415,6 +416,13 @@ def score_batch(
     # One pass for score and attribution: they share the detector's costly step.
     score, contrib = pipeline.detector_.score_and_contributions(features)
     raw = score > threshold
+    # At stream start the first window - 1 rows have a partial trailing
+    # window, unlike every training row (fit skips them): they are scored
+    # but do not count towards an alert. The context holds min(window - 1,
+    # rows seen) rows, so this is the same for any batching.
+    warm_up = pipeline.window - 1 - (0 if state.context is None else state.context.shape[0])
+    if warm_up > 0:
+        raw[:warm_up] = False
     anomaly, flags = debounce(raw, state.flags, k, n)
     shares = pipeline.sensor_contributions(features, contrib)
     top = min(TOP_K_SENSORS, shares.shape[1])

@@ -284,7 +284,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    # The micro-batch being scored and the one being stored (see consume()).
+    # The micro-batch being scored (see consume()).
     inflight: dict[str, asyncio.Future[Any]] = {}
 
     @app.on_partitions_assigned.connect
@@ -437,54 +437,16 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
 
     handle = handle_score if role == "score" else handle_archive
 
-    def stop_unacknowledged() -> None:
-        log.exception("%s batch failed; stopping the worker unacknowledged", role)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(70)  # EX_SOFTWARE; see the comment in consume()
-
-    async def deliver_and_ack(
-        stream: Any, events: Sequence[Any], records: list[RawRecord], scored: Any, started: float
-    ) -> None:
-        try:
-            await deliver_score(records, *scored)
-        except Exception:
-            stop_unacknowledged()
-        for event in events:
-            await stream.ack(event)
-        stats.records += len(events)
-        stats.batches += 1
-        stats.batch_ms = 1e3 * (time.perf_counter() - started)
-
     @app.agent(telemetry, name=f"lineguard-{role}")
     async def consume(stream: Any) -> None:
-        # Scoring is pipelined: batch N is decoded and scored (in a thread)
-        # while batch N-1's points travel to InfluxDB, so CPU and the sink's
-        # round trip overlap. N-1 is stored and acknowledged before N is sent,
-        # so acknowledgements (and commits) stay in order.
-        delivering: asyncio.Future[None] | None = None
+        # One micro-batch at a time: score, store, then acknowledge. A
+        # pipelined variant (batch N scored while N-1 was stored) lost records
+        # under repeated SIGKILL in bench/faults.py, so ordering wins here.
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
             for event in events:
                 event.message.incref()  # released below, only after the writes
             started = time.perf_counter()
             try:
-                if role == "score":
-                    records = _records(events)
-                    unknown = any(
-                        r.key and not processor.knows(r.key.decode("utf-8", "replace"))
-                        for r in records
-                    )
-                    if delivering is not None and unknown:
-                        # A line resumed from the table must see N-1's stored state.
-                        await delivering
-                    scored = await compute_score(records)
-                    if delivering is not None:
-                        await delivering
-                    delivering = asyncio.ensure_future(
-                        deliver_and_ack(stream, events, records, scored, started)
-                    )
-                    inflight["deliver"] = delivering
-                    continue
                 await handle(events)
             except Exception:
                 # A bug must not turn into silent loss: stop without acking,

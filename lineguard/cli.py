@@ -274,6 +274,16 @@ def _add_dashboard_commands() -> None:
 _add_dashboard_commands()
 
 
+def _add_evaluate_command() -> None:
+    # lineguard evaluate DIR --train-rows N ... (labelled folders, the worker's path)
+    from lineguard.models.evaluate_cli import evaluate
+
+    main.add_command(evaluate)
+
+
+_add_evaluate_command()
+
+
 # -- worker ----------------------------------------------------------------
 @main.command()
 @click.option(

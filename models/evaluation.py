@@ -83,14 +83,17 @@ class GatewayPlan:
     Attributes
     ----------
     speed : float
-        Replay speed relative to the recording (1 = live). At 1 Hz live, the
-        gateway sends one frame per record and the worker polls one record at
-        a time; results do not depend on this (scoring is batch-invariant),
-        only the run time does.
+        Replay speed relative to the recording (1 = live), as ``lineguard
+        gateway replay --speed``. The default, 60x (the demo's), makes the
+        gateway pack about 30 one-second frames per record, so a run is a
+        few dozen micro-batches instead of one per frame. Results do not
+        depend on it -- scoring is batch-invariant, and
+        ``tests/models/test_evaluation.py`` checks that live speed gives the
+        same predictions -- only the run time does.
     max_frames, flush_interval_s : see :func:`lineguard.ingest.gateway.plan_records`.
     """
 
-    speed: float = 1.0
+    speed: float = 60.0
     max_frames: int = 500
     flush_interval_s: float = 0.5
 
@@ -181,7 +184,9 @@ class Evaluation:
             s = np.sum([r.nab[profile] for r in self.runs], axis=0) if self.runs else np.zeros(3)
             score, null, perfect = s
             out[profile] = (
-                None if perfect == null else round(100 * (score - null) / (perfect - null), 2)
+                None
+                if perfect == null
+                else round(float(100 * (score - null) / (perfect - null)), 2)
             )
         return out
 
@@ -259,7 +264,7 @@ def nab_score(
     t = np.asarray(time_us, dtype=np.int64)
     pred = np.asarray(pred_cp, dtype=np.float64)
     cps = t[np.asarray(true_cp) == 1]
-    td = int(round(window_s * 1e6))
+    td = round(window_s * 1e6)
     bounds = [(int(c), int(c) + td) for c in cps]
 
     def loc(a: int, b: int | None) -> np.ndarray:  # pandas .loc[a:b], inclusive
@@ -472,10 +477,10 @@ def evaluate_folder(
 ) -> Evaluation:
     """Evaluate every labelled CSV run under ``root``.
 
-    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run), or too
-    short for ``train_rows``, are skipped and listed in ``Evaluation.skipped``.
-    A run whose training rows contain labelled anomalies is an error, as in
-    ``lineguard train``.
+    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run), too
+    short for ``train_rows``, or with labelled anomalies inside the training
+    rows (which ``lineguard train`` refuses) are skipped and listed in
+    ``Evaluation.skipped``.
     """
     started = time.perf_counter()
     root = Path(root)
@@ -492,6 +497,11 @@ def evaluate_folder(
                 continue
             if len(run) <= train_rows:
                 skipped.append((str(rel), f"{len(run)} rows, no test part"))
+                continue
+            if run.anomaly[:train_rows].any():
+                first = int(np.flatnonzero(run.anomaly[:train_rows])[0])
+                # `lineguard train` refuses such rows; a model must learn normal only.
+                skipped.append((str(rel), f"row {first} of the training rows is labelled"))
                 continue
             line = _line_id(rel, used)
             runs.append(evaluate_run(run, str(rel), line, registry, train_rows, config, plan))

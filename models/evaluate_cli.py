@@ -1,0 +1,174 @@
+"""``lineguard evaluate``: score a labelled folder through the worker's path.
+
+The calculation lives in :mod:`lineguard.models.evaluation` and the HTML in
+:mod:`lineguard.models.report`; this module only parses options, prints the
+tables and writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["evaluate", "print_evaluation"]
+
+
+def print_evaluation(evaluation: Any) -> None:
+    """Per-run table, the totals, NAB and event metrics, on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"evaluation: {len(evaluation.runs)} runs")
+    for name in ("run", "detector", "test rows", "F1", "FAR %", "MAR %", "faults caught"):
+        table.add_column(name, justify="left" if name in ("run", "detector") else "right")
+    table.add_column("false alarms", justify="right")
+    for run in evaluation.runs:
+        c = run.counts
+        table.add_row(
+            run.name,
+            run.detector,
+            str(c.tp + c.fp + c.tn + c.fn),
+            f"{c.f1:.3f}",
+            f"{c.far:.1f}",
+            f"{c.mar:.1f}",
+            f"{c.events_detected}/{c.events}",
+            str(c.false_alarm_events),
+        )
+    c = evaluation.counts
+    table.add_row(
+        "total",
+        "",
+        str(c.tp + c.fp + c.tn + c.fn),
+        f"{c.f1:.3f}",
+        f"{c.far:.1f}",
+        f"{c.mar:.1f}",
+        f"{c.events_detected}/{c.events}",
+        str(c.false_alarm_events),
+        style="bold",
+    )
+    # Wide enough for run paths when stdout is a pipe (rich defaults to 80).
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    summary = evaluation.summary()
+    delay = summary["median_delay_s"]
+    console.print(
+        f"NAB (60 s window): standard {summary['nab_standard']}, "
+        f"low FP {summary['nab_low_fp']}, low FN {summary['nab_low_fn']}   "
+        f"event recall {summary['event_recall']:.2f}   "
+        f"median detection delay {'-' if delay is None else f'{delay:.0f} s'}   "
+        f"({summary['seconds']:.1f} s)"
+    )
+    for name, why in evaluation.skipped:
+        console.print(f"skipped {name}: {why}")
+
+
+@click.command("evaluate")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=True, path_type=Path), metavar="DIR"
+)
+@click.option(
+    "--train-rows",
+    type=click.IntRange(min=20),
+    required=True,
+    help="Train each run's model on its first N rows (SKAB's protocol: 400).",
+)
+@click.option(
+    "--detector",
+    default=None,
+    help="Detector name, or 'auto' (default: the library default, as `lineguard train`).",
+)
+@click.option(
+    "--predictions",
+    "predictions",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for one predictions CSV per run (same relative paths as under DIR).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report with a plot per run.",
+)
+@click.option(
+    "--debounce",
+    default=None,
+    metavar="K/N",
+    help="Alert when K of the last N frames exceed (default: the training default, 3/5).",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
+def evaluate(
+    directory: Path,
+    train_rows: int,
+    detector: str | None,
+    predictions: Path,
+    report_path: Path | None,
+    debounce: str | None,
+    as_json: bool,
+) -> None:
+    """Train and score every labelled CSV run under DIR through the worker's code.
+
+    Each run is one line: its model is trained on the first --train-rows rows
+    exactly as `lineguard train` does, then the whole run is replayed as
+    gateway records through the stream worker's processor. Prints SKAB's
+    metrics over the test rows (after the training rows) of all runs.
+    """
+    from lineguard.detectors.registry import DETECTORS
+    from lineguard.models.evaluation import evaluate_folder, write_predictions
+    from lineguard.models.training import TrainingConfig
+
+    if detector is not None and detector not in DETECTORS:
+        raise click.BadParameter(
+            f"expected one of {sorted(DETECTORS)}; got {detector!r}", param_hint="--detector"
+        )
+    options: dict[str, Any] = {} if detector is None else {"detector": detector}
+    if debounce is not None:
+        try:
+            k, n = (int(part) for part in debounce.split("/"))
+            options["debounce"] = (k, n)
+            TrainingConfig(**options)  # validates 1 <= k <= n
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"expected K/N with 1 <= K <= N, e.g. 3/5; got {debounce!r}",
+                param_hint="--debounce",
+            ) from exc
+    config = TrainingConfig(**options)
+    with warnings.catch_warnings():
+        # MinCovDet's convergence chatter on short, quantized training windows.
+        warnings.filterwarnings("ignore", message="Determinant has increased", module="sklearn")
+        try:
+            result = evaluate_folder(directory, train_rows, config)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if not result.runs:
+        raise click.ClickException(
+            f"no labelled run under {directory} (expected ';'-separated CSVs with a 'datetime' "
+            f"first column and an 'anomaly' column, longer than {train_rows} rows)"
+        )
+    write_predictions(result, predictions)
+    print_evaluation(result)
+    click.echo(f"predictions: {predictions}")
+    if report_path is not None:
+        from lineguard.models.report import write_report
+
+        write_report(result, report_path)
+        click.echo(f"report: {report_path}")
+    if as_json:
+        summary = result.summary()
+        keys = ("f1", "far", "mar", "nab_standard", "event_recall", "false_alarm_events")
+        line: dict[str, Any] = {k: summary[k] for k in keys}
+        line["median_delay_s"] = summary["median_delay_s"]
+        line["runs"] = summary["runs"]
+        line |= {
+            k: summary[k]
+            for k in ("nab_low_fp", "nab_low_fn", "events", "events_detected", "test_rows")
+        }
+        line["detector"] = config.detector
+        line["debounce"] = "{}/{}".format(*config.debounce)
+        line["seconds"] = summary["seconds"]
+        click.echo(json.dumps(line))

@@ -1,0 +1,298 @@
+"""``lineguard evaluate``: the NAB port, predictions, the worker path, report and CLI.
+
+Only the in-repo SKAB runs (examples/data/skab) are used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lineguard.cli import main
+from lineguard.detectors.scoring import score_batch
+from lineguard.ingest.csv_runs import read_run
+from lineguard.models.evaluation import (
+    Evaluation,
+    GatewayPlan,
+    alert_events,
+    detection_delays,
+    evaluate_folder,
+    evaluate_run,
+    find_runs,
+    nab_score,
+    predicted_changepoints,
+    write_predictions,
+)
+from lineguard.models.metrics import score_alerts
+from lineguard.models.registry import Registry
+from lineguard.models.report import render_report, write_report
+from lineguard.models.training import TrainingConfig
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
+TRAIN_ROWS = 400
+
+
+# -- NAB, checked against hand-computed cases of SKAB's evaluating.py --------
+def _secs(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64) * 1_000_000
+
+
+def _pred(n: int, *at: int) -> np.ndarray:
+    p = np.zeros(n, dtype=np.int64)
+    p[list(at)] = 1
+    return p
+
+
+def _nab(out: dict[str, np.ndarray], profile: str = "standard") -> float:
+    score, null, perfect = out[profile]
+    return 100 * (score - null) / (perfect - null)
+
+
+T = _secs(10)
+TRUE = _pred(10, 2)  # one changepoint at t = 2 s; window 4 s -> [2, 6]
+
+
+def test_nab_detection_at_the_changepoint() -> None:
+    # SKAB slices with pandas labels, inclusive at both ends, so a prediction
+    # exactly at the changepoint is also counted in the "before" part (-0.11).
+    # Window [2, 6] has 5 rows, slow width int(5/4) = 1, win_fault_slow = rows
+    # 2..7, the first hit at position 0 - 5 = -5: 1.11 / (1 + e^-25) - 0.11.
+    out = nab_score(T, TRUE, _pred(10, 2), window_s=4)
+    expected = -0.11 + 1.11 / (1 + math.exp(-25)) - 0.11
+    assert out["standard"][0] == pytest.approx(expected)
+    assert out["standard"][1:].tolist() == [-1.0, 1.0]
+    assert _nab(out) == pytest.approx(100 * (expected + 1) / 2)
+
+
+def test_nab_late_detection_in_the_slow_tail_and_fp_part() -> None:
+    # A hit at t = 7 s: outside [2, 6] but inside the slow tail (rows 2..7):
+    # position 5 - 5 = 0 -> sigmoid 1.11 / 2 - 0.11; win_fp = win_space[-6:]
+    # (rows 4..9, as SKAB writes it) holds the same hit: another -0.11.
+    out = nab_score(T, TRUE, _pred(10, 7), window_s=4)
+    assert out["standard"][0] == pytest.approx(1.11 / 2 - 0.11 - 0.11)
+    assert out["low_fp"][0] == pytest.approx(1.22 / 2 - 0.22 - 0.22)
+
+
+def test_nab_miss_and_false_positive_profiles() -> None:
+    out = nab_score(T, TRUE, _pred(10, 0), window_s=4)  # FP before, window missed
+    assert out["standard"].tolist() == pytest.approx([-1.11, -1.0, 1.0])
+    assert out["low_fp"].tolist() == pytest.approx([-1.22, -1.0, 1.0])
+    assert out["low_fn"].tolist() == pytest.approx([-2.11, -2.0, 1.0])
+    assert _nab(nab_score(T, TRUE, _pred(10), window_s=4)) == 0.0
+    # No labelled changepoint: every prediction costs A_fp, perfect == null.
+    none = nab_score(T, _pred(10), _pred(10, 1, 5), window_s=4)
+    assert none["standard"].tolist() == pytest.approx([-0.22, 0.0, 0.0])
+
+
+def test_predicted_changepoints_are_alert_edges() -> None:
+    assert predicted_changepoints(np.array([0, 1, 1, 0, 0, 1])).tolist() == [0, 1, 0, 1, 0, 1]
+    assert predicted_changepoints(np.array([1, 1, 0])).tolist() == [1, 0, 1]
+    assert predicted_changepoints(np.array([], dtype=int)).size == 0
+
+
+def test_events_delays_and_contributions() -> None:
+    t = _secs(12)
+    labels = np.array([0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
+    alerts = np.array([0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    assert detection_delays(t, labels, alerts) == [1.0]
+    top = ["", "", "", "a,b,c", "b,a", "", "", "", "c", "c,a", "", ""]
+    events = alert_events(t, np.arange(12.0), alerts, top, labels)
+    assert [(e.start, e.stop, e.labelled) for e in events] == [(3, 5, True), (8, 10, False)]
+    # Rank points: a 3 + 1 = 4, b 2 + 2 = 4, c 1 -> shares 4/9, 4/9, 1/9.
+    first = dict(events[0].sensors)
+    assert first["a"] == pytest.approx(4 / 9) and first["c"] == pytest.approx(1 / 9)
+    assert events[1].sensors[0][0] == "c" and events[1].peak_score == 9.0
+
+
+# -- the worker's path on the in-repo runs ---------------------------------
+@pytest.fixture(scope="module")
+def evaluation() -> Evaluation:
+    return evaluate_folder(DATA, TRAIN_ROWS)
+
+
+def test_every_labelled_run_is_evaluated(evaluation: Evaluation) -> None:
+    names = [r.name for r in evaluation.runs]
+    assert names == [str(p.relative_to(DATA)) for p in find_runs(DATA)]
+    summary = evaluation.summary()
+    assert summary["runs"] == 5
+    assert summary["events"] == 5
+    for key in ("f1", "far", "mar", "nab_standard", "event_recall", "median_delay_s"):
+        assert isinstance(summary[key], float), key
+    json.dumps(summary)  # plain types only
+    assert 0.0 <= summary["f1"] <= 1.0
+
+
+def test_summed_confusion_matches_the_runs(evaluation: Evaluation) -> None:
+    labels = np.concatenate([r.labels for r in evaluation.runs])
+    preds = np.concatenate([r.anomaly for r in evaluation.runs])
+    expected = score_alerts(labels, preds)
+    assert (evaluation.counts.tp, evaluation.counts.fp) == (expected.tp, expected.fp)
+    assert evaluation.summary()["f1"] == round(expected.f1, 4)
+
+
+def test_predictions_csv_per_run(evaluation: Evaluation, tmp_path: Path) -> None:
+    written = write_predictions(evaluation, tmp_path / "pred")
+    assert len(written) == 5
+    for run, path in zip(evaluation.runs, written, strict=True):
+        assert path == tmp_path / "pred" / run.name
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle, delimiter=";"))
+        assert rows[0] == ["datetime", "score", "threshold", "anomaly_pred"]
+        source = read_run(DATA / run.name)
+        assert len(rows) - 1 == len(source) - TRAIN_ROWS
+        # Timestamps as in the SKAB file, test part only.
+        with (DATA / run.name).open() as handle:
+            first_test = handle.readlines()[TRAIN_ROWS + 1].split(";")[0]
+        assert rows[1][0] == first_test
+        preds = np.array([int(r[3]) for r in rows[1:]])
+        assert set(preds.tolist()) <= {0, 1}
+        np.testing.assert_array_equal(preds, run.anomaly.astype(int))
+        np.testing.assert_allclose([float(r[1]) for r in rows[1:]], run.score, rtol=1e-5)
+        alerts = json.loads(path.with_suffix(".alerts.json").read_text())
+        assert len(alerts["alerts"]) == len(run.alerts)
+        for alert in alerts["alerts"]:
+            shares = [s["share"] for s in alert["sensors"]]
+            assert shares == sorted(shares, reverse=True)
+            assert {s["sensor"] for s in alert["sensors"]} <= set(run.sensors)
+    assert json.loads((tmp_path / "pred" / "summary.json").read_text())["runs"] == 5
+
+
+def test_same_predictions_at_live_speed_and_equal_to_score_batch(tmp_path: Path) -> None:
+    """The gateway/worker batching does not change a single prediction, and
+    what the processor produced equals the pure scorer over the whole run."""
+    run = read_run(DATA / "valve1" / "1.csv")
+    config = TrainingConfig()
+    results = []
+    for i, plan in enumerate(
+        (GatewayPlan(speed=1.0), GatewayPlan(speed=60.0), GatewayPlan(speed=1e6, max_frames=37))
+    ):
+        registry = Registry(tmp_path / f"r{i}")
+        results.append(evaluate_run(run, "1.csv", "line-x", registry, TRAIN_ROWS, config, plan))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.score, results[0].score)
+        np.testing.assert_array_equal(other.anomaly, results[0].anomaly)
+        assert other.top_sensors == results[0].top_sensors
+    bundle = Registry(tmp_path / "r0").load("line-x")
+    k, n = bundle.debounce
+    whole, _ = score_batch(bundle.pipeline, run.values, None, bundle.threshold, k, n)
+    np.testing.assert_array_equal(whole.score[TRAIN_ROWS:], results[0].score)
+    np.testing.assert_array_equal(whole.anomaly[TRAIN_ROWS:], results[0].anomaly)
+
+
+def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    source = (DATA / "valve2" / "1.csv").read_text().splitlines()
+    (tmp_path / "ok.csv").write_text("\n".join(source) + "\n")
+    # Labelled anomaly inside the training rows: `lineguard train` refuses it.
+    header, *rows = source
+    cells = rows[5].split(";")
+    cells[-2] = "1.0"
+    rows[5] = ";".join(cells)
+    (tmp_path / "dirty.csv").write_text("\n".join([header, *rows]) + "\n")
+    # No labels at all (like SKAB's anomaly-free run).
+    unlabelled = [";".join(line.split(";")[:-2]) for line in source]
+    (tmp_path / "free.csv").write_text("\n".join(unlabelled) + "\n")
+    result = evaluate_folder(tmp_path, TRAIN_ROWS)
+    assert [r.name for r in result.runs] == ["ok.csv"]
+    reasons = dict(result.skipped)
+    assert "labelled" in reasons["dirty.csv"] and "no anomaly labels" in reasons["free.csv"]
+
+
+def test_any_sensors_and_sampling_interval(tmp_path: Path) -> None:
+    """Three made-up sensors at 5 s: nothing assumes SKAB's columns or 1 Hz."""
+    rng = np.random.default_rng(0)
+    n = 700
+    t0 = np.datetime64("2024-05-01T06:00:00")
+    values = rng.normal(size=(n, 3)) + np.array([10.0, 0.0, 50.0])
+    labels = np.zeros(n)
+    labels[500:560] = 1
+    values[500:560, 1] += 8.0
+    lines = ["datetime;spindle_rpm;vibration;oil_temp;anomaly;changepoint"]
+    for i in range(n):
+        stamp = str(t0 + np.timedelta64(5 * i, "s")).replace("T", " ")
+        cp = 1.0 if i == 500 else 0.0
+        lines.append(f"{stamp};{values[i, 0]};{values[i, 1]};{values[i, 2]};{labels[i]};{cp}")
+    (tmp_path / "press-7.csv").write_text("\n".join(lines) + "\n")
+    result = evaluate_folder(tmp_path, TRAIN_ROWS)
+    (run,) = result.runs
+    assert run.sensors == ["spindle_rpm", "vibration", "oil_temp"]
+    assert run.counts.events_detected == 1
+    assert result.summary()["median_delay_s"] % 5 == 0
+    assert any(a.sensors and a.sensors[0][0] == "vibration" for a in run.alerts if a.labelled)
+
+
+# -- report and CLI --------------------------------------------------------
+def test_report_has_a_figure_per_run(evaluation: Evaluation, tmp_path: Path) -> None:
+    path = write_report(evaluation, tmp_path / "out" / "report.html")
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count("<img ") == len(evaluation.runs) == 5
+    assert text.count("data:image/png;base64,") == 5
+    for run in evaluation.runs:
+        assert run.name in text
+    # Self-contained: no external resources.
+    assert "src='http" not in text and 'src="http' not in text
+    assert render_report(evaluation).count("<section") == 5
+
+
+@pytest.fixture()
+def small_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "skab"
+    (folder / "valve2").mkdir(parents=True)
+    shutil.copy(DATA / "valve2" / "1.csv", folder / "valve2" / "1.csv")
+    return folder
+
+
+def test_cli_evaluate_json_predictions_and_report(small_folder: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "pred", tmp_path / "report.html"
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(small_folder),
+            "--train-rows",
+            "400",
+            "--predictions",
+            str(out),
+            "--report",
+            str(report),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    for key in (
+        "f1",
+        "far",
+        "mar",
+        "nab_standard",
+        "event_recall",
+        "false_alarm_events",
+        "median_delay_s",
+        "runs",
+    ):
+        assert key in last
+    assert last["runs"] == 1
+    assert (out / "valve2" / "1.csv").is_file()
+    assert report.read_text().count("<img ") == 1
+    assert "total" in result.output
+
+
+def test_cli_evaluate_rejects_bad_options(small_folder: Path, tmp_path: Path) -> None:
+    base = ["evaluate", str(small_folder), "--train-rows", "400", "--predictions", str(tmp_path)]
+    bad = CliRunner().invoke(main, [*base, "--detector", "nope"])
+    assert bad.exit_code == 2 and "expected one of" in bad.output
+    bad = CliRunner().invoke(main, [*base, "--debounce", "5/3"])
+    assert bad.exit_code == 2 and "K/N" in bad.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = CliRunner().invoke(
+        main, ["evaluate", str(empty), "--train-rows", "400", "--predictions", str(tmp_path)]
+    )
+    assert none.exit_code == 1 and "no labelled run" in none.output
