@@ -3,17 +3,17 @@ stack's TCP proxy, the gateway buffers on disk, restarts, and drains in order.""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer
 
 from lineguard.faults import FAST_FAIL
 from lineguard.ingest.buffer import DiskBuffer
 from lineguard.ingest.contract import TelemetryBatch, decode, encode
 from lineguard.ingest.gateway import SequenceCounter, StoreAndForward, make_producer
+from lineguard.settings import Settings
+from tests.pipeline_support import consume_all
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +25,8 @@ def _batch(seq: int) -> TelemetryBatch:
     )
 
 
-def _consume(stack, topic: str, expected: int, timeout: float = 60.0) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=1000,
-        **stack.kafka_settings().kafka_python_config(),
-    )
-    found: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(found) < expected:
-            found.extend(consumer)
-    finally:
-        consumer.close()
-    return found
+def _consume(stack, topic: str, expected: int) -> list:
+    return consume_all(Settings(kafka=stack.kafka_settings()), topic, expected, timeout=60.0)
 
 
 def test_records_buffered_during_an_outage_survive_a_gateway_restart_and_drain_in_order(
