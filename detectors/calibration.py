@@ -72,7 +72,7 @@ __all__ = [
 #: a 20-row window lets PCA see small level shifts of noisy fast sensors that a
 #: 10-row mean hides (with slow sensors detrended: F1 0.86 at 20 rows, 0.81 at 10).
 #: 1 % per row at 1 Hz is ~36 raw exceedances an hour on a healthy line, which
-#: the 3-of-5 debounce mostly absorbs.
+#: the 2-of-5 debounce mostly absorbs (isolated exceedances never alert).
 DEFAULT_WINDOW = 20
 #: Lag-10 autocorrelation above which a sensor is judged by its dynamics
 #: (see :mod:`lineguard.detectors.features`). On SKAB's training rows the

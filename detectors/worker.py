@@ -6,7 +6,10 @@ Delivery is at-least-once and the sink is idempotent:
   points and the broker stored its dead letters and alerts, so a crash at
   any point replays the batch instead of losing it;
 * a result point is keyed by (line, model version, frame time), so a
-  replayed frame rewrites the same point instead of adding one.
+  replayed frame rewrites the same point instead of adding one;
+* the worker, not Faust, commits telemetry offsets, and only contiguous
+  progress from the committed offset on (:mod:`lineguard.detectors.offsets`
+  explains the rebalance race in Faust's own commits that this avoids).
 
 Faust's ``take_events`` acknowledges a batch when the loop body ends, even
 when it ends by cancellation during shutdown. Each event is therefore held
@@ -35,6 +38,7 @@ import orjson
 
 from lineguard.detectors.feedback_worker import FeedbackConsumer
 from lineguard.detectors.model_updates import ModelUpdates
+from lineguard.detectors.offsets import Admission, OffsetTracker
 from lineguard.detectors.processor import RawRecord, TelemetryProcessor, archive_lines
 from lineguard.influx import (
     AsyncInfluxV1Client,
@@ -218,7 +222,11 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         topic_partitions=settings.topics.partitions,
         producer_acks=-1,
     )
-    telemetry = app.topic(settings.topics.telemetry, key_serializer="raw", value_serializer="raw")
+    # acks=False: Faust must not commit telemetry offsets itself; the worker
+    # commits only contiguous, stored progress (see detectors/offsets.py).
+    telemetry = app.topic(
+        settings.topics.telemetry, key_serializer="raw", value_serializer="raw", acks=False
+    )
     dead_letter_topic = app.topic(
         settings.topics.dead_letter, key_serializer="raw", value_serializer="raw"
     )
@@ -287,9 +295,16 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
     # The micro-batch being scored (see consume()).
     inflight: dict[str, asyncio.Future[Any]] = {}
 
+    offsets = OffsetTracker()
+    # Bumped on every rebalance: a batch taken in an earlier assignment
+    # commits nothing (its records are consumed again: duplicates, never loss).
+    assignment = {"generation": 0}
+
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         _shorten_fetch_wait(app)
+        offsets.forget()
+        assignment["generation"] += 1
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -303,6 +318,8 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
         processor.forget()
+        offsets.forget()
+        assignment["generation"] += 1
 
     async def consumer_lag() -> int:
         lag = 0
@@ -319,12 +336,32 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         # Records on the broker past the last committed offset: grows while
         # the sink is down (nothing is committed), whatever was prefetched.
         consumer = app.consumer
-        total = 0
-        for tp in consumer.assignment():
-            if tp.topic == settings.topics.telemetry:
-                committed = consumer._committed_offset.get(tp) or 0
-                total += max(consumer.highwater(tp) - committed, 0)
-        return total
+        highwaters = {
+            tp: consumer.highwater(tp)
+            for tp in consumer.assignment()
+            if tp.topic == settings.topics.telemetry
+        }
+        return offsets.uncommitted_from(highwaters)
+
+    async def seek_gaps() -> None:
+        for tp, offset in offsets.seeks_due().items():
+            first, above = offsets.gaps().get(tp, (offset, None))
+            log.warning(
+                "offsets %d..%s of %s were not delivered in order; re-fetching from %d",
+                first,
+                "?" if above is None else above - 1,
+                tp,
+                offset,
+            )
+            try:
+                await app.consumer.seek(tp, offset)
+            except Exception as exc:  # retried by the next call
+                log.warning("seek of %s to %d failed: %s", tp, offset, exc)
+
+    @app.timer(interval=1.0)
+    async def reseek() -> None:
+        # A gap must be re-fetched even when no new record arrives.
+        await seek_gaps()
 
     @app.timer(interval=5.0)
     async def report() -> None:
@@ -446,8 +483,18 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             for event in events:
                 event.message.incref()  # released below, only after the writes
             started = time.perf_counter()
+            generation = assignment["generation"]
             try:
-                await handle(events)
+                unknown = {e.message.tp for e in events if not offsets.knows(e.message.tp)}
+                for tp, committed in (await _committed_offsets(app, unknown)).items():
+                    offsets.start(tp, committed)
+                taken = [
+                    e
+                    for e in events
+                    if offsets.admit(e.message.tp, e.message.offset) is Admission.TAKE
+                ]
+                if taken:
+                    await handle(taken)
             except Exception:
                 # A bug must not turn into silent loss: stop without acking,
                 # so the batch is consumed again after the restart.
@@ -462,7 +509,10 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 os._exit(70)  # EX_SOFTWARE
             for event in events:
                 await stream.ack(event)
-            stats.records += len(events)
+            if generation == assignment["generation"]:
+                await _commit(app, offsets)
+            await seek_gaps()
+            stats.records += len(taken)
             stats.batches += 1
             stats.batch_ms = 1e3 * (time.perf_counter() - started)
             log.debug(
@@ -475,6 +525,64 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
     app.lineguard_stats = stats  # type: ignore[attr-defined]
     app.lineguard_processor = processor  # type: ignore[attr-defined]
     return app
+
+
+async def _committed_offsets(app: faust.App, tps: set[Any]) -> dict[Any, int]:
+    """Each partition's committed offset, or its earliest offset when none is committed.
+
+    Retries with bounded backoff while the broker does not answer.
+    """
+    if not tps:
+        return {}
+    from aiokafka import TopicPartition
+
+    thread = app.consumer._thread
+    consumer = thread._ensure_consumer()
+    found: dict[Any, int] = {}
+    delay = RETRY_FIRST_S
+    for tp in tps:
+        while tp not in found:
+            try:
+                committed = await thread.call_thread(
+                    consumer.committed, TopicPartition(tp.topic, tp.partition)
+                )
+                if committed is None or committed < 0:
+                    # Nothing committed yet: the group starts at the log start
+                    # (auto_offset_reset=earliest), which retention may have moved.
+                    earliest = await app.consumer.earliest_offsets(tp)
+                    committed = max(int(next(iter(earliest.values()), 0) or 0), 0)
+                found[tp] = int(committed)
+            except Exception as exc:  # broker unreachable: bounded backoff, no busy loop
+                log.warning("committed offset of %s unknown (%s); retry in %.1f s", tp, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+    return found
+
+
+async def _commit(app: faust.App, offsets: OffsetTracker) -> None:
+    """Commit the tracker's contiguous progress; a failure is retried after the next batch."""
+    pending = offsets.committable()
+    if not pending:
+        return
+    from aiokafka import TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    thread = app.consumer._thread
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    request = {
+        TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+        for tp, offset in pending.items()
+        if TopicPartition(tp.topic, tp.partition) in assigned
+    }
+    if not request:
+        return
+    try:
+        await thread.call_thread(consumer.commit, request)
+    except Exception as exc:  # rebalancing, coordinator moved: the next batch retries
+        log.warning("offset commit failed (%s); retrying after the next batch", exc)
+        return
+    offsets.committed({tp: o for tp, o in pending.items() if (tp.topic, tp.partition) in request})
 
 
 def _shorten_fetch_wait(app: faust.App) -> None:

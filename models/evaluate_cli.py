@@ -99,7 +99,7 @@ def print_evaluation(evaluation: Any) -> None:
     "--debounce",
     default=None,
     metavar="K/N",
-    help="Alert when K of the last N frames exceed (default: the training default, 3/5).",
+    help="Alert when K of the last N frames exceed (default: the training default, 2/5).",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
 def evaluate(

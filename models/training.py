@@ -18,6 +18,7 @@ import numpy as np
 
 from lineguard.detectors.calibration import DEFAULT_TARGET_FAR, train_pipeline
 from lineguard.detectors.registry import DEFAULT_DETECTOR
+from lineguard.detectors.scoring import DEFAULT_DEBOUNCE
 from lineguard.ingest.contract import utc_from_us
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.registry import ModelBundle, Registry
@@ -31,10 +32,6 @@ __all__ = [
     "train_line_model",
     "training_rows",
 ]
-
-#: Alert when 3 of the last 5 frames exceed the threshold: one noisy frame
-#: never pages anyone, a sustained excursion does within seconds.
-DEFAULT_DEBOUNCE = (3, 5)
 
 
 @dataclass(frozen=True)

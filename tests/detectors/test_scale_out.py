@@ -145,12 +145,15 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
         assert not errors, errors
         assert not any(thread.is_alive() for thread in gateways)
 
-        _wait(
-            lambda: _count_by_line(client) == dict.fromkeys(LINES, len(run)),
-            [second],
-            120,
-            f"{len(run)} points per line",
-        )
+        try:
+            _wait(
+                lambda: _count_by_line(client) == dict.fromkeys(LINES, len(run)),
+                [second],
+                120,
+                f"{len(run)} points per line",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{_missing_frames(client, run.time_us)}\n{exc}") from None
         # Exactly one point per frame time on every line: nothing lost, and a
         # batch scored twice around a rebalance rewrote its points.
         for line in LINES:
@@ -178,3 +181,16 @@ def _frames_by_worker(client: InfluxV1Client) -> dict[str, float]:
     except Exception:
         return {}
     return {r["worker"]: r["max"] for r in rows if r.get("max")}
+
+
+def _missing_frames(client: InfluxV1Client, expected_us: np.ndarray) -> str:
+    """Per line: how many points are missing, and the first missing frame indices."""
+    report = []
+    for line in LINES:
+        rows = client.query(
+            f'SELECT "score" FROM "{RESULT_MEASUREMENT}" WHERE "line" = \'{line}\'', epoch="u"
+        )
+        have = np.array([r["time"] for r in rows], dtype=np.int64)
+        missing = np.flatnonzero(~np.isin(expected_us, have))
+        report.append(f"{line}: {len(have)} points, missing frames {missing[:20].tolist()}")
+    return "\n".join(report)
