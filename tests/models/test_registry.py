@@ -10,7 +10,7 @@ import pytest
 
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
-from lineguard.models.training import TrainingConfig, train_line_model
+from lineguard.models.training import DEFAULT_DEBOUNCE, TrainingConfig, train_line_model
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 
@@ -39,7 +39,8 @@ def test_training_writes_an_active_version_with_its_envelope(trained, run) -> No
     assert len(manifest["training"]["fingerprint"]) == 64
     assert len(manifest["artifact"]["sha256"]) == 64
     assert {"numpy", "scikit-learn", "pyod", "python"} <= set(manifest["libraries"])
-    assert manifest["threshold"] > 0 and manifest["debounce"] == {"k": 3, "n": 5}
+    k, n = DEFAULT_DEBOUNCE
+    assert manifest["threshold"] > 0 and manifest["debounce"] == {"k": k, "n": n}
 
 
 def test_a_loaded_bundle_scores_like_the_trained_one(trained, run) -> None:
