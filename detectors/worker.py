@@ -578,6 +578,10 @@ async def _commit(app: faust.App, offsets: OffsetTracker) -> None:
     if not request:
         return
     try:
+        # The batch's line state goes to the table's changelog through the
+        # producer's buffer: it must be on the broker before the offsets
+        # that depend on it are, or a crash would resume from an older state.
+        await app.producer.flush()
         await thread.call_thread(consumer.commit, request)
     except Exception as exc:  # rebalancing, coordinator moved: the next batch retries
         log.warning("offset commit failed (%s); retrying after the next batch", exc)

@@ -138,7 +138,11 @@ def gateway_replay(
     finally:
         if forward is not None:
             forward.buffer.close()
-        producer.close()
+            # Unacknowledged records are still in the disk buffer, so a broker
+            # that is down must not hold the gateway's exit forever.
+            producer.close(timeout=10)
+        else:
+            producer.close()
     click.echo(
         f"sent {stats.frames} frames of line {line_id} in {stats.records} records "
         f"({stats.bytes / 1024:.0f} KiB, {stats.seconds:.1f} s)"
