@@ -2,19 +2,18 @@
 
 Delivery is at-least-once and the sink is idempotent:
 
-* a micro-batch's offsets are acknowledged only after InfluxDB accepted its
-  points and the broker stored its dead letters and alerts, so a crash at
-  any point replays the batch instead of losing it;
+* a micro-batch's offsets are committed only after InfluxDB accepted its
+  points and the broker stored its dead letters, alerts, incidents and line
+  state, so a crash at any point replays the batch instead of losing it;
 * a result point is keyed by (line, model version, frame time), so a
   replayed frame rewrites the same point instead of adding one;
 * the worker, not Faust, commits telemetry offsets, and only contiguous
   progress from the committed offset on (:mod:`lineguard.detectors.offsets`
   explains the rebalance race in Faust's own commits that this avoids).
 
-Faust's ``take_events`` acknowledges a batch when the loop body ends, even
-when it ends by cancellation during shutdown. Each event is therefore held
-with one extra reference that is released only after the writes succeeded,
-so an interrupted batch is never committed.
+The loop is pipelined: batch N is decoded and scored (in a thread) while
+batch N-1 is written; writes run one at a time, in batch order, and each
+commits its own batch's offsets.
 
 Two roles share this code: ``score`` (the scoring worker, consumer group
 ``<worker_id>``) and ``archive`` (stores raw sensor values, its own consumer
@@ -460,30 +459,69 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         stats.duplicates += outcome.duplicates
         stats.historical_alerts_suppressed += outcome.historical_alerts_suppressed
 
-    async def handle_score(events: Sequence[Any]) -> None:
-        records = _records(events)
-        outcome, states = await compute_score(records)
+    async def prepare_score(records: list[RawRecord]) -> Any:
+        return await compute_score(records)
+
+    async def store_score(records: list[RawRecord], prepared: Any) -> None:
+        outcome, states = prepared
         await deliver_score(records, outcome, states)
 
-    async def handle_archive(events: Sequence[Any]) -> None:
-        lines, _invalid = archive_lines(_records(events))
+    async def prepare_archive(records: list[RawRecord]) -> Any:
+        return archive_lines(records)[0]
+
+    async def store_archive(records: list[RawRecord], lines: Any) -> None:
         refused = await _write_until_accepted(sink, lines, stats)
         if refused is not None:
-            log.error("InfluxDB refused raw telemetry of %d records: %s", len(events), refused)
+            log.error("InfluxDB refused raw telemetry of %d records: %s", len(records), refused)
         stats.frames += sum(line.count("\n") + 1 for line in lines)
 
-    handle = handle_score if role == "score" else handle_archive
+    prepare_batch, store_batch = (
+        (prepare_score, store_score) if role == "score" else (prepare_archive, store_archive)
+    )
+
+    def crash() -> None:
+        # A bug must not turn into silent loss, nor into a silent stall of a
+        # batch that is never committed: exit at once, like a crash. Nothing
+        # past the last stored batch was committed, so the supervisor's
+        # restart consumes the failed batch again.
+        log.exception("%s batch failed; stopping the worker uncommitted", role)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(70)  # EX_SOFTWARE
+
+    async def store_and_commit(
+        records: list[RawRecord],
+        prepared: Any,
+        batch_offsets: dict[Any, int],
+        generation: int,
+        started: float,
+    ) -> None:
+        try:
+            await store_batch(records, prepared)
+        except Exception:
+            crash()
+        if generation == assignment["generation"]:
+            # Batches are stored one at a time in order, so everything before
+            # these offsets is stored too.
+            await _commit(app, offsets, batch_offsets)
+        stats.records += len(records)
+        stats.batches += 1
+        stats.batch_ms = 1e3 * (time.perf_counter() - started)
 
     @app.agent(telemetry, name=f"lineguard-{role}")
     async def consume(stream: Any) -> None:
-        # One micro-batch at a time: score, store, then acknowledge. A
-        # pipelined variant (batch N scored while N-1 was stored) lost records
-        # under repeated SIGKILL in bench/faults.py, so ordering wins here.
+        # Pipelined: batch N is decoded and scored while batch N-1 is being
+        # stored. Stores run one at a time in batch order and each commits
+        # only its own offsets after InfluxDB and the broker accepted it.
+        # Faust's acknowledgements commit nothing for telemetry (acks=False),
+        # so a batch is acknowledged as soon as it is scored; a rebalance
+        # still waits for the batch being stored (see on_revoked).
+        storing: asyncio.Future[Any] | None = None
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
-            for event in events:
-                event.message.incref()  # released below, only after the writes
             started = time.perf_counter()
             generation = assignment["generation"]
+            records: list[RawRecord] = []
+            batch_offsets: dict[Any, int] = {}
             try:
                 unknown = {e.message.tp for e in events if not offsets.knows(e.message.tp)}
                 for tp, committed in (await _committed_offsets(app, unknown)).items():
@@ -493,34 +531,23 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                     for e in events
                     if offsets.admit(e.message.tp, e.message.offset) is Admission.TAKE
                 ]
-                if taken:
-                    await handle(taken)
+                for e in taken:
+                    batch_offsets[e.message.tp] = e.message.offset + 1
+                records = _records(taken)
+                prepared = await prepare_batch(records) if records else None
             except Exception:
-                # A bug must not turn into silent loss: stop without acking,
-                # so the batch is consumed again after the restart.
-                log.exception("%s batch failed; stopping the worker unacknowledged", role)
-                # Faust would restart just this agent, and the unacknowledged
-                # batch would then hold every later commit back forever (a
-                # silent stall; a graceful stop waits for it forever too). Exit
-                # at once, like a crash: nothing was committed, so the
-                # supervisor's restart consumes the batch again.
-                for handler in logging.getLogger().handlers:
-                    handler.flush()
-                os._exit(70)  # EX_SOFTWARE
+                crash()
             for event in events:
                 await stream.ack(event)
-            if generation == assignment["generation"]:
-                await _commit(app, offsets)
+            if storing is not None:
+                await storing  # the previous batch is stored (and committed) first
+                storing = None
+            if records:
+                storing = asyncio.ensure_future(
+                    store_and_commit(records, prepared, batch_offsets, generation, started)
+                )
+                inflight["deliver"] = storing
             await seek_gaps()
-            stats.records += len(taken)
-            stats.batches += 1
-            stats.batch_ms = 1e3 * (time.perf_counter() - started)
-            log.debug(
-                "%s batch of %d in %.1f ms",
-                role,
-                len(events),
-                1e3 * (time.perf_counter() - started),
-            )
 
     app.lineguard_stats = stats  # type: ignore[attr-defined]
     app.lineguard_processor = processor  # type: ignore[attr-defined]
@@ -559,9 +586,8 @@ async def _committed_offsets(app: faust.App, tps: set[Any]) -> dict[Any, int]:
     return found
 
 
-async def _commit(app: faust.App, offsets: OffsetTracker) -> None:
-    """Commit the tracker's contiguous progress; a failure is retried after the next batch."""
-    pending = offsets.committable()
+async def _commit(app: faust.App, offsets: OffsetTracker, pending: dict[Any, int]) -> None:
+    """Commit a stored batch's offsets; a failure is made good by the next batch's commit."""
     if not pending:
         return
     from aiokafka import TopicPartition
