@@ -192,6 +192,7 @@ class _InFlight:
     record: BufferedRecord
     future: Any
     historical: bool
+    sent_at: float  # time.monotonic()
 
 
 class StoreAndForward:
@@ -221,6 +222,15 @@ class StoreAndForward:
         historical even without a failure (e.g. left over from a restart).
     retry_first_s, retry_max_s : float
         Backoff between attempts while the broker is unreachable.
+    stuck_after_s : float
+        A send neither acknowledged nor failed after this long means the
+        client is wedged (its own delivery timeout, 30 s in
+        :func:`make_producer`, should have failed it): measured here, a
+        kafka-python 3.0 producer kept one future pending for minutes after a
+        network cut healed. The sender then rewinds and resends, through a
+        new producer when ``producer_factory`` is given.
+    producer_factory : callable, optional
+        Builds a replacement producer (e.g. ``lambda: make_producer(kafka)``).
     """
 
     def __init__(
@@ -233,6 +243,8 @@ class StoreAndForward:
         historical_after_s: float = 10.0,
         retry_first_s: float = 0.5,
         retry_max_s: float = 30.0,
+        stuck_after_s: float = 60.0,
+        producer_factory: Callable[[], Any] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1; got {max_in_flight}")
@@ -243,6 +255,9 @@ class StoreAndForward:
         self.historical_after_s = historical_after_s
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
+        self.stuck_after_s = stuck_after_s
+        self.producer_factory = producer_factory
+        self.producers_replaced = 0
         self._in_flight: deque[_InFlight] = deque()
         self._recovering = False
         self._down_since: float | None = None
@@ -320,11 +335,13 @@ class StoreAndForward:
             "sent_historical": self.sent_historical,
             "send_failures": self.failures,
             "outages": self.outages,
+            "producers_replaced": self.producers_replaced,
             "in_flight": len(self._in_flight),
             **{f"buffer_{k}": v for k, v in self.buffer.stats().as_dict().items()},
         }
 
     def _reap(self) -> None:
+        self._check_stuck()
         last = None
         failed: Exception | None = None
         while self._in_flight and self._in_flight[0].future.is_done:
@@ -350,6 +367,26 @@ class StoreAndForward:
         elif self._recovering and not self._in_flight and len(self.buffer) == 0:
             self._recovering = False
             log.warning("gateway buffer drained; back to live sending (%s)", self.stats())
+
+    def _check_stuck(self) -> None:
+        if not self._in_flight or self._in_flight[0].future.is_done:
+            return
+        waited = time.monotonic() - self._in_flight[0].sent_at
+        if waited < self.stuck_after_s:
+            return
+        log.warning(
+            "no acknowledgement or error for a send after %.0f s: the Kafka client is "
+            "wedged; resending %d buffered records%s",
+            waited,
+            len(self.buffer),
+            " through a new producer" if self.producer_factory else "",
+        )
+        if self.producer_factory is not None:
+            old, self.producer = self.producer, self.producer_factory()
+            self.producers_replaced += 1
+            with contextlib.suppress(Exception):
+                old.close(timeout=0)
+        self._failed(TimeoutError(f"send not acknowledged after {waited:.0f} s"))
 
     def _failed(self, error: BaseException | None) -> None:
         now = time.monotonic()
@@ -388,7 +425,7 @@ class StoreAndForward:
             except Exception as exc:  # metadata unavailable, producer closed, ...
                 self._failed(exc)
                 return
-            self._in_flight.append(_InFlight(record, future, historical))
+            self._in_flight.append(_InFlight(record, future, historical, time.monotonic()))
 
 
 def replay(

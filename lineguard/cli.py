@@ -119,6 +119,7 @@ def gateway_replay(
                 fsync=b.fsync,
             ),
             historical_after_s=b.historical_after_s,
+            producer_factory=lambda: make_producer(settings.kafka),
         )
     try:
         stats = replay(
@@ -140,6 +141,8 @@ def gateway_replay(
             forward.buffer.close()
             # Unacknowledged records are still in the disk buffer, so a broker
             # that is down must not hold the gateway's exit forever.
+            if forward.producer is not producer:  # replaced: a wedged client
+                forward.producer.close(timeout=10)
             producer.close(timeout=10)
         else:
             producer.close()

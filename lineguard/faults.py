@@ -326,7 +326,12 @@ class FaultRig:
             forward = None
             if buffered:
                 forward = StoreAndForward(
-                    producer, settings.topics.telemetry, DiskBuffer(state / "buffer")
+                    producer,
+                    settings.topics.telemetry,
+                    DiskBuffer(state / "buffer"),
+                    producer_factory=lambda: make_producer(
+                        settings.kafka, **(producer_overrides or {})
+                    ),
                 )
             try:
                 stats = replay(
@@ -353,6 +358,8 @@ class FaultRig:
             finally:
                 if forward is not None:
                     forward.buffer.close()
+                    if forward.producer is not producer:  # replaced: a wedged client
+                        forward.producer.close(timeout=10)
                 # Bounded: kafka-python's close() otherwise waits forever for
                 # records it cannot deliver (they are still in the buffer).
                 producer.close(timeout=10)

@@ -37,3 +37,71 @@ def test_sequence_numbers_survive_a_restart(tmp_path: Path) -> None:
     assert [first.take() for _ in range(3)] == [0, 1, 2]
     again = SequenceCounter(path)
     assert again.take() == 3
+
+
+class _Future:
+    """A kafka-python send future: done when the fake broker acknowledged it."""
+
+    def __init__(self, done: bool) -> None:
+        self.is_done = done
+        self.exception = None
+
+    def failed(self) -> bool:
+        return False
+
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _Producer:
+    """Records sends; a wedged one never completes a future (kafka-python 3.0 seen)."""
+
+    def __init__(self, wedged: bool) -> None:
+        self.wedged = wedged
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def send(self, topic: str, key: bytes, value: bytes) -> _Future:
+        self.sent.append(value)
+        return _Future(done=not self.wedged)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+def test_a_wedged_kafka_client_is_replaced_and_its_records_resent(tmp_path, monkeypatch) -> None:
+    from lineguard.ingest import gateway
+    from lineguard.ingest.buffer import DiskBuffer
+    from lineguard.ingest.contract import TelemetryBatch, decode, encode
+    from lineguard.ingest.gateway import StoreAndForward
+
+    clock = [1000.0]
+    monkeypatch.setattr(gateway.time, "monotonic", lambda: clock[0])
+    wedged, fresh = _Producer(wedged=True), _Producer(wedged=False)
+    forward = StoreAndForward(
+        wedged,
+        "telemetry",
+        DiskBuffer(tmp_path / "buf"),
+        stuck_after_s=60.0,
+        retry_first_s=0.5,
+        producer_factory=lambda: fresh,
+    )
+    for seq in range(3):
+        t = np.array([1_600_000_000_000_000 + seq * 1_000_000])
+        batch = TelemetryBatch("site-1", "line-a", "gw-a", seq, ("a", "b"), t, np.ones((1, 2)))
+        forward.send(b"line-a", encode(batch))
+    assert len(wedged.sent) == 3 and forward.pending() == 3
+    clock[0] += 59.0
+    forward.pump()
+    assert forward.producer is wedged  # not yet: within the client's own timeouts
+    clock[0] += 2.0
+    forward.pump()  # detects the wedge, swaps the producer, backs off
+    assert forward.producer is fresh and wedged.closed
+    assert forward.stats()["producers_replaced"] == 1
+    clock[0] += 1.0
+    forward.pump()  # resends from the oldest unacknowledged record, as historical
+    forward.pump()  # and reaps the acknowledgements
+    resent = [decode(v) for v in fresh.sent]
+    assert [b.seq for b in resent] == [0, 1, 2]
+    assert all(b.historical for b in resent)
+    assert forward.pending() == 0
