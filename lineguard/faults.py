@@ -636,6 +636,8 @@ class FaultRig:
             result.notes = {
                 "sent_historical": sum(g.get("sent_historical", 0) for g in gateways),
                 "gateway_send_failures": sum(g.get("send_failures", 0) for g in gateways),
+                # Kafka clients found wedged after the cut healed, and replaced.
+                "gateway_producers_replaced": sum(g.get("producers_replaced", 0) for g in gateways),
                 "buffered_left": sum(g.get("buffered_left", 0) for g in gateways),
                 "duplicates_dropped_by_worker": _max_field(log_text, "duplicates"),
                 **incidents,
