@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,43 @@ class TelemetryProcessor:
         self._seen: dict[str, SeenSequences] = {}
         # Line state restored from the worker's table, waiting for its model.
         self._restored: dict[str, dict[str, Any]] = {}
+        # Verified bundles loaded ahead of traffic: (line, version) -> bundle.
+        self._preloaded: dict[tuple[str, str], ModelBundle] = {}
+
+    def preload(self, lines: Iterable[str] | None = None) -> int:
+        """Load and verify the active models of ``lines`` before their traffic arrives.
+
+        Loading a bundle (skops, hash check) takes tens of milliseconds, and
+        the first one also imports skops: done on a line's first record it
+        stalls that micro-batch, for every line of a newly assigned
+        partition at once. The worker calls this when partitions are
+        assigned, off the scoring path. Thread-safe with :meth:`process`: at
+        worst a model is loaded twice. Returns how many bundles were loaded.
+        """
+        wanted = list(self.registry.lines() if lines is None else lines)
+        # Bundles of lines this worker no longer serves are let go.
+        for key in [k for k in self._preloaded if k[0] not in set(wanted)]:
+            self._preloaded.pop(key, None)
+        loaded = 0
+        for line in wanted:
+            announced = self.updates.active(line) if self.updates is not None else None
+            version = (
+                announced.version if announced is not None else self.registry.active_version(line)
+            )
+            if version is None or (line, version) in self._preloaded:
+                continue
+            served = self._served.get(line)
+            if served is not None and served.bundle.version == version:
+                continue
+            try:
+                self._preloaded[(line, version)] = load_announced(
+                    self.registry, line, version, announced
+                )
+                loaded += 1
+            except (RegistryError, OSError, ValueError, RuntimeError) as exc:
+                # Scoring loads it again and reports the error where it matters.
+                log.warning("line %s: could not preload %s: %s", line, version, exc)
+        return loaded
 
     # -- model routing ---------------------------------------------------
     def _model_for(self, line: str, now: float) -> _Served | None:
@@ -154,7 +191,13 @@ class TelemetryProcessor:
             served.checked_at = now
             return served
         try:
-            bundle = load_announced(self.registry, line, active, announced)
+            bundle = self._preloaded.pop((line, active), None)
+            if bundle is None or (
+                announced is not None
+                and announced.sha256
+                and bundle.manifest["artifact"]["sha256"] != announced.sha256
+            ):
+                bundle = load_announced(self.registry, line, active, announced)
         except (RegistryError, OSError, ValueError, RuntimeError):
             if served is None or self.updates is None:
                 raise

@@ -51,7 +51,7 @@ from lineguard.models.announce import ensure_models_topic
 from lineguard.models.registry import Registry
 from lineguard.settings import KafkaSettings, Settings
 
-__all__ = ["WorkerStats", "create_app", "ensure_topics", "run_worker"]
+__all__ = ["WorkerStats", "create_app", "ensure_topics", "lines_on_partitions", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -299,11 +299,24 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
     # commits nothing (its records are consumed again: duplicates, never loss).
     assignment = {"generation": 0}
 
+    background: set[asyncio.Future[Any]] = set()
+
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         _shorten_fetch_wait(app)
         offsets.forget()
         assignment["generation"] += 1
+        if role == "score":
+            # Load the models of the lines now ours while the group settles,
+            # so their first records are not held up by loading.
+            partitions = {tp.partition for tp in assigned if tp.topic == settings.topics.telemetry}
+            total = app.consumer.topic_partitions(settings.topics.telemetry)
+            if not isinstance(total, int) or total < 1:
+                total = settings.topics.partitions
+            lines = lines_on_partitions(processor.registry.lines(), partitions, total)
+            task = asyncio.ensure_future(asyncio.to_thread(processor.preload, lines))
+            background.add(task)
+            task.add_done_callback(background.discard)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -613,6 +626,22 @@ async def _commit(app: faust.App, offsets: OffsetTracker, pending: dict[Any, int
         log.warning("offset commit failed (%s); retrying after the next batch", exc)
         return
     offsets.committed({tp: o for tp, o in pending.items() if (tp.topic, tp.partition) in request})
+
+
+def lines_on_partitions(lines: list[str], partitions: set[int], total: int) -> list[str]:
+    """The lines whose telemetry lands on ``partitions``.
+
+    Gateways key records by line and use Kafka's default partitioner
+    (murmur2 of the key, as the Java client and kafka-python do), so a
+    line's partition is known without reading its records.
+    """
+    from kafka.partitioner.default import murmur2
+
+    return [
+        line
+        for line in lines
+        if (murmur2(line.encode("utf-8")) & 0x7FFFFFFF) % max(total, 1) in partitions
+    ]
 
 
 def _shorten_fetch_wait(app: faust.App) -> None:
