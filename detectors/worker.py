@@ -544,8 +544,9 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                     for e in events
                     if offsets.admit(e.message.tp, e.message.offset) is Admission.TAKE
                 ]
-                for e in taken:
-                    batch_offsets[e.message.tp] = e.message.offset + 1
+                # The unbroken progress up to this batch: committed once this
+                # batch is stored, and so is everything before it.
+                batch_offsets = offsets.committable()
                 records = _records(taken)
                 prepared = await prepare_batch(records) if records else None
             except Exception:
