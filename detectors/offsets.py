@@ -131,10 +131,6 @@ class OffsetTracker:
             return Admission.TAKE
         return Admission.SKIP_GAP
 
-    def next_offset(self, tp: Hashable) -> int:
-        """The next offset to score on ``tp``."""
-        return self._partitions[tp].next_offset
-
     def seeks_due(self) -> dict[Hashable, int]:
         """Partitions with missing offsets to re-seek now, with the offset to seek to.
 

@@ -299,13 +299,16 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
     # commits nothing (its records are consumed again: duplicates, never loss).
     assignment = {"generation": 0}
 
+    def new_assignment() -> None:
+        offsets.forget()
+        assignment["generation"] += 1
+
     background: set[asyncio.Future[Any]] = set()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         _shorten_fetch_wait(app)
-        offsets.forget()
-        assignment["generation"] += 1
+        new_assignment()
         if role == "score":
             # Load the models of the lines now ours while the group settles,
             # so their first records are not held up by loading.
@@ -330,8 +333,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
         processor.forget()
-        offsets.forget()
-        assignment["generation"] += 1
+        new_assignment()
 
     async def consumer_lag() -> int:
         lag = 0
@@ -472,9 +474,6 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         stats.duplicates += outcome.duplicates
         stats.historical_alerts_suppressed += outcome.historical_alerts_suppressed
 
-    async def prepare_score(records: list[RawRecord]) -> Any:
-        return await compute_score(records)
-
     async def store_score(records: list[RawRecord], prepared: Any) -> None:
         outcome, states = prepared
         await deliver_score(records, outcome, states)
@@ -489,7 +488,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         stats.frames += sum(line.count("\n") + 1 for line in lines)
 
     prepare_batch, store_batch = (
-        (prepare_score, store_score) if role == "score" else (prepare_archive, store_archive)
+        (compute_score, store_score) if role == "score" else (prepare_archive, store_archive)
     )
 
     def crash() -> None:
