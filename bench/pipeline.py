@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -240,12 +240,29 @@ def peak_rss_mb(pid: int) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far."""
+    import psutil
+
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        for p in [proc, *proc.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
 @dataclass
 class Rate:
     frames: int
     seconds: float
     stored: int
     peak_rss_mb: float = 0.0
+    # Cores each process kept busy while the frames were stored (cpu s / wall s).
+    cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -261,6 +278,7 @@ def run_workers(
     command: list[str] | None = None,
     stop_after_s: float | None = None,
     send: Any = None,
+    servers: dict[str, int] | None = None,
 ) -> Rate:
     """Start workers and time the stored points.
 
@@ -269,7 +287,9 @@ def run_workers(
     then ``send()`` puts the frames on the topic; without it the topic
     already holds them. The clock starts at the first stored point (process
     start and the group join are not counted) and stops when every frame is
-    stored, or after ``stop_after_s`` (the naive pipeline).
+    stored, or after ``stop_after_s`` (the naive pipeline). ``servers``
+    (name -> pid) are the other processes whose CPU use over the same
+    interval is reported beside the workers' and this process's (the sender).
     """
     procs = []
     for i in range(n_workers):
@@ -291,14 +311,21 @@ def run_workers(
     last_count, last_at = 0, time.monotonic()
     deadline = time.monotonic() + timeout_s
     rss = 0.0
+    watched = {f"worker {i}": p.process.pid for i, p in enumerate(procs)}
+    watched.update(servers or {})
+    watched["sender (bench)"] = os.getpid()
+    cpu_first: dict[str, float] = {}
+    cpu_last: dict[str, float] = {}
     try:
         while time.monotonic() < deadline:
             count = stored_points(client)
             now = time.monotonic()
             if count > 0 and first_at is None:
                 first_at, first_count = now, count
+                cpu_first = {name: cpu_seconds(pid) for name, pid in watched.items()}
             if count != last_count:
                 last_count, last_at = count, now
+                cpu_last = {name: cpu_seconds(pid) for name, pid in watched.items()}
             rss = max(rss, sum(peak_rss_mb(p.process.pid) for p in procs))
             if count >= expected:
                 break
@@ -316,11 +343,17 @@ def run_workers(
         for p in procs:
             p.stop()
         client.close()
+    seconds = max(last_at - first_at, 1e-6)
     return Rate(
         frames=last_count - first_count,
-        seconds=max(last_at - first_at, 1e-6),
+        seconds=seconds,
         stored=last_count,
         peak_rss_mb=rss,
+        cores={
+            name: round((cpu_last[name] - cpu_first[name]) / seconds, 2)
+            for name in cpu_first
+            if name in cpu_last
+        },
     )
 
 
@@ -711,6 +744,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         limit = min(limits["decode"], limits["score"], limits["influx"])
         say(f"stages alone: { {k: round(v) for k, v in limits.items()} }")
 
+        servers = {"influxd": stack.influx.pid, "broker": stack.kafka.pid}
         one = run_workers(
             main_scn,
             sent,
@@ -718,8 +752,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             workdir,
             timeout_s=300,
             send=lambda: send_records(main_scn, records),
+            servers=servers,
         )
-        say(f"1 worker: {one.per_s:.0f} frames/s, stored {one.stored}/{sent}")
+        say(f"1 worker: {one.per_s:.0f} frames/s, stored {one.stored}/{sent}; cores {one.cores}")
         lost = sent - one.stored
 
         many = None
@@ -739,6 +774,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 workdir,
                 timeout_s=300,
                 send=lambda: send_records(scn, records),
+                servers=servers,
             )
             lost += sent - many.stored
             say(f"{args.workers} workers: {many.per_s:.0f} frames/s, stored {many.stored}/{sent}")

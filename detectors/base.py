@@ -82,15 +82,6 @@ class Detector(BaseEstimator):
         """
         raise NotImplementedError
 
-    def score_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(decision_function(X), contributions(X))`` in one call.
-
-        The worker needs both for every row; detectors whose score and
-        attribution share one expensive step (PCA's projections) override
-        this to compute it once. Results equal the two separate calls.
-        """
-        return self.decision_function(X), self.contributions(X)
-
     # -- validation helpers -------------------------------------------------
 
     def _validate_fit_input(self, X: np.ndarray, min_samples: int = 2) -> np.ndarray:

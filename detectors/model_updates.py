@@ -230,7 +230,7 @@ def carry_state(
     window = int(getattr(new.pipeline, "window", 1))
     if context is not None:
         context = context[max(context.shape[0] - max(window - 1, 1), 0) :]
-    return ScoringState(context=context, flags=flags.copy())
+    return ScoringState(context=context, flags=flags.copy(), alerted=state.alerted)
 
 
 def shadow_lines(

@@ -23,6 +23,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._kernels import trailing_mean_std
+from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
 
@@ -33,7 +35,9 @@ __all__ = [
     "LinePipeline",
     "ScoringState",
     "debounce",
+    "explained_rows",
     "score_batch",
+    "warm_up",
 ]
 
 #: How many contributing sensors an alert names.
@@ -213,18 +217,14 @@ class LinePipeline(BaseEstimator):
         F, _ = self.transform(X, context)
         return self.detector_.decision_function(F)
 
-    def sensor_contributions(
-        self, features: np.ndarray, contrib: np.ndarray | None = None
-    ) -> np.ndarray:
+    def sensor_contributions(self, features: np.ndarray) -> np.ndarray:
         """Map the detector's feature attributions back onto sensors.
 
         Every feature is derived from exactly one sensor (value, rolling mean
         or rolling std of it), so a sensor's share is the sum of its features'
         shares; rows still sum to 1 wherever the score is positive.
-        ``contrib`` passes feature shares already computed for ``features``.
         """
-        if contrib is None:
-            contrib = self.detector_.contributions(features)
+        contrib = self.detector_.contributions(features)
         sensor_shares = np.zeros((contrib.shape[0], self.n_features_in_))
         for block in range(contrib.shape[1] // self.n_features_in_):
             d = self.n_features_in_
@@ -243,10 +243,14 @@ class ScoringState:
         at stream start.
     flags : ndarray of bool, shape (<= n - 1,)
         Most recent raw threshold exceedances, for k-of-n debouncing.
+    alerted : bool
+        Whether the last row was in alert (the next row, if quiet, is where
+        the alert clears and its sensors are reported).
     """
 
     context: np.ndarray | None = None
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    alerted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (any NaN becomes None)."""
@@ -255,7 +259,11 @@ class ScoringState:
             ctx = np.asarray(self.context, dtype=np.float64).tolist()  # the usual case, in C
         elif self.context is not None:
             ctx = [[None if np.isnan(v) else float(v) for v in row] for row in self.context]
-        return {"context": ctx, "flags": [bool(f) for f in self.flags]}
+        return {
+            "context": ctx,
+            "flags": [bool(f) for f in self.flags],
+            "alerted": bool(self.alerted),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoringState:
@@ -268,7 +276,7 @@ class ScoringState:
                 [[np.nan if v is None else v for v in row] for row in ctx], dtype=np.float64
             )
         flags = np.asarray(data.get("flags", []), dtype=bool)
-        return cls(context=context, flags=flags)
+        return cls(context=context, flags=flags, alerted=bool(data.get("alerted", False)))
 
 
 @dataclass(frozen=True)
@@ -288,7 +296,8 @@ class BatchResult:
     top_sensors : ndarray of int, shape (n, min(3, n_sensors))
         Indices (into ``pipeline.sensors``) of the sensors contributing most
         to each row's score, largest first; -1 where a sensor contributed
-        nothing (row exactly at the normal centre).
+        nothing (row exactly at the normal centre) and on quiet rows, which
+        are not explained (see :func:`explained_rows`).
     """
 
     score: np.ndarray
@@ -419,8 +428,7 @@ def score_batch(
             state,
         )
     features, context = pipeline.transform(X, state.context)
-    # One pass for score and attribution: they share the detector's costly step.
-    score, contrib = pipeline.detector_.score_and_contributions(features)
+    score = pipeline.detector_.decision_function(features)
     raw = score > threshold
     # At stream start the first window - 1 rows have a partial trailing
     # window, unlike every training row (fit skips them): they are scored
@@ -430,9 +438,37 @@ def score_batch(
     if warm_up > 0:
         raw[:warm_up] = False
     anomaly, flags = debounce(raw, state.flags, k, n)
-    shares = pipeline.sensor_contributions(features, contrib)
-    top = min(TOP_K_SENSORS, shares.shape[1])
-    order = _top_k(shares, top)
-    top_sensors = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
+    top = min(TOP_K_SENSORS, len(pipeline.sensors))
+    top_sensors = np.full((X.shape[0], top), -1, dtype=np.intp)
+    explain = explained_rows(raw, anomaly, state.alerted)
+    if explain.any():
+        # Attribution only where someone reads it: most frames of a healthy
+        # line are quiet, and attribution costs as much as the score.
+        shares = pipeline.sensor_contributions(features[explain])
+        order = _top_k(shares, top)
+        top_sensors[explain] = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
     result = BatchResult(score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors)
-    return result, ScoringState(context=context, flags=flags)
+    alerted = bool(anomaly[-1])
+    return result, ScoringState(context=context, flags=flags, alerted=alerted)
+
+
+def warm_up() -> None:
+    """Do the hot path's one-time work now, before the first micro-batch.
+
+    Loads the compiled window kernel (from numba's cache, or compiles it)
+    and runs the BLAS row-independence probe: together a few hundred
+    milliseconds that would otherwise stall the first batch a worker scores.
+    """
+    blas_rows_are_independent()
+    trailing_mean_std(np.zeros((3, 2)), 2, 2)
+
+
+def explained_rows(raw: np.ndarray, anomaly: np.ndarray, alerted: bool = False) -> np.ndarray:
+    """Rows whose contributing sensors are reported.
+
+    Over the threshold, in alert, or right after an alerted row (where an
+    alert clears, the message names the sensors too). ``alerted`` says
+    whether the row before the first one was in alert.
+    """
+    after_alert = np.concatenate(([alerted], anomaly[:-1]))
+    return raw | anomaly | after_alert

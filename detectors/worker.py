@@ -39,6 +39,7 @@ from lineguard.detectors.feedback_worker import FeedbackConsumer
 from lineguard.detectors.model_updates import ModelUpdates
 from lineguard.detectors.offsets import Admission, OffsetTracker
 from lineguard.detectors.processor import RawRecord, TelemetryProcessor, archive_lines
+from lineguard.detectors.scoring import warm_up
 from lineguard.influx import (
     AsyncInfluxV1Client,
     InfluxError,
@@ -660,6 +661,15 @@ def _shorten_fetch_wait(app: faust.App) -> None:
 
 def run_worker(settings: Settings, role: str = "score", loglevel: str = "INFO") -> None:
     """Run a worker in the foreground until SIGTERM or Ctrl-C."""
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: a micro-batch's products are small, and threads that
+    # spin-wait for each other cost more than they give once the broker,
+    # InfluxDB and the event loop want the same cores (measured: BLAS was a
+    # fifth of a worker's samples with OpenBLAS's default of one per core).
+    # A fleet scales out with worker processes instead.
+    threadpool_limits(limits=1, user_api="blas")
+    warm_up()
     ensure_topics(settings)
     app = create_app(settings, role)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lineguard.detectors import _numeric
 from lineguard.detectors._numeric import ordered_matmul, ordered_sum
 from lineguard.detectors.pca import PCADetector
 from lineguard.detectors.processor import (
@@ -31,8 +32,15 @@ from lineguard.models.training import train_line_model
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 
 
+@pytest.mark.parametrize("blas", [True, False], ids=["blas-gemm", "stacked-rows"])
 @pytest.mark.parametrize(("K", "k"), [(3, 2), (24, 5), (150, 40), (150, 1)])
-def test_ordered_matmul_is_a_matmul_and_row_independent(K: int, k: int) -> None:
+def test_ordered_matmul_is_a_matmul_and_row_independent(
+    K: int, k: int, blas: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not blas:  # the fallback for a BLAS that fails the row-independence probe
+        monkeypatch.setattr(_numeric, "blas_rows_are_independent", lambda: False)
+    elif not _numeric.blas_rows_are_independent():
+        pytest.skip("this BLAS fails the probe; the worker uses the stacked form")
     rng = np.random.default_rng(K * k)
     a, b = rng.normal(size=(257, K)), rng.normal(size=(K, k))
     whole = ordered_matmul(a, b)
@@ -56,13 +64,34 @@ def test_ordered_sum_is_a_sum_and_row_independent(K: int) -> None:
     assert np.array_equal(ordered_sum(cube), whole[:60].reshape(20, 3))
 
 
-def test_pca_score_and_contributions_equal_the_separate_calls() -> None:
+@pytest.mark.parametrize("n_components", [0.9, 1, 25])
+def test_pca_compiled_score_is_the_sum_of_its_parts_and_row_independent(n_components) -> None:
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(400, 30)) @ rng.normal(size=(30, 30))
-    detector = PCADetector().fit(X[:300])
-    score, contrib = detector.score_and_contributions(X[300:])
-    assert np.array_equal(score, detector.decision_function(X[300:]))
-    assert np.array_equal(contrib, detector.contributions(X[300:]))
+    X = rng.normal(size=(700, 30)) @ rng.normal(size=(30, 30))
+    detector = PCADetector(n_components=n_components).fit(X[:300])
+    score = detector.decision_function(X[300:])
+    # The per-feature split (NumPy) adds up to the compiled score.
+    t2, spe = detector._parts((X[300:] - detector.mean_) / detector.scale_)
+    expected = t2.sum(axis=1) / detector.t2_limit_ + spe.sum(axis=1) / detector.spe_limit_
+    np.testing.assert_allclose(score, expected, rtol=1e-10)
+    for lo, hi in [(0, 1), (1, 9), (9, 300), (300, 400)]:
+        part = X[300 + lo : 300 + hi].copy()
+        assert np.array_equal(detector.decision_function(part), score[lo:hi])
+    # Shifted rows score higher: the statistic measures what it should.
+    assert detector.decision_function(X[300:] + 5 * X.std(axis=0)).mean() > 10 * score.mean()
+
+
+def test_trailing_window_kernel_matches_a_direct_computation() -> None:
+    from lineguard.detectors._kernels import trailing_mean_std
+
+    history = np.random.default_rng(2).normal(size=(40, 7))
+    n, w = 33, 10
+    mean, std = trailing_mean_std(history, n, w)
+    for i in range(n):
+        t = history.shape[0] - n + i
+        window = history[max(0, t - w + 1) : t + 1]
+        np.testing.assert_allclose(mean[i], window.mean(axis=0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(std[i], window.std(axis=0), rtol=1e-10, atol=1e-12)
 
 
 def test_top_sensor_names_match_a_per_frame_join() -> None:
