@@ -62,7 +62,7 @@ from lineguard.detectors.processor import RESULT_MEASUREMENT, RawRecord, Telemet
 from lineguard.detectors.scoring import score_batch  # noqa: E402
 from lineguard.detectors.worker import BATCH_RECORDS, ensure_topics  # noqa: E402
 from lineguard.influx import InfluxV1Client  # noqa: E402
-from lineguard.ingest.contract import SCHEMA_V2, TelemetryBatch, decode, encode  # noqa: E402
+from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun  # noqa: E402
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay  # noqa: E402
 from lineguard.models.registry import Registry  # noqa: E402
@@ -419,7 +419,7 @@ def send_records(scenario: Scenario, records: list[RawRecord]) -> int:
 
 
 def wire_records(fleet: Fleet, frames_per_record: int) -> list[RawRecord]:
-    """The backlog's records as the worker receives them (v2, interleaved lines)."""
+    """The backlog's records as the worker receives them (v3, interleaved lines)."""
     per_line = []
     for line in fleet.lines:
         run = as_run(fleet, line)
@@ -436,7 +436,7 @@ def wire_records(fleet: Fleet, frames_per_record: int) -> list[RawRecord]:
                 time_us=run.time_us[start:stop],
                 values=run.values[start:stop],
             )
-            records.append(encode(batch, SCHEMA_V2))
+            records.append(encode(batch, SCHEMA_V3))
         per_line.append(records)
     out = []
     for i in range(max(len(r) for r in per_line)):
@@ -542,7 +542,7 @@ def measure_latency(
                 values=X[rows],
                 sent_at_us=now_us,
             )
-            payload = encode(batch, SCHEMA_V2)
+            payload = encode(batch, SCHEMA_V3)
             sent_at = time.monotonic()
             with lock:
                 pending[line].append((int(times[-1]) * 1000, sent_at))

@@ -37,8 +37,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._kernels import trailing_mean_std
-
 __all__ = ["STATS", "TemporalFeatures", "lagged_autocorrelation"]
 
 #: Lag, in rows, at which slow sensors are recognised (see the module docs):
@@ -176,10 +174,7 @@ class TemporalFeatures(BaseEstimator):
         if "value" in self.stats_:
             blocks.append(X)
         if len(self.stats_) > 1:
-            # A row's window holds exactly min(t, w-1) real past rows summed
-            # in time order whatever the batching, so features are identical
-            # across splits (compiled loop: see lineguard.detectors._kernels).
-            mean, std = trailing_mean_std(np.ascontiguousarray(history), n, w)
+            mean, std = _trailing_mean_std(history, n, w)
             slow = getattr(self, "slow_", None)  # absent in models saved before slow_ existed
             if slow is not None and slow.any():
                 # Dynamics instead of level for slow sensors (module docs).
@@ -189,6 +184,51 @@ class TemporalFeatures(BaseEstimator):
             if "std" in self.stats_:
                 blocks.append(std)
         return np.concatenate(blocks, axis=1), new_context
+
+
+def _trailing_mean_std(history: np.ndarray, n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std over each of the last ``n`` rows' trailing windows.
+
+    A row's window holds exactly min(t, w-1) real past rows at fixed
+    positions whatever the batching, and its sums run over window positions
+    in time order (one vectorized step per position, no ``(n, d, w)``
+    temporaries), so results are bitwise identical however the stream is
+    cut into batches.
+    """
+    d = history.shape[1]
+    c = history.shape[0] - n
+    if c >= w - 1:
+        # Every window is full (all but a stream's first batch): no masking,
+        # in-place steps. Same operations, in the same order, as below.
+        rows = [history[c - (w - 1) + j : c - (w - 1) + j + n] for j in range(w)]
+        total = np.zeros((n, d))
+        for row in rows:
+            np.add(total, row, out=total)
+        mean = total / float(w)
+        sq = np.zeros((n, d))
+        dev = np.empty((n, d))
+        for row in rows:
+            np.subtract(row, mean, out=dev)
+            np.multiply(dev, dev, out=dev)
+            np.add(sq, dev, out=sq)
+        return mean, np.sqrt(sq / float(w))
+    # Stream start: left-pad with w-1 masked rows so every row gets a
+    # full-length window; masked positions add exactly zero.
+    padded = np.concatenate([np.zeros((w - 1, d)), history], axis=0)
+    mask = np.concatenate([np.zeros(w - 1), np.ones(c + n)])
+    rows = [padded[c + j : c + j + n] for j in range(w)]
+    weights = [mask[c + j : c + j + n, None] for j in range(w)]
+    count = np.zeros((n, 1))
+    total = np.zeros((n, d))
+    for j in range(w):
+        count += weights[j]
+        total += rows[j] * weights[j]
+    mean = total / count
+    sq = np.zeros((n, d))
+    for j in range(w):
+        dev = (rows[j] - mean) * weights[j]
+        sq += dev * dev
+    return mean, np.sqrt(sq / count)
 
 
 def lagged_autocorrelation(X: np.ndarray, lag: int) -> np.ndarray:

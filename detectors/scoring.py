@@ -23,7 +23,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._kernels import trailing_mean_std
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
@@ -455,12 +454,10 @@ def score_batch(
 def warm_up() -> None:
     """Do the hot path's one-time work now, before the first micro-batch.
 
-    Loads the compiled window kernel (from numba's cache, or compiles it)
-    and runs the BLAS row-independence probe: together a few hundred
-    milliseconds that would otherwise stall the first batch a worker scores.
+    Runs the BLAS row-independence probe (tens of milliseconds) that would
+    otherwise stall the first batch a worker scores.
     """
     blas_rows_are_independent()
-    trailing_mean_std(np.zeros((3, 2)), 2, 2)
 
 
 def explained_rows(raw: np.ndarray, anomaly: np.ndarray, alerted: bool = False) -> np.ndarray:

@@ -15,8 +15,15 @@ Version 2 (``lineguard.telemetry.v2``, ``ingest/schema/telemetry-v2.schema.json`
 carries the same batch by column: ``time_us`` as one integer array and the
 values as one base64 float64 matrix (``values_f64``). Decoding a v1 record
 validates one Python object per reading, which caps a worker near 60k frames/s
-at 50 sensors; v2 decodes with a handful of array operations. The worker
-accepts both; the gateway sends v2.
+at 50 sensors; v2 decodes with a handful of array operations.
+
+Version 3 (``lineguard.telemetry.v3``, ``ingest/schema/telemetry-v3.schema.json``)
+is the same columnar batch in binary: a small JSON header (identity, sensor
+names, frame count), then the frame times and the values matrix as raw
+little-endian arrays that the worker reads in place. v2's base64 decoding was
+a fifth of a worker's calculation, and a v3 record is a quarter smaller, which
+the broker and the consumer's fetches feel too. The worker accepts all three;
+the gateway sends v3.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -35,8 +43,10 @@ import numpy as np
 import orjson
 
 __all__ = [
+    "BINARY_MAGIC",
     "SCHEMA_NAME",
     "SCHEMA_V2",
+    "SCHEMA_V3",
     "InvalidRecord",
     "TelemetryBatch",
     "decode",
@@ -47,7 +57,17 @@ __all__ = [
 
 SCHEMA_NAME = "lineguard.telemetry.v1"
 SCHEMA_V2 = "lineguard.telemetry.v2"
-_SCHEMA_FILES = {SCHEMA_NAME: "telemetry-v1.schema.json", SCHEMA_V2: "telemetry-v2.schema.json"}
+SCHEMA_V3 = "lineguard.telemetry.v3"
+_SCHEMA_FILES = {
+    SCHEMA_NAME: "telemetry-v1.schema.json",
+    SCHEMA_V2: "telemetry-v2.schema.json",
+    SCHEMA_V3: "telemetry-v3.schema.json",
+}
+#: First bytes of a v3 record (a JSON record starts with ``{``).
+BINARY_MAGIC = b"LGT3"
+# magic, flags (bit 0: historical), 3 zero bytes, header length.
+_V3_PREFIX = struct.Struct("<4sB3xI")
+_V3_HISTORICAL = 0x01
 # A record above this size is refused before parsing: it protects the worker's
 # memory, and Kafka's default max.message.bytes is about 1 MiB anyway.
 MAX_RECORD_BYTES = 8 * 1024 * 1024
@@ -112,11 +132,11 @@ def _validator(schema: str = SCHEMA_NAME) -> Any:
 
 
 def encode(batch: TelemetryBatch, schema: str = SCHEMA_NAME) -> bytes:
-    """Serialize a batch to the wire format (UTF-8 JSON), v1 unless ``schema`` says v2.
+    """Serialize a batch to the wire format: v1 (JSON) unless ``schema`` says v2 or v3.
 
-    NaN values become ``null`` in v1 (NaN in v2's binary matrix); infinities
-    are refused because JSON has no spelling for them and a sensor never
-    reads infinity.
+    NaN values become ``null`` in v1 (NaN in the binary matrix of v2 and v3);
+    infinities are refused because JSON has no spelling for them and a
+    sensor never reads infinity.
     """
     if schema not in _SCHEMA_FILES:
         raise ValueError(f"schema must be one of {sorted(_SCHEMA_FILES)}; got {schema!r}")
@@ -130,6 +150,8 @@ def encode(batch: TelemetryBatch, schema: str = SCHEMA_NAME) -> bytes:
         raise ValueError("values contain an infinity; use NaN (sent as null) for a bad reading")
     if schema == SCHEMA_V2:
         return _encode_v2(batch, values)
+    if schema == SCHEMA_V3:
+        return _encode_v3(batch, values)
     rows = values.tolist()  # NaN stays float('nan'); orjson writes it as null
     frames = [
         {"time_us": int(t), "values": row}
@@ -169,6 +191,32 @@ def _encode_v2(batch: TelemetryBatch, values: np.ndarray) -> bytes:
     return orjson.dumps(doc)
 
 
+def _encode_v3(batch: TelemetryBatch, values: np.ndarray) -> bytes:
+    header: dict[str, Any] = {
+        "schema": SCHEMA_V3,
+        "site": batch.site,
+        "line": batch.line,
+        "gateway": batch.gateway,
+        "seq": int(batch.seq),
+        "sensors": list(batch.sensors),
+        "n_frames": batch.n_frames,
+    }
+    if batch.sent_at_us is not None:
+        header["sent_at_us"] = int(batch.sent_at_us)
+    text = orjson.dumps(header)
+    # Spaces (valid trailing JSON whitespace) align the arrays to 8 bytes.
+    text += b" " * (-(_V3_PREFIX.size + len(text)) % 8)
+    flags = _V3_HISTORICAL if batch.historical else 0
+    return b"".join(
+        (
+            _V3_PREFIX.pack(BINARY_MAGIC, flags, len(text)),
+            text,
+            np.asarray(batch.time_us, dtype="<i8").tobytes(),
+            values.astype("<f8", copy=False).tobytes(),
+        )
+    )
+
+
 @lru_cache(maxsize=1)
 def _v2_parts() -> tuple[Any, Any, int, int]:
     """Validators for v2: the envelope without the per-item rules of ``sensors``
@@ -205,18 +253,9 @@ def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
     envelope, sensors_rule, t_min, t_max = _v2_parts()
     try:
         doc = envelope(doc)
-        key = tuple(doc["sensors"])
-        if key not in _VALID_SENSORS:
-            try:
-                sensors_rule(doc["sensors"])
-            except fastjsonschema.JsonSchemaValueException as exc:
-                message = exc.message.replace("data", "data.sensors", 1)
-                raise InvalidRecord(f"does not match {SCHEMA_V2}: {message}") from exc
-            if len(_VALID_SENSORS) > 4096:
-                _VALID_SENSORS.clear()
-            _VALID_SENSORS[key] = None
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidRecord(f"does not match {SCHEMA_V2}: {exc.message}") from exc
+    _check_sensors(doc["sensors"], sensors_rule, SCHEMA_V2)
     sensors = tuple(doc["sensors"])
     times = doc["time_us"]
     # JSON Schema's "integer" (bool is not one); 17.0 would also pass there,
@@ -261,15 +300,103 @@ def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
     )
 
 
+@lru_cache(maxsize=1)
+def _v3_parts() -> tuple[Any, Any]:
+    """Validators for the v3 header: without the per-item rules of ``sensors``
+    (checked once per distinct list, as in v2), and the ``sensors`` rule."""
+    schema = schema_document(SCHEMA_V3)
+    sensors_rule = {"$defs": schema.get("$defs", {}), **schema["properties"]["sensors"]}
+    envelope = json.loads(json.dumps(schema))
+    envelope["properties"]["sensors"] = {"type": "array"}
+    return fastjsonschema.compile(envelope), fastjsonschema.compile(sensors_rule)
+
+
+def _check_sensors(sensors: list[Any], rule: Any, schema: str) -> None:
+    key = tuple(sensors)
+    if key in _VALID_SENSORS:
+        return
+    try:
+        rule(sensors)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        message = exc.message.replace("data", "data.sensors", 1)
+        raise InvalidRecord(f"does not match {schema}: {message}") from exc
+    if len(_VALID_SENSORS) > 4096:
+        _VALID_SENSORS.clear()
+    _VALID_SENSORS[key] = None
+
+
+def _decode_v3(raw: bytes | bytearray | memoryview) -> TelemetryBatch:
+    """The binary record: JSON header validated by schema, arrays read in place."""
+    if len(raw) < _V3_PREFIX.size:
+        raise InvalidRecord(
+            f"expected a {SCHEMA_V3} record of at least {_V3_PREFIX.size} bytes; got {len(raw)}"
+        )
+    _, flags, header_len = _V3_PREFIX.unpack_from(raw)
+    if flags & ~_V3_HISTORICAL:
+        raise InvalidRecord(f"{SCHEMA_V3} flags must use bit 0 only; got {flags:#04x}")
+    start = _V3_PREFIX.size + header_len
+    if start % 8 or start > len(raw):
+        raise InvalidRecord(
+            f"{SCHEMA_V3} header length {header_len} must end on an 8-byte boundary "
+            f"inside the record ({len(raw)} bytes)"
+        )
+    try:
+        header = orjson.loads(bytes(raw[_V3_PREFIX.size : start]))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecord(f"expected a UTF-8 JSON {SCHEMA_V3} header; got: {exc}") from exc
+    if not isinstance(header, dict):
+        raise InvalidRecord(f"expected the {SCHEMA_V3} header as a JSON object")
+    envelope, sensors_rule = _v3_parts()
+    try:
+        header = envelope(header)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidRecord(f"does not match {SCHEMA_V3}: {exc.message}") from exc
+    _check_sensors(header["sensors"], sensors_rule, SCHEMA_V3)
+    sensors = tuple(header["sensors"])
+    n, width = int(header["n_frames"]), len(sensors)
+    expected = start + n * 8 + n * width * 8
+    if len(raw) != expected:
+        raise InvalidRecord(
+            f"{SCHEMA_V3} record holds {len(raw)} bytes; expected {expected}: the header, "
+            f"{n} frame times and {n} frames x {width} sensors of 8 bytes each"
+        )
+    time_us = np.frombuffer(raw, dtype="<i8", count=n, offset=start).astype(np.int64)
+    _, _, t_min, t_max = _v2_parts()
+    if time_us.min() < t_min or time_us.max() > t_max:
+        raise InvalidRecord(
+            f"time_us must lie in [{t_min}, {t_max}] (2000-01-01 to 2100-01-01 UTC); "
+            f"got {int(time_us.min())}..{int(time_us.max())}"
+        )
+    values = (
+        np.frombuffer(raw, dtype="<f8", count=n * width, offset=start + n * 8)
+        .astype(np.float64)
+        .reshape(n, width)
+    )
+    if np.isinf(values).any():
+        raise InvalidRecord("expected finite sensor values or NaN; got an infinity")
+    return TelemetryBatch(
+        site=header["site"],
+        line=header["line"],
+        gateway=header["gateway"],
+        seq=int(header["seq"]),
+        sensors=sensors,
+        time_us=time_us,
+        values=values,
+        historical=bool(flags & _V3_HISTORICAL),
+        sent_at_us=None if header.get("sent_at_us") is None else int(header["sent_at_us"]),
+        schema=SCHEMA_V3,
+    )
+
+
 def decode(raw: bytes | bytearray | memoryview | None) -> TelemetryBatch:
     """Parse and validate one record.
 
     Raises
     ------
     InvalidRecord
-        With the reason, when the record is empty, too large, not JSON, does
-        not match the schema, or has a frame whose value count differs from
-        the sensor count.
+        With the reason, when the record is empty, too large, neither JSON
+        nor a v3 binary record, does not match its schema, or holds a
+        different number of values than frames x sensors.
     """
     if raw is None or len(raw) == 0:
         raise InvalidRecord("expected a JSON telemetry record; got an empty value")
@@ -277,6 +404,8 @@ def decode(raw: bytes | bytearray | memoryview | None) -> TelemetryBatch:
         raise InvalidRecord(
             f"expected a record of at most {MAX_RECORD_BYTES} bytes; got {len(raw)} bytes"
         )
+    if bytes(raw[:4]) == BINARY_MAGIC:
+        return _decode_v3(raw)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -287,7 +416,8 @@ def decode(raw: bytes | bytearray | memoryview | None) -> TelemetryBatch:
         return _decode_v2(doc)
     if doc.get("schema") != SCHEMA_NAME:
         raise InvalidRecord(
-            f"expected schema {SCHEMA_NAME!r} or {SCHEMA_V2!r}; got {str(doc.get('schema'))[:80]!r}"
+            f"expected schema {SCHEMA_NAME!r}, {SCHEMA_V2!r} or {SCHEMA_V3!r}; "
+            f"got {str(doc.get('schema'))[:80]!r}"
         )
     try:
         doc = _validator()(doc)

@@ -81,17 +81,23 @@ def test_pca_compiled_score_is_the_sum_of_its_parts_and_row_independent(n_compon
     assert detector.decision_function(X[300:] + 5 * X.std(axis=0)).mean() > 10 * score.mean()
 
 
-def test_trailing_window_kernel_matches_a_direct_computation() -> None:
-    from lineguard.detectors._kernels import trailing_mean_std
+@pytest.mark.parametrize("context_rows", [0, 4, 9])
+def test_trailing_window_statistics_match_a_direct_computation(context_rows: int) -> None:
+    from lineguard.detectors.features import _trailing_mean_std
 
-    history = np.random.default_rng(2).normal(size=(40, 7))
     n, w = 33, 10
-    mean, std = trailing_mean_std(history, n, w)
+    history = np.random.default_rng(2).normal(size=(context_rows + n, 7))
+    mean, std = _trailing_mean_std(history, n, w)
     for i in range(n):
-        t = history.shape[0] - n + i
+        t = context_rows + i
         window = history[max(0, t - w + 1) : t + 1]
         np.testing.assert_allclose(mean[i], window.mean(axis=0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(std[i], window.std(axis=0), rtol=1e-10, atol=1e-12)
+    if context_rows == 0:
+        # The masked stream-start path and the full-window path agree bitwise
+        # on rows whose window is full, so batching cannot change a feature.
+        later_mean, later_std = _trailing_mean_std(history, n - (w - 1), w)
+        assert np.array_equal(later_mean, mean[w - 1 :]) and np.array_equal(later_std, std[w - 1 :])
 
 
 def test_top_sensor_names_match_a_per_frame_join() -> None:

@@ -16,7 +16,18 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode, encode
+from lineguard.ingest.contract import (
+    BINARY_MAGIC,
+    SCHEMA_NAME,
+    SCHEMA_V2,
+    SCHEMA_V3,
+    InvalidRecord,
+    TelemetryBatch,
+    decode,
+    encode,
+)
+
+VERSIONS = st.sampled_from([SCHEMA_NAME, SCHEMA_V2, SCHEMA_V3])
 
 IDENT = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,20}\Z")
 TIME_US = st.integers(946_684_800_000_000, 4_102_444_800_000_000)
@@ -75,10 +86,10 @@ JSON = st.recursive(
 )
 
 
-@given(st.binary(max_size=2048))
+@given(st.binary(max_size=2048), st.booleans())
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-def test_arbitrary_bytes_are_decoded_or_refused_with_a_reason(raw: bytes) -> None:
-    _decode_or_refuse(raw)
+def test_arbitrary_bytes_are_decoded_or_refused_with_a_reason(raw: bytes, binary: bool) -> None:
+    _decode_or_refuse(BINARY_MAGIC + raw if binary else raw)
 
 
 @given(JSON)
@@ -88,10 +99,11 @@ def test_arbitrary_json_is_refused_with_a_reason(doc) -> None:
     assert _decode_or_refuse(json.dumps(doc).encode()) is None
 
 
-@given(batches())
+@given(batches(), VERSIONS)
 @settings(max_examples=200, deadline=None)
-def test_valid_batches_round_trip_exactly(batch: TelemetryBatch) -> None:
-    back = decode(encode(batch))
+def test_valid_batches_round_trip_exactly(batch: TelemetryBatch, schema: str) -> None:
+    back = decode(encode(batch, schema))
+    assert back.schema == schema
     assert (back.site, back.line, back.gateway, back.seq) == (
         batch.site,
         batch.line,
@@ -148,10 +160,10 @@ def test_integral_floats_count_as_integers_and_decode_to_ints(batch: TelemetryBa
     assert back.time_us.dtype == np.int64 and back.time_us[0] == batch.time_us[0]
 
 
-@given(batches(), st.integers(0, 10_000), st.binary(min_size=1, max_size=4))
+@given(batches(), VERSIONS, st.integers(0, 10_000), st.binary(min_size=1, max_size=4))
 @settings(max_examples=300, deadline=None)
-def test_corrupted_bytes_never_escape_as_another_error(batch, at, junk) -> None:
-    raw = bytearray(encode(batch))
+def test_corrupted_bytes_never_escape_as_another_error(batch, schema, at, junk) -> None:
+    raw = bytearray(encode(batch, schema))
     at %= len(raw)
     raw[at : at + len(junk)] = junk
     _decode_or_refuse(bytes(raw))

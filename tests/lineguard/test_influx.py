@@ -175,6 +175,20 @@ def test_encode_points_nan_skipped_per_point() -> None:
     assert out.split("\n") == ["m,t=a x=1.0 1", "m,t=a y=2.0 2", "m,t=a y=4.0 4"]
 
 
+def test_encode_points_with_significant_digits() -> None:
+    times = np.array([1, 2, 3])
+    scores = np.array([3.141592653589793, 1e-7 / 3, np.nan])
+    out = encode_points("m", None, {"s": scores, "t": np.full(3, 1 / 3)}, times, 12)
+    # Varying float columns are rounded; constant ones are written exactly.
+    assert out.split("\n") == [
+        "m s=3.14159265359,t=0.3333333333333333 1",
+        "m s=3.33333333333e-08,t=0.3333333333333333 2",
+        "m t=0.3333333333333333 3",
+    ]
+    with pytest.raises(ValueError, match="significant_digits"):
+        encode_points("m", None, {"s": scores}, times, 0)
+
+
 def test_encode_points_object_column_with_none_and_datetime64() -> None:
     times = np.array(["2024-01-01T00:00:00", "2024-01-01T00:00:01"], dtype="datetime64[s]")
     out = encode_points("m", None, {"v": np.array([None, 7], dtype=object)}, times)
