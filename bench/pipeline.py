@@ -60,7 +60,11 @@ from naive_pipeline import frame_record  # noqa: E402
 from lineguard.demo import WorkerProcess  # noqa: E402
 from lineguard.detectors.processor import RESULT_MEASUREMENT, RawRecord, TelemetryProcessor  # noqa: E402
 from lineguard.detectors.scoring import score_batch  # noqa: E402
-from lineguard.detectors.worker import BATCH_RECORDS, ensure_topics  # noqa: E402
+from lineguard.detectors.worker import (  # noqa: E402
+    BATCH_RECORDS,
+    ensure_topics,
+    lines_on_partitions,
+)
 from lineguard.influx import InfluxV1Client  # noqa: E402
 from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun  # noqa: E402
@@ -240,14 +244,14 @@ def peak_rss_mb(pid: int) -> float:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children so far."""
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """CPU time (user + system) of a process (and its children) so far."""
     import psutil
 
     total = 0.0
     try:
         proc = psutil.Process(pid)
-        for p in [proc, *proc.children(recursive=True)]:
+        for p in [proc, *(proc.children(recursive=True) if children else [])]:
             times = p.cpu_times()
             total += times.user + times.system
     except psutil.Error:
@@ -263,6 +267,8 @@ class Rate:
     peak_rss_mb: float = 0.0
     # Cores each process kept busy while the frames were stored (cpu s / wall s).
     cores: dict[str, float] = field(default_factory=dict)
+    # Telemetry partitions each worker held at the end.
+    partitions: list[list[int]] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
@@ -313,7 +319,14 @@ def run_workers(
     rss = 0.0
     watched = {f"worker {i}": p.process.pid for i, p in enumerate(procs)}
     watched.update(servers or {})
-    watched["sender (bench)"] = os.getpid()
+    # The bench process itself (the sender): without its children, which
+    # are the servers and the workers.
+    own = os.getpid()
+    watched["sender (bench)"] = own
+
+    def cpu_now() -> dict[str, float]:
+        return {name: cpu_seconds(pid, children=pid != own) for name, pid in watched.items()}
+
     cpu_first: dict[str, float] = {}
     cpu_last: dict[str, float] = {}
     try:
@@ -322,10 +335,10 @@ def run_workers(
             now = time.monotonic()
             if count > 0 and first_at is None:
                 first_at, first_count = now, count
-                cpu_first = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                cpu_first = cpu_now()
             if count != last_count:
                 last_count, last_at = count, now
-                cpu_last = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                cpu_last = cpu_now()
             rss = max(rss, sum(peak_rss_mb(p.process.pid) for p in procs))
             if count >= expected:
                 break
@@ -339,6 +352,7 @@ def run_workers(
             tails = "\n".join(p.log_tail(15) for p in procs)
             raise RuntimeError(f"{scenario.name}: no result stored within {timeout_s} s\n{tails}")
         rss = max(rss, sum(peak_rss_mb(p.process.pid) for p in procs))
+        held = [assigned_partitions(p.log_path) for p in procs]
     finally:
         for p in procs:
             p.stop()
@@ -349,12 +363,21 @@ def run_workers(
         seconds=seconds,
         stored=last_count,
         peak_rss_mb=rss,
+        partitions=held,
         cores={
             name: round((cpu_last[name] - cpu_first[name]) / seconds, 2)
             for name in cpu_first
             if name in cpu_last
         },
     )
+
+
+def assigned_partitions(log_path: Path) -> list[int]:
+    """The telemetry partitions of a worker's last assignment, from its log."""
+    import re
+
+    found = re.findall(r"telemetry partitions assigned: \[([\d, ]*)\]", log_path.read_text())
+    return [int(n) for n in found[-1].split(",") if n.strip()] if found else []
 
 
 def wait_settled(procs: list[WorkerProcess], timeout_s: float, quiet_s: float = 2.0) -> None:
@@ -694,7 +717,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--frames", type=int, help="scored frames per line (default 15000; quick 3000)"
     )
     parser.add_argument("--frames-per-record", type=int, default=500)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=5,
+        help="telemetry partitions (default 5: the 20 default line keys hash onto them as "
+        "2/5/5/5/3 and two workers get 10 lines each; onto 4 they hash as 3/7/3/7, "
+        "which gives two workers 6 and 14 lines)",
+    )
     parser.add_argument("--detector", default="pca")
     parser.add_argument(
         "--workers", type=int, default=2, help="workers in the scale-out row (0: skip)"
@@ -777,7 +807,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 servers=servers,
             )
             lost += sent - many.stored
-            say(f"{args.workers} workers: {many.per_s:.0f} frames/s, stored {many.stored}/{sent}")
+            split = [
+                len(lines_on_partitions(fleet.lines, set(held), args.partitions))
+                for held in many.partitions
+            ]
+            say(
+                f"{args.workers} workers: {many.per_s:.0f} frames/s, stored {many.stored}/{sent}; "
+                f"partitions {many.partitions}, lines {split}; cores {many.cores}"
+            )
 
         naive_scn = Scenario("naive", stack, registry_dir, args.partitions, gzip=args.gzip)
         ensure_topics(naive_scn.settings)
@@ -844,6 +881,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latency_records_measured": latency["records_measured"],
         "latency_records_unseen": latency["records_unseen"],
         "worker_rss_mb_20_lines": round(one.peak_rss_mb, 1),
+        "cores_one_worker": one.cores,
+        "cores_n_workers": many.cores if many else None,
+        "lines_per_worker": split if many else None,
         "lines": args.lines,
         "sensors": args.sensors,
         "frames": total,

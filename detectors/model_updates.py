@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.detectors.points import result_points
 from lineguard.detectors.scoring import ScoringState, score_batch
-from lineguard.influx import encode_points
 from lineguard.models.announce import Announcement, InvalidAnnouncement, parse_announcement
 from lineguard.models.registry import ModelBundle, ModelIntegrityError, Registry
 from lineguard.settings import Settings
@@ -262,16 +262,5 @@ def shadow_lines(
         "model_version": bundle.version,
         SHADOW_TAG[0]: SHADOW_TAG[1],
     }
-    encoded = encode_points(
-        "lineguard_score",
-        tags,
-        {
-            "score": result.score,
-            "threshold": np.full(len(time_us), bundle.threshold),
-            "exceed": result.raw_exceed,
-            "anomaly": result.anomaly,
-            "historical": np.asarray(historical, dtype=bool),
-        },
-        np.asarray(time_us, dtype=np.int64) * 1000,
-    )
+    encoded = result_points(tags, time_us, result, bundle.threshold, historical, None)
     return encoded, new_state, {"frames": len(time_us), "alerted": int(result.anomaly.sum())}

@@ -23,6 +23,7 @@ import numpy as np
 from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
 from lineguard.detectors.model_updates import carry_state, load_announced, shadow_lines
+from lineguard.detectors.points import RESULT_MEASUREMENT, result_points
 from lineguard.detectors.scoring import ScoringState, score_batch
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
@@ -45,12 +46,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RESULT_MEASUREMENT = "lineguard_score"
-# Scores are written with 12 significant digits: far finer than any reading
-# of them (the alert decision is made here, on the exact value), at half the
-# cost of the exact shortest repr -- formatting was the worker's largest
-# per-frame Python cost after scoring.
-SCORE_DIGITS = 12
 TELEMETRY_MEASUREMENT = "lineguard_telemetry"
 INCIDENT_MEASUREMENT = "lineguard_incident"
 ALERT_SCHEMA = "lineguard.alert.v1"
@@ -540,56 +535,6 @@ def top_sensor_names(top: np.ndarray, sensors: Sequence[str]) -> np.ndarray:
         [",".join(sensors[j] for j in row if j >= 0) for row in unique.tolist()], dtype=object
     )
     return names[np.asarray(inverse).reshape(-1)]
-
-
-def result_points(
-    tags: dict[str, str],
-    time_us: np.ndarray,
-    result: Any,
-    threshold: float,
-    historical: np.ndarray,
-    top_names: np.ndarray,
-) -> str:
-    """One ``lineguard_score`` point per frame, as line protocol.
-
-    ``top_sensors`` is written only on frames that exceed the threshold or
-    are in alert: those are the frames someone asks "which sensors?" about,
-    and leaving it off quiet frames saves InfluxDB about a third of the
-    bytes per point (its write path, not scoring, limits a worker). The
-    other fields are on every frame.
-    """
-    exceed = np.asarray(result.raw_exceed, dtype=bool)
-    anomaly = np.asarray(result.anomaly, dtype=bool)
-    named = exceed | anomaly
-    times_ns = np.asarray(time_us, dtype=np.int64) * 1000
-    parts: list[str] = []
-    for mask, with_top in ((~named, False), (named, True)):
-        if not mask.any():
-            parts.append("")
-            continue
-        fields: dict[str, Any] = {
-            "score": result.score[mask],
-            "threshold": np.full(int(mask.sum()), float(threshold)),
-            "exceed": exceed[mask],
-            "anomaly": anomaly[mask],
-            "historical": historical[mask],
-        }
-        if with_top:
-            fields["top_sensors"] = top_names[mask]
-        parts.append(
-            encode_points(
-                RESULT_MEASUREMENT, tags, fields, times_ns[mask], significant_digits=SCORE_DIGITS
-            )
-        )
-    quiet, loud = (p.split("\n") if p else [] for p in parts)
-    if len(quiet) + len(loud) != len(named):
-        # A point was dropped (no storable field): order does not matter to InfluxDB.
-        return "\n".join(p for p in parts if p)
-    # Back into frame order: time-ordered writes are InfluxDB's cheapest.
-    ordered = np.empty(len(named), dtype=object)
-    ordered[~named] = quiet
-    ordered[named] = loud
-    return "\n".join(ordered.tolist())
 
 
 def incident_point(event: IncidentEvent, site: str) -> str:

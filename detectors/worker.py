@@ -318,6 +318,12 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             if not isinstance(total, int) or total < 1:
                 total = settings.topics.partitions
             lines = lines_on_partitions(processor.registry.lines(), partitions, total)
+            log.info(
+                "telemetry partitions assigned: %s of %d (%d lines with models)",
+                sorted(partitions),
+                total,
+                len(lines),
+            )
             task = asyncio.ensure_future(asyncio.to_thread(processor.preload, lines))
             background.add(task)
             task.add_done_callback(background.discard)

@@ -129,6 +129,24 @@ def test_result_points_name_sensors_only_on_exceeding_or_alerted_frames() -> Non
     assert [("top_sensors=" in x) for x in lines] == [False, True, False, True, False]
     assert all(x.startswith(f"{RESULT_MEASUREMENT},") and "threshold=1.5" in x for x in lines)
     assert 'top_sensors="a,b"' in lines[1] and "exceed=true" in lines[1]
+    # Every frame carries score, threshold and anomaly; exceed only where true.
+    assert [("anomaly=true" in x) for x in lines] == [False, False, False, True, False]
+    assert all("anomaly=" in x and "score=" in x for x in lines)
+    assert [("exceed=" in x) for x in lines] == [False, True, False, False, False]
+    assert not any("historical" in x for x in lines)
+
+
+def test_result_points_mark_late_frames_and_round_trip_through_influx_parsing() -> None:
+    time_us = 1_700_000_000_000_000 + np.arange(4, dtype=np.int64) * 1_000_000
+    result = _result([0.123456789012345, 2.0, 0.2, 3.0], [0, 1, 0, 1], [0, 1, 1, 1])
+    late = np.array([True, True, False, False])
+    tags = {"site": "s", "line": "l", "model_version": "v0001"}
+    lines = result_points(tags, time_us, result, 1.5, late, None).split("\n")
+    assert [("historical=true" in x) for x in lines] == late.tolist()
+    assert not any("top_sensors" in x for x in lines)  # None: a shadow writes no names
+    fields = [dict(kv.split("=") for kv in x.split(" ")[1].split(",")) for x in lines]
+    assert [float(f["score"]) for f in fields] == pytest.approx(result.score.tolist(), rel=1e-11)
+    assert fields[0]["score"] == "0.123456789012"  # 12 significant digits
 
 
 def test_encode_points_with_constant_columns_equals_point_by_point() -> None:
