@@ -1,12 +1,13 @@
 """LineGuard's three Grafana dashboards, as code.
 
-What the panels read (written by :mod:`lineguard.detectors.processor` and
+What the panels read (written by :mod:`lineguard.detectors.points` and
 :mod:`lineguard.detectors.worker`):
 
 * ``lineguard_score``: tags ``site``, ``line``, ``model_version`` (and
-  ``role=shadow`` for shadow points); fields ``score``, ``threshold``,
-  ``exceed``, ``anomaly``, ``historical``, ``top_sensors``. Live panels
-  select ``"role" != 'shadow'`` (active points carry no ``role`` tag).
+  ``role=shadow`` for shadow points); fields ``score``, ``threshold`` and
+  ``anomaly`` on every frame, ``exceed`` and ``historical`` only where true,
+  ``top_sensors`` on exceeding or alerted frames. Live panels select
+  ``"role" != 'shadow'`` (active points carry no ``role`` tag).
 * ``lineguard_telemetry``: tags ``site``, ``line``; one field per sensor.
 * ``lineguard_incident``: tags ``site``, ``line``; one point per incident at
   its start, rewritten in place on every update; fields ``incident_id``,

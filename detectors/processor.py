@@ -40,7 +40,6 @@ __all__ = [
     "RawRecord",
     "TelemetryProcessor",
     "archive_lines",
-    "result_points",
     "top_sensor_names",
 ]
 

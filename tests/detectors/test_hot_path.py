@@ -15,11 +15,11 @@ import pytest
 from lineguard.detectors import _numeric
 from lineguard.detectors._numeric import ordered_matmul, ordered_sum
 from lineguard.detectors.pca import PCADetector
+from lineguard.detectors.points import result_points
 from lineguard.detectors.processor import (
     RESULT_MEASUREMENT,
     RawRecord,
     TelemetryProcessor,
-    result_points,
     top_sensor_names,
 )
 from lineguard.detectors.scoring import BatchResult
