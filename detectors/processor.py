@@ -318,6 +318,8 @@ class TelemetryProcessor:
             served.columns[batch.sensors] = columns
         if (columns < 0).all():
             return None
+        if len(columns) == batch.values.shape[1] and (columns == np.arange(len(columns))).all():
+            return batch.values  # same sensors in the same order: no copy
         if (columns >= 0).all():
             return batch.values[:, columns]
         out = np.full((batch.n_frames, len(columns)), np.nan)

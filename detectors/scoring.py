@@ -156,6 +156,8 @@ class LinePipeline(BaseEstimator):
 
     def _impute(self, X: np.ndarray, last: np.ndarray | None) -> np.ndarray:
         """Carry the last observed reading forward; the training median before any."""
+        if not np.isnan(X).any():
+            return X  # the usual batch: nothing to fill
         start = self.center_ if last is None else np.where(np.isnan(last), self.center_, last)
         H = np.concatenate([start[None, :], X], axis=0)
         # Vectorized forward fill: index of the latest non-missing row per column.

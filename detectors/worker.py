@@ -52,7 +52,14 @@ from lineguard.models.announce import ensure_models_topic
 from lineguard.models.registry import Registry
 from lineguard.settings import KafkaSettings, Settings
 
-__all__ = ["WorkerStats", "create_app", "ensure_topics", "lines_on_partitions", "run_worker"]
+__all__ = [
+    "WorkerStats",
+    "create_app",
+    "ensure_topics",
+    "lines_on_partitions",
+    "run_worker",
+    "write_bodies",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,11 @@ BATCH_WINDOW_S = 0.05
 FETCH_MAX_WAIT_MS = 50
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
+# Largest InfluxDB request body (see write_bodies); InfluxDB's own guidance is
+# 5,000-10,000 points per request, about 0.5-1 MB of score points.
+MAX_WRITE_BYTES = 2 * 1024 * 1024
+# Bodies of one batch in flight at once.
+WRITE_CONCURRENCY = 2
 
 
 class WorkerStats:
@@ -165,18 +177,69 @@ def _records(events: Sequence[Any]) -> list[RawRecord]:
     ]
 
 
+def write_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[str]:
+    """Group line-protocol blocks into request bodies of at most ``max_bytes``.
+
+    InfluxDB 1.x refuses a body over its ``max-body-size`` (25 MB by default)
+    by closing the connection, so one unbounded body per micro-batch would
+    be retried forever once a backlog made batches large (measured: 200k
+    score points, or far fewer raw-telemetry points with 50 fields each).
+    Blocks stay whole unless one alone is too large; then it is cut at line
+    boundaries. A single line longer than ``max_bytes`` gets a body of its own.
+    """
+    pieces: list[str] = []
+    for block in lines:
+        if len(block) <= max_bytes:
+            pieces.append(block)
+        else:
+            pieces.extend(block.split("\n"))
+    bodies: list[str] = []
+    current: list[str] = []
+    size = 0
+    for piece in pieces:
+        if not piece:
+            continue
+        if current and size + len(piece) + 1 > max_bytes:
+            bodies.append("\n".join(current))
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece) + 1
+    if current:
+        bodies.append("\n".join(current))
+    return bodies
+
+
 async def _write_until_accepted(
-    sink: AsyncInfluxV1Client, lines: list[str], stats: WorkerStats
+    sink: AsyncInfluxV1Client,
+    lines: Sequence[str],
+    stats: WorkerStats,
+    max_bytes: int = MAX_WRITE_BYTES,
 ) -> InfluxWriteError | None:
     """Write to InfluxDB, retrying with bounded backoff while it is unreachable.
 
-    Returns the error when InfluxDB refuses the data itself (HTTP 400): such
-    a batch will never be accepted, so the caller dead-letters it instead of
-    blocking the line forever.
+    The batch goes as bodies of at most ``max_bytes`` (:func:`write_bodies`),
+    :data:`WRITE_CONCURRENCY` at a time: InfluxDB parses concurrent requests
+    on separate cores, and a point written twice (a retried body) is simply
+    overwritten. Returns the error when InfluxDB refuses the data itself
+    (HTTP 400): such a batch will never be accepted, so the caller
+    dead-letters it instead of blocking the line forever.
     """
-    if not lines:
+    bodies = write_bodies(lines, max_bytes)
+    if not bodies:
         return None
-    body = "\n".join(lines)
+    gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def write_one(body: str) -> InfluxWriteError | None:
+        async with gate:
+            return await _write_body_until_accepted(sink, body, stats)
+
+    refused = [r for r in await asyncio.gather(*map(write_one, bodies)) if r is not None]
+    return refused[0] if refused else None
+
+
+async def _write_body_until_accepted(
+    sink: AsyncInfluxV1Client, body: str, stats: WorkerStats
+) -> InfluxWriteError | None:
     delay = RETRY_FIRST_S
     while True:
         try:
@@ -192,7 +255,13 @@ async def _write_until_accepted(
         except Exception as exc:  # httpx transport errors and the like
             error = exc
         stats.write_retries += 1
-        log.warning("InfluxDB write failed (%s); retrying in %.1f s", error, delay)
+        log.warning(
+            "InfluxDB write failed (%s: %s; %d bytes); retrying in %.1f s",
+            type(error).__name__,
+            error,
+            len(body),
+            delay,
+        )
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
 

@@ -1,0 +1,91 @@
+"""The worker's InfluxDB writes: bounded bodies, concurrent, all or a clear refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+
+from lineguard.detectors.worker import WorkerStats, _write_until_accepted, write_bodies
+from lineguard.influx import AsyncInfluxV1Client, InfluxV1Client, encode_points
+from lineguard.settings import InfluxSettings
+
+
+def blocks(n_blocks: int, points: int, line: str = "l") -> list[str]:
+    return [
+        encode_points(
+            "m",
+            {"line": f"{line}{b}"},
+            {"score": np.arange(points, dtype=float) + 0.5},
+            1_700_000_000_000_000_000 + np.arange(points, dtype=np.int64) * 1_000_000_000,
+        )
+        for b in range(n_blocks)
+    ]
+
+
+def test_bodies_respect_the_size_limit_and_keep_every_line_in_order() -> None:
+    lines = [*blocks(7, 40), ""]
+    bodies = write_bodies(lines, max_bytes=3000)
+    assert len(bodies) > 1
+    assert all(len(b) <= 3000 for b in bodies)
+    # Every point once, in the original order; empty blocks vanish.
+    assert "\n".join(bodies).split("\n") == "\n".join(lines[:-1]).split("\n")
+    # Blocks small enough to fit are never cut.
+    assert write_bodies(lines[:2], max_bytes=10**6) == ["\n".join(lines[:2])]
+
+
+def test_a_line_longer_than_the_limit_gets_a_body_of_its_own() -> None:
+    long = 'm,line=x text="' + "a" * 100 + '" 1'
+    bodies = write_bodies(["m v=1 1\nm v=2 2", long, "m v=3 3"], max_bytes=30)
+    assert bodies == ["m v=1 1\nm v=2 2", long, "m v=3 3"]
+    assert write_bodies([]) == []
+
+
+@pytest.fixture()
+def settings(local_stack) -> InfluxSettings:
+    settings = InfluxSettings(url=local_stack.influx_url, database=f"w_{uuid.uuid4().hex[:8]}")
+    with InfluxV1Client(settings) as client:
+        client.create_database()
+    return settings
+
+
+def _count(settings: InfluxSettings) -> int:
+    with InfluxV1Client(settings) as client:
+        rows = client.query('SELECT count("score") FROM "m"', epoch=None)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) -> None:
+    lines = blocks(12, 250)
+    stats = WorkerStats()
+
+    async def write() -> object:
+        sink = AsyncInfluxV1Client(settings)
+        try:
+            return await _write_until_accepted(sink, lines, stats, max_bytes=20_000)
+        finally:
+            await sink.close()
+
+    assert len(write_bodies(lines, 20_000)) > 4  # several bodies, two at a time
+    assert asyncio.run(write()) is None
+    assert _count(settings) == 12 * 250
+    assert stats.write_retries == stats.write_errors == 0
+
+
+def test_a_refused_body_is_reported_and_the_others_are_stored(settings: InfluxSettings) -> None:
+    lines = [*blocks(4, 100), "m,line=bad score=not-a-number 1"]
+    stats = WorkerStats()
+
+    async def write() -> object:
+        sink = AsyncInfluxV1Client(settings)
+        try:
+            return await _write_until_accepted(sink, lines, stats, max_bytes=5_000)
+        finally:
+            await sink.close()
+
+    refused = asyncio.run(write())
+    assert refused is not None and refused.status == 400
+    assert stats.write_errors == 1
+    assert _count(settings) == 400  # the valid bodies are in
