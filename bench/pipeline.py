@@ -6,17 +6,18 @@ so the ratios compare numbers measured side by side on the same machine:
 
 a. **LineGuard's worker end to end**: ``lineguard worker`` processes join
    their consumer group and settle; then ``lines x frames`` frames
-   (``sensors`` readings each) arrive as the gateway encodes them (v2
-   records, lines interleaved, encoded beforehand so the producer is never
-   the bottleneck) and are consumed, decoded, scored, turned into alerts and
-   incidents, written to InfluxDB and committed. The rate is the InfluxDB
-   point count over time, from the first stored point to the last; ``lost``
-   is frames sent minus ``lineguard_score`` points stored. Once with one
-   worker and once with ``--workers`` in one consumer group.
+   (``sensors`` readings each) arrive as the gateway encodes them (v3
+   records of ``--frames-per-record`` frames, lines interleaved, encoded
+   beforehand so the producer is never the bottleneck) and are consumed,
+   decoded, scored, turned into alerts and incidents, written to InfluxDB
+   and committed. The rate is the InfluxDB point count over time, from the
+   first stored point to the last; ``lost`` is frames sent minus
+   ``lineguard_score`` points stored. Once with one worker and once with
+   ``--workers`` in one consumer group.
 b. **The limit**: each stage alone on the same frames, in this process:
    decoding the records, scoring (``score_batch``, no I/O), and InfluxDB taking
-   the very result points the worker writes, in the worker's write sizes,
-   with nothing else running. The limit is the slowest of them.
+   the very result points the worker writes, in the worker's request
+   sizes, with nothing else running. The limit is the slowest of them.
 c. **The naive pipeline** (``bench/naive_pipeline.py``): a Faust agent, one
    JSON frame per record, the detector called per frame, one InfluxDB write
    per result. It is slow, so it runs for a bounded time and its rate is
@@ -64,6 +65,7 @@ from lineguard.detectors.worker import (  # noqa: E402
     BATCH_RECORDS,
     ensure_topics,
     lines_on_partitions,
+    write_bodies,
 )
 from lineguard.influx import InfluxV1Client  # noqa: E402
 from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
@@ -502,12 +504,13 @@ def stage_limits(
     started = time.perf_counter()
     for start in range(0, len(records), BATCH_RECORDS):
         outcome = processor.process(records[start : start + BATCH_RECORDS])
-        bodies.append("\n".join(outcome.influx_lines))
+        bodies.extend(write_bodies(outcome.influx_lines))
     out["calculation"] = frames / (time.perf_counter() - started)
 
     with scenario.client() as client:
         client.create_database()
         started = time.perf_counter()
+        # As the worker writes: bodies of at most MAX_WRITE_BYTES, in turn.
         for body in bodies:
             client.write(body, precision="ns")
         out["influx"] = frames / (time.perf_counter() - started)
@@ -714,7 +717,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--sensors", type=int, default=50)
     parser.add_argument(
-        "--frames", type=int, help="scored frames per line (default 15000; quick 3000)"
+        "--frames", type=int, help="scored frames per line (default 15000; quick 7500)"
     )
     parser.add_argument("--frames-per-record", type=int, default=500)
     parser.add_argument(
@@ -745,7 +748,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="gzip InfluxDB writes (off by default: InfluxDB runs on this host)",
     )
     args = parser.parse_args(argv)
-    frames_per_line = args.frames or (3000 if args.quick else 15000)
+    frames_per_line = args.frames or (7500 if args.quick else 15000)
     naive_s = args.naive_seconds or (8.0 if args.quick else 30.0)
     latency_s = args.latency_seconds or (8.0 if args.quick else 30.0)
     train_rows = 1000 if args.quick else 2000

@@ -1,4 +1,4 @@
-"""The worker's InfluxDB writes: bounded bodies, concurrent, all or a clear refusal."""
+"""The worker's InfluxDB writes: bounded bodies, all stored or a clear refusal."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) 
         finally:
             await sink.close()
 
-    assert len(write_bodies(lines, 20_000)) > 4  # several bodies, two at a time
+    assert len(write_bodies(lines, 20_000)) > 4  # several bodies
     assert asyncio.run(write()) is None
     assert _count(settings) == 12 * 250
     assert stats.write_retries == stats.write_errors == 0
