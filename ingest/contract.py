@@ -250,7 +250,7 @@ _VALID_SENSORS: dict[tuple[Any, ...], None] = {}
 
 def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
     """The columnar record, validated: schema for the envelope, numpy for the matrix."""
-    envelope, sensors_rule, t_min, t_max = _v2_parts()
+    envelope, sensors_rule, _, _ = _v2_parts()
     try:
         doc = envelope(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -268,11 +268,7 @@ def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
         time_us = np.array(times, dtype=np.int64)
     except (OverflowError, ValueError, TypeError) as exc:
         raise InvalidRecord(f"time_us must hold 64-bit integers: {exc}") from exc
-    if time_us.min() < t_min or time_us.max() > t_max:
-        raise InvalidRecord(
-            f"time_us must lie in [{t_min}, {t_max}] (2000-01-01 to 2100-01-01 UTC); "
-            f"got {int(time_us.min())}..{int(time_us.max())}"
-        )
+    _check_times(time_us)
     try:
         raw_values = base64.b64decode(doc["values_f64"], validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -284,20 +280,7 @@ def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
             f"x 8 bytes = {n * width * 8}"
         )
     values = np.frombuffer(raw_values, dtype="<f8").astype(np.float64).reshape(n, width)
-    if np.isinf(values).any():
-        raise InvalidRecord("expected finite sensor values or NaN; got an infinity")
-    return TelemetryBatch(
-        site=doc["site"],
-        line=doc["line"],
-        gateway=doc["gateway"],
-        seq=int(doc["seq"]),
-        sensors=sensors,
-        time_us=time_us,
-        values=values,
-        historical=doc.get("historical", False),
-        sent_at_us=None if doc.get("sent_at_us") is None else int(doc["sent_at_us"]),
-        schema=SCHEMA_V2,
-    )
+    return _columnar_batch(doc, sensors, time_us, values, doc.get("historical", False), SCHEMA_V2)
 
 
 @lru_cache(maxsize=1)
@@ -361,30 +344,47 @@ def _decode_v3(raw: bytes | bytearray | memoryview) -> TelemetryBatch:
             f"{n} frame times and {n} frames x {width} sensors of 8 bytes each"
         )
     time_us = np.frombuffer(raw, dtype="<i8", count=n, offset=start).astype(np.int64)
+    _check_times(time_us)
+    values = (
+        np.frombuffer(raw, dtype="<f8", count=n * width, offset=start + n * 8)
+        .astype(np.float64)
+        .reshape(n, width)
+    )
+    historical = bool(flags & _V3_HISTORICAL)
+    return _columnar_batch(header, sensors, time_us, values, historical, SCHEMA_V3)
+
+
+def _check_times(time_us: np.ndarray) -> None:
     _, _, t_min, t_max = _v2_parts()
     if time_us.min() < t_min or time_us.max() > t_max:
         raise InvalidRecord(
             f"time_us must lie in [{t_min}, {t_max}] (2000-01-01 to 2100-01-01 UTC); "
             f"got {int(time_us.min())}..{int(time_us.max())}"
         )
-    values = (
-        np.frombuffer(raw, dtype="<f8", count=n * width, offset=start + n * 8)
-        .astype(np.float64)
-        .reshape(n, width)
-    )
+
+
+def _columnar_batch(
+    ids: dict[str, Any],
+    sensors: tuple[str, ...],
+    time_us: np.ndarray,
+    values: np.ndarray,
+    historical: bool,
+    schema: str,
+) -> TelemetryBatch:
+    """The batch of a v2 or v3 record, once its values are known finite or NaN."""
     if np.isinf(values).any():
         raise InvalidRecord("expected finite sensor values or NaN; got an infinity")
     return TelemetryBatch(
-        site=header["site"],
-        line=header["line"],
-        gateway=header["gateway"],
-        seq=int(header["seq"]),
+        site=ids["site"],
+        line=ids["line"],
+        gateway=ids["gateway"],
+        seq=int(ids["seq"]),
         sensors=sensors,
         time_us=time_us,
         values=values,
-        historical=bool(flags & _V3_HISTORICAL),
-        sent_at_us=None if header.get("sent_at_us") is None else int(header["sent_at_us"]),
-        schema=SCHEMA_V3,
+        historical=historical,
+        sent_at_us=None if ids.get("sent_at_us") is None else int(ids["sent_at_us"]),
+        schema=schema,
     )
 
 

@@ -57,19 +57,22 @@ def _count(settings: InfluxSettings) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) -> None:
-    lines = blocks(12, 250)
-    stats = WorkerStats()
-
+def _write(settings: InfluxSettings, lines: list[str], stats: WorkerStats, max_bytes: int):
     async def write() -> object:
         sink = AsyncInfluxV1Client(settings)
         try:
-            return await _write_until_accepted(sink, lines, stats, max_bytes=20_000)
+            return await _write_until_accepted(sink, lines, stats, max_bytes=max_bytes)
         finally:
             await sink.close()
 
+    return asyncio.run(write())
+
+
+def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) -> None:
+    lines = blocks(12, 250)
+    stats = WorkerStats()
     assert len(write_bodies(lines, 20_000)) > 4  # several bodies
-    assert asyncio.run(write()) is None
+    assert _write(settings, lines, stats, 20_000) is None
     assert _count(settings) == 12 * 250
     assert stats.write_retries == stats.write_errors == 0
 
@@ -77,15 +80,7 @@ def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) 
 def test_a_refused_body_is_reported_and_the_others_are_stored(settings: InfluxSettings) -> None:
     lines = [*blocks(4, 100), "m,line=bad score=not-a-number 1"]
     stats = WorkerStats()
-
-    async def write() -> object:
-        sink = AsyncInfluxV1Client(settings)
-        try:
-            return await _write_until_accepted(sink, lines, stats, max_bytes=5_000)
-        finally:
-            await sink.close()
-
-    refused = asyncio.run(write())
+    refused = _write(settings, lines, stats, 5_000)
     assert refused is not None and refused.status == 400
     assert stats.write_errors == 1
     assert _count(settings) == 400  # the valid bodies are in
