@@ -157,53 +157,45 @@ def encode(batch: TelemetryBatch, schema: str = SCHEMA_NAME) -> bytes:
         {"time_us": int(t), "values": row}
         for t, row in zip(batch.time_us.tolist(), rows, strict=True)
     ]
-    doc: dict[str, Any] = {
-        "schema": SCHEMA_NAME,
+    doc = _identity(batch, SCHEMA_NAME)
+    doc.update(historical=bool(batch.historical), sensors=list(batch.sensors), frames=frames)
+    return orjson.dumps(_with_sent_at(doc, batch))
+
+
+def _identity(batch: TelemetryBatch, schema: str) -> dict[str, Any]:
+    """The fields every version starts with, in this order."""
+    return {
+        "schema": schema,
         "site": batch.site,
         "line": batch.line,
         "gateway": batch.gateway,
         "seq": int(batch.seq),
-        "historical": bool(batch.historical),
-        "sensors": list(batch.sensors),
-        "frames": frames,
     }
+
+
+def _with_sent_at(doc: dict[str, Any], batch: TelemetryBatch) -> dict[str, Any]:
     if batch.sent_at_us is not None:
         doc["sent_at_us"] = int(batch.sent_at_us)
-    return orjson.dumps(doc)
+    return doc
 
 
 def _encode_v2(batch: TelemetryBatch, values: np.ndarray) -> bytes:
     # Key order as in v1 ("historical" right after "seq"): the gateway's
     # mark_historical relies on it, and base64 text cannot contain a quote.
-    doc: dict[str, Any] = {
-        "schema": SCHEMA_V2,
-        "site": batch.site,
-        "line": batch.line,
-        "gateway": batch.gateway,
-        "seq": int(batch.seq),
-        "historical": bool(batch.historical),
-        "sensors": list(batch.sensors),
-        "time_us": np.asarray(batch.time_us, dtype=np.int64).tolist(),
-        "values_f64": base64.b64encode(values.astype("<f8").tobytes()).decode("ascii"),
-    }
-    if batch.sent_at_us is not None:
-        doc["sent_at_us"] = int(batch.sent_at_us)
-    return orjson.dumps(doc)
+    doc = _identity(batch, SCHEMA_V2)
+    doc.update(
+        historical=bool(batch.historical),
+        sensors=list(batch.sensors),
+        time_us=np.asarray(batch.time_us, dtype=np.int64).tolist(),
+        values_f64=base64.b64encode(values.astype("<f8").tobytes()).decode("ascii"),
+    )
+    return orjson.dumps(_with_sent_at(doc, batch))
 
 
 def _encode_v3(batch: TelemetryBatch, values: np.ndarray) -> bytes:
-    header: dict[str, Any] = {
-        "schema": SCHEMA_V3,
-        "site": batch.site,
-        "line": batch.line,
-        "gateway": batch.gateway,
-        "seq": int(batch.seq),
-        "sensors": list(batch.sensors),
-        "n_frames": batch.n_frames,
-    }
-    if batch.sent_at_us is not None:
-        header["sent_at_us"] = int(batch.sent_at_us)
-    text = orjson.dumps(header)
+    header = _identity(batch, SCHEMA_V3)
+    header.update(sensors=list(batch.sensors), n_frames=batch.n_frames)
+    text = orjson.dumps(_with_sent_at(header, batch))
     # Spaces (valid trailing JSON whitespace) align the arrays to 8 bytes.
     text += b" " * (-(_V3_PREFIX.size + len(text)) % 8)
     flags = _V3_HISTORICAL if batch.historical else 0
