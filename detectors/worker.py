@@ -29,8 +29,9 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -54,6 +55,7 @@ from lineguard.settings import KafkaSettings, Settings
 
 __all__ = [
     "WorkerStats",
+    "batches_by_size",
     "create_app",
     "ensure_topics",
     "lines_on_partitions",
@@ -62,13 +64,24 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH_RECORDS = 200
 BATCH_WINDOW_S = 0.05
+# Most telemetry bytes in one micro-batch: about 40k frames of 50 sensors in
+# wire format v3. Small enough that storing a batch overlaps scoring the
+# next one; large enough that the per-line and per-batch costs (state
+# snapshots, changelog writes, commits) stay small (bench/pipeline.py,
+# 800k frames: 4 MB batches 118k-133k frames/s, 8 MB 152k-157k, 16 MB
+# 158k-160k).
+BATCH_BYTES = 16 * 1024 * 1024
 # Longest a fetch waits on the broker for new records. Faust hard-codes 1500
 # ms, and Tansu answers a waiting fetch only when that time is up, so every
 # record sat up to 1.5 s in the broker (measured p50 0.6 s at light load).
 FETCH_MAX_WAIT_MS = 50
+# Scored batches waiting to be stored, at most: scoring the next batch goes
+# on while these are written, so a slow write does not idle the scorer.
+STORES_PENDING = 2
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
 # Largest InfluxDB request body (see write_bodies): about 16k score points.
@@ -172,6 +185,33 @@ def _records(events: Sequence[Any]) -> list[RawRecord]:
         )
         for e in events
     ]
+
+
+def _value_size(event: Any) -> int:
+    return len(event.message.value or b"")
+
+
+def batches_by_size(items: Sequence[T], max_bytes: int, size: Callable[[T], int]) -> list[list[T]]:
+    """Split ``items``, in order, into runs of at most ``max_bytes`` each.
+
+    An item larger than ``max_bytes`` makes a run of its own: it is never
+    split or dropped. The worker uses this to bound a micro-batch by the
+    bytes of telemetry it holds rather than by its record count alone, since
+    a record carries anything from one frame to thousands.
+    """
+    runs: list[list[T]] = []
+    run: list[T] = []
+    held = 0
+    for item in items:
+        n = size(item)
+        if run and held + n > max_bytes:
+            runs.append(run)
+            run, held = [], 0
+        run.append(item)
+        held += n
+    if run:
+        runs.append(run)
+    return runs
 
 
 def write_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[str]:
@@ -523,12 +563,17 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             ]
         if letters:
             await publish_dead_letters(letters)
+        # Straight to the producer: Faust's Topic.send wraps every record in
+        # futures and callbacks of its own, which made these sends a tenth of
+        # the worker's time on a fleet with frequent alerts.
+        producer = app.producer
         pending = [
-            await alerts_topic.send(key=key, value=orjson.dumps(alert))
-            for key, alert in outcome.alerts
-        ] + [
-            await incidents_topic.send(key=key, value=orjson.dumps(incident))
-            for key, incident in outcome.incidents
+            await producer.send(topic, key, orjson.dumps(value), None, None, None)
+            for topic, records in (
+                (alerts_topic.get_topic_name(), outcome.alerts),
+                (incidents_topic.get_topic_name(), outcome.incidents),
+            )
+            for key, value in records
         ]
         for fut in pending:
             await fut
@@ -576,14 +621,17 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         batch_offsets: dict[Any, int],
         generation: int,
         started: float,
+        after: asyncio.Future[Any] | None,
     ) -> None:
+        if after is not None:
+            # Stores run in batch order: a commit covers every offset before
+            # its own, so the batches before this one must be stored first.
+            await after
         try:
             await store_batch(records, prepared)
         except Exception:
             crash()
         if generation == assignment["generation"]:
-            # Batches are stored one at a time in order, so everything before
-            # these offsets is stored too.
             await _commit(app, offsets, batch_offsets)
         stats.records += len(records)
         stats.batches += 1
@@ -591,45 +639,60 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
 
     @app.agent(telemetry, name=f"lineguard-{role}")
     async def consume(stream: Any) -> None:
-        # Pipelined: batch N is decoded and scored while batch N-1 is being
-        # stored. Stores run one at a time in batch order and each commits
-        # only its own offsets after InfluxDB and the broker accepted it.
-        # Faust's acknowledgements commit nothing for telemetry (acks=False),
-        # so a batch is acknowledged as soon as it is scored; a rebalance
-        # still waits for the batch being stored (see on_revoked).
-        storing: asyncio.Future[Any] | None = None
-        async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
-            started = time.perf_counter()
-            generation = assignment["generation"]
-            records: list[RawRecord] = []
-            batch_offsets: dict[Any, int] = {}
-            try:
-                unknown = {e.message.tp for e in events if not offsets.knows(e.message.tp)}
-                for tp, committed in (await _committed_offsets(app, unknown)).items():
-                    offsets.start(tp, committed)
-                taken = [
-                    e
-                    for e in events
-                    if offsets.admit(e.message.tp, e.message.offset) is Admission.TAKE
-                ]
-                # The unbroken progress up to this batch: committed once this
-                # batch is stored, and so is everything before it.
-                batch_offsets = offsets.committable()
-                records = _records(taken)
-                prepared = await prepare_batch(records) if records else None
-            except Exception:
-                crash()
-            for event in events:
-                await stream.ack(event)
-            if storing is not None:
-                await storing  # the previous batch is stored (and committed) first
-                storing = None
-            if records:
-                storing = asyncio.ensure_future(
-                    store_and_commit(records, prepared, batch_offsets, generation, started)
+        # Pipelined: batch N is decoded and scored while batches N-1 and N-2
+        # are being stored. Stores run one at a time in batch order and each
+        # commits only its own offsets after InfluxDB and the broker accepted
+        # it. Faust's acknowledgements commit nothing for telemetry
+        # (acks=False), so a batch is acknowledged as soon as it is scored; a
+        # rebalance still waits for the batches being stored (see on_revoked).
+        storing: deque[asyncio.Future[Any]] = deque()
+        async for taken_events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
+            # A take of large records is scored and stored as several
+            # batches, so that storing one overlaps scoring the next.
+            for events in batches_by_size(taken_events, BATCH_BYTES, _value_size):
+                await step(stream, events, storing)
+
+    async def step(stream: Any, events: list[Any], storing: deque[asyncio.Future[Any]]) -> None:
+        """Score one batch, then queue its store behind the batches before it."""
+        started = time.perf_counter()
+        generation = assignment["generation"]
+        records: list[RawRecord] = []
+        batch_offsets: dict[Any, int] = {}
+        try:
+            unknown = {e.message.tp for e in events if not offsets.knows(e.message.tp)}
+            for tp, committed in (await _committed_offsets(app, unknown)).items():
+                offsets.start(tp, committed)
+            taken = [
+                e for e in events if offsets.admit(e.message.tp, e.message.offset) is Admission.TAKE
+            ]
+            # The unbroken progress up to this batch: committed once this
+            # batch is stored, and so is everything before it.
+            batch_offsets = offsets.committable()
+            records = _records(taken)
+            prepared = await prepare_batch(records) if records else None
+        except Exception:
+            crash()
+        for event in events:
+            await stream.ack(event)
+        # Scoring runs ahead of storing by at most STORES_PENDING batches,
+        # which bounds the memory held by scored, unstored batches.
+        while storing and (storing[0].done() or len(storing) >= STORES_PENDING):
+            await storing.popleft()
+        if records:
+            store = asyncio.ensure_future(
+                store_and_commit(
+                    records,
+                    prepared,
+                    batch_offsets,
+                    generation,
+                    started,
+                    storing[-1] if storing else None,
                 )
-                inflight["deliver"] = storing
-            await seek_gaps()
+            )
+            storing.append(store)
+            # The last store finishes after every one before it.
+            inflight["deliver"] = store
+        await seek_gaps()
 
     app.lineguard_stats = stats  # type: ignore[attr-defined]
     app.lineguard_processor = processor  # type: ignore[attr-defined]

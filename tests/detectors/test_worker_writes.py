@@ -8,7 +8,12 @@ import uuid
 import numpy as np
 import pytest
 
-from lineguard.detectors.worker import WorkerStats, _write_until_accepted, write_bodies
+from lineguard.detectors.worker import (
+    WorkerStats,
+    _write_until_accepted,
+    batches_by_size,
+    write_bodies,
+)
 from lineguard.influx import AsyncInfluxV1Client, InfluxV1Client, encode_points
 from lineguard.settings import InfluxSettings
 
@@ -41,6 +46,17 @@ def test_a_line_longer_than_the_limit_gets_a_body_of_its_own() -> None:
     bodies = write_bodies(["m v=1 1\nm v=2 2", long, "m v=3 3"], max_bytes=30)
     assert bodies == ["m v=1 1\nm v=2 2", long, "m v=3 3"]
     assert write_bodies([]) == []
+
+
+def test_micro_batches_are_bounded_by_bytes_and_keep_record_order() -> None:
+    records = [b"x" * n for n in (300, 300, 300, 900, 50, 50, 2000, 10)]
+    batches = batches_by_size(records, 1000, len)
+    # Every record once, in order; a batch passes the bound only when it
+    # is one record larger than the bound on its own.
+    assert [r for b in batches for r in b] == records
+    assert all(sum(map(len, b)) <= 1000 or len(b) == 1 for b in batches)
+    assert [len(b) for b in batches] == [3, 3, 1, 1]
+    assert batches_by_size([], 1000, len) == []
 
 
 @pytest.fixture()
