@@ -12,8 +12,9 @@ Delivery is at-least-once and the sink is idempotent:
   explains the rebalance race in Faust's own commits that this avoids).
 
 The loop is pipelined: batch N is decoded and scored (in a thread) while
-batch N-1 is written; writes run one at a time, in batch order, and each
-commits its own batch's offsets.
+batches N-1 and N-2 are written; writes run one at a time, in batch order,
+and each commits its own batch's offsets. A micro-batch is bounded by its
+telemetry bytes (:data:`BATCH_BYTES`) as well as its record count.
 
 Two roles share this code: ``score`` (the scoring worker, consumer group
 ``<worker_id>``) and ``archive`` (stores raw sensor values, its own consumer
@@ -432,9 +433,10 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        # Let the batch being scored and the one being stored finish first
+        # Let the batch being scored and the ones being stored finish first
         # (the scoring thread must not run into a half-cleared processor, and
-        # the stored batch's line state must reach the table), then forget:
+        # the stored batches' line state must reach the table; the last
+        # store queued ends after all before it), then forget:
         # another worker may own these lines now; our copy would go stale.
         for name in ("compute", "deliver"):
             task = inflight.get(name)
