@@ -388,7 +388,7 @@ def run_workers(
             dead = [p for p in procs if not p.alive()]
             if dead:
                 raise RuntimeError(f"worker exited early:\n{dead[0].log_tail(30)}")
-            time.sleep(0.05)
+            time.sleep(0.1)
         if first_at is None:
             tails = "\n".join(p.log_tail(15) for p in procs)
             raise RuntimeError(f"{scenario.name}: no result stored within {timeout_s} s\n{tails}")
