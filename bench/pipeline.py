@@ -11,8 +11,10 @@ a. **LineGuard's worker end to end**: ``lineguard worker`` processes join
    beforehand so the producer is never the bottleneck) and are consumed,
    decoded, scored, turned into alerts and incidents, written to InfluxDB
    and committed. The rate is the InfluxDB point count over time, from the
-   first stored point to the last; ``lost`` is frames sent minus
-   ``lineguard_score`` points stored. Once with one worker and once with
+   first stored batch to the last point (progress read from InfluxDB's
+   write counters, which cost it nothing per stored point, the end from
+   ``count()``); ``lost`` is frames sent minus ``lineguard_score`` points
+   stored. Once with one worker and once with
    ``--workers`` in one consumer group.
 b. **The limit**: each stage alone on the same frames, in this process:
    decoding the records, scoring (``score_batch``, no I/O), and InfluxDB taking
