@@ -31,7 +31,9 @@ d. **Latency** at half of the worker's measured rate: each line's gateway
    first poll that sees its last frame (so it includes up to one poll
    interval). The first 3 s are warm-up and not counted.
 e. **Peak memory** (``VmHWM``) of a worker serving ``--rss-lines`` lines'
-   models, each scoring one record.
+   models while it works through a backlog of 2,000 frames per line (fewer
+   if ``--frames`` is smaller), sent as the throughput rows send theirs:
+   models, read-ahead and batches in flight at once.
 
 Usage::
 
@@ -77,7 +79,7 @@ from lineguard.detectors.worker import (  # noqa: E402
 from lineguard.influx import InfluxV1Client  # noqa: E402
 from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun  # noqa: E402
-from lineguard.ingest.gateway import SequenceCounter, make_producer, replay  # noqa: E402
+from lineguard.ingest.gateway import SequenceCounter, make_producer  # noqa: E402
 from lineguard.models.registry import Registry  # noqa: E402
 from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_rows  # noqa: E402
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings  # noqa: E402
@@ -706,15 +708,23 @@ def measure_rss(
     workdir: Path,
     partitions: int,
     frames_per_line: int,
+    frames_per_record: int,
     gzip: bool = False,
 ) -> tuple[float, int, int]:
-    """Peak RSS of one worker scoring ``n_lines`` lines (each its own loaded model)."""
+    """Peak RSS of one worker with ``n_lines`` lines' models working through a backlog.
+
+    Each line has its own registered model (the fleet's fitted detectors,
+    reused) and ``frames_per_line`` frames, sent as the throughput rows send
+    theirs (v3 records of ``frames_per_record`` frames, lines interleaved)
+    before the worker has caught up: models, read-ahead and batches in flight
+    at once, the worst case for memory.
+    """
     registry_dir = workdir / "registry-rss"
     registry = Registry(registry_dir)
     config = TrainingConfig()
     lines = [f"plant-{i // 20:02d}-line-{i % 20:02d}" for i in range(n_lines)]
-    for i, line in enumerate(lines):
-        source = fleet.lines[i % len(fleet.lines)]
+    sources = {line: fleet.lines[i % len(fleet.lines)] for i, line in enumerate(lines)}
+    for line, source in sources.items():
         X = fleet.train[source]
         train_from_rows(
             registry,
@@ -726,27 +736,24 @@ def measure_rss(
             config=config,
             fitted=fitted[source],
         )
+    many = Fleet(
+        lines=lines,
+        sensors=fleet.sensors,
+        train={line: fleet.train[source] for line, source in sources.items()},
+        score={line: fleet.score[source][:frames_per_line] for line, source in sources.items()},
+    )
+    records = wire_records(many, frames_per_record)
     scenario = Scenario("rss", stack, registry_dir, partitions, gzip=gzip)
     ensure_topics(scenario.settings)
-    producer = make_producer(scenario.settings.kafka, linger_ms=20, batch_size=1 << 20)
-    rows = slice(0, frames_per_line)
-    sent = 0
-    for i, line in enumerate(lines):
-        run = as_run(fleet, fleet.lines[i % len(fleet.lines)], rows)
-        sent += replay(
-            run,
-            producer=producer,
-            topic=scenario.telemetry,
-            site="site-1",
-            line=line,
-            gateway_id=f"gw-{line}",
-            sequence=SequenceCounter(None),
-            speed=0,
-            max_frames=frames_per_line,
-        ).frames
-    producer.close()
-    rate = run_workers(scenario, sent, 1, workdir, timeout_s=180)
-    return rate.peak_rss_mb, sent, rate.stored
+    rate = run_workers(
+        scenario,
+        many.frames,
+        1,
+        workdir,
+        timeout_s=300,
+        send=lambda: send_records(scenario, records),
+    )
+    return rate.peak_rss_mb, many.frames, rate.stored
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -898,10 +905,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         say(f"latency at {latency['rate_fps']:.0f} frames/s: {latency}")
 
         rss_mb, rss_sent, rss_stored = measure_rss(
-            fleet, fitted, stack, args.rss_lines, workdir, args.partitions, 500, args.gzip
+            fleet,
+            fitted,
+            stack,
+            args.rss_lines,
+            workdir,
+            args.partitions,
+            min(frames_per_line, 2000),
+            args.frames_per_record,
+            args.gzip,
         )
         lost += rss_sent - rss_stored
-        say(f"peak RSS with {args.rss_lines} lines: {rss_mb:.0f} MB")
+        say(f"peak RSS with {args.rss_lines} lines, {rss_sent} frames backlog: {rss_mb:.0f} MB")
 
     readings = one.per_s * args.sensors
     results = {
@@ -914,6 +929,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "p50_latency_ms": round(latency["p50_ms"], 1),
         "p99_latency_ms": round(latency["p99_ms"], 1),
         "peak_rss_mb": round(rss_mb, 1),
+        "rss_backlog_frames": rss_sent,
         "lost": int(lost),
         "workers_n": args.workers if many else 1,
         "workers_n_frames_per_s": round(many.per_s, 1) if many else None,
@@ -980,7 +996,8 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
         f" p50 {r['p50_latency_ms']} ms, p99 {r['p99_latency_ms']} ms"
         f" ({r['latency_records_measured']} records, one per line every {args.tick_ms:.0f} ms,"
         f" poll {args.poll_ms:.0f} ms)",
-        f"peak RSS of a worker with {args.rss_lines} lines loaded: {r['peak_rss_mb']} MB",
+        f"peak RSS of a worker with {args.rss_lines} lines loaded, working through a backlog of"
+        f" {r['rss_backlog_frames']:,} frames: {r['peak_rss_mb']} MB",
     ]
     print("\n".join(lines), flush=True)
 
