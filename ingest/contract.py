@@ -240,14 +240,22 @@ def _v2_parts() -> tuple[Any, Any, int, int]:
 _VALID_SENSORS: dict[tuple[Any, ...], None] = {}
 
 
-def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
-    """The columnar record, validated: schema for the envelope, numpy for the matrix."""
-    envelope, sensors_rule, _, _ = _v2_parts()
+def _checked_envelope(
+    doc: dict[str, Any], envelope: Any, sensors_rule: Any, schema: str
+) -> dict[str, Any]:
+    """A columnar record's envelope (v2 document, v3 header) checked against ``schema``."""
     try:
         doc = envelope(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise InvalidRecord(f"does not match {SCHEMA_V2}: {exc.message}") from exc
-    _check_sensors(doc["sensors"], sensors_rule, SCHEMA_V2)
+        raise InvalidRecord(f"does not match {schema}: {exc.message}") from exc
+    _check_sensors(doc["sensors"], sensors_rule, schema)
+    return doc
+
+
+def _decode_v2(doc: dict[str, Any]) -> TelemetryBatch:
+    """The columnar record, validated: schema for the envelope, numpy for the matrix."""
+    envelope, sensors_rule, _, _ = _v2_parts()
+    doc = _checked_envelope(doc, envelope, sensors_rule, SCHEMA_V2)
     sensors = tuple(doc["sensors"])
     times = doc["time_us"]
     # JSON Schema's "integer" (bool is not one); 17.0 would also pass there,
@@ -322,11 +330,7 @@ def _decode_v3(raw: bytes | bytearray | memoryview) -> TelemetryBatch:
     if not isinstance(header, dict):
         raise InvalidRecord(f"expected the {SCHEMA_V3} header as a JSON object")
     envelope, sensors_rule = _v3_parts()
-    try:
-        header = envelope(header)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        raise InvalidRecord(f"does not match {SCHEMA_V3}: {exc.message}") from exc
-    _check_sensors(header["sensors"], sensors_rule, SCHEMA_V3)
+    header = _checked_envelope(header, envelope, sensors_rule, SCHEMA_V3)
     sensors = tuple(header["sensors"])
     n, width = int(header["n_frames"]), len(sensors)
     expected = start + n * 8 + n * width * 8
