@@ -31,7 +31,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import faust
@@ -55,6 +55,7 @@ from lineguard.models.registry import Registry
 from lineguard.settings import KafkaSettings, Settings
 
 __all__ = [
+    "OrderedStores",
     "WorkerStats",
     "batches_by_size",
     "create_app",
@@ -216,6 +217,39 @@ def batches_by_size(items: Sequence[T], max_bytes: int, size: Callable[[T], int]
     if run:
         runs.append(run)
     return runs
+
+
+class OrderedStores:
+    """Stores that run one at a time, in the order they were queued.
+
+    A micro-batch's store ends with the commit of its offsets, and a Kafka
+    commit covers every offset before it: so store N+1 may start only once
+    store N is done, whatever finishes first. Scoring queues a store and goes
+    on with the next batch; :meth:`queue` waits only while ``pending``
+    stores are still unfinished, which bounds the memory of scored batches
+    waiting to be stored.
+    """
+
+    def __init__(self, pending: int) -> None:
+        if pending < 1:
+            raise ValueError(f"pending must be >= 1; got {pending!r}")
+        self.pending = pending
+        self._queued: deque[asyncio.Future[None]] = deque()
+
+    async def queue(self, store: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Queue ``store()`` behind the stores before it; returns its future (the last to end)."""
+        while self._queued and (self._queued[0].done() or len(self._queued) >= self.pending):
+            await self._queued.popleft()
+        before = self._queued[-1] if self._queued else None
+
+        async def in_turn() -> None:
+            if before is not None:
+                await before
+            await store()
+
+        future = asyncio.ensure_future(in_turn())
+        self._queued.append(future)
+        return future
 
 
 def write_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[str]:
@@ -631,12 +665,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         batch_offsets: dict[Any, int],
         generation: int,
         started: float,
-        after: asyncio.Future[Any] | None,
     ) -> None:
-        if after is not None:
-            # Stores run in batch order: a commit covers every offset before
-            # its own, so the batches before this one must be stored first.
-            await after
         try:
             await store_batch(records, prepared)
         except Exception:
@@ -655,14 +684,14 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         # it. Faust's acknowledgements commit nothing for telemetry
         # (acks=False), so a batch is acknowledged as soon as it is scored; a
         # rebalance still waits for the batches being stored (see on_revoked).
-        storing: deque[asyncio.Future[Any]] = deque()
+        stores = OrderedStores(STORES_PENDING)
         async for taken_events in stream.take_events(BATCH_RECORDS, within=BATCH_WINDOW_S):
             # A take of large records is scored and stored as several
             # batches, so that storing one overlaps scoring the next.
             for events in batches_by_size(taken_events, BATCH_BYTES, _value_size):
-                await step(stream, events, storing)
+                await step(stream, events, stores)
 
-    async def step(stream: Any, events: list[Any], storing: deque[asyncio.Future[Any]]) -> None:
+    async def step(stream: Any, events: list[Any], stores: OrderedStores) -> None:
         """Score one batch, then queue its store behind the batches before it."""
         started = time.perf_counter()
         generation = assignment["generation"]
@@ -684,24 +713,12 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             crash()
         for event in events:
             await stream.ack(event)
-        # Scoring runs ahead of storing by at most STORES_PENDING batches,
-        # which bounds the memory held by scored, unstored batches.
-        while storing and (storing[0].done() or len(storing) >= STORES_PENDING):
-            await storing.popleft()
         if records:
-            store = asyncio.ensure_future(
-                store_and_commit(
-                    records,
-                    prepared,
-                    batch_offsets,
-                    generation,
-                    started,
-                    storing[-1] if storing else None,
-                )
+            # Waits only while STORES_PENDING stores are unfinished; the
+            # store queued last ends after every one before it.
+            inflight["deliver"] = await stores.queue(
+                lambda: store_and_commit(records, prepared, batch_offsets, generation, started)
             )
-            storing.append(store)
-            # The last store finishes after every one before it.
-            inflight["deliver"] = store
         await seek_gaps()
 
     app.lineguard_stats = stats  # type: ignore[attr-defined]
