@@ -81,11 +81,14 @@ def test_pca_compiled_score_is_the_sum_of_its_parts_and_row_independent(n_compon
     assert detector.decision_function(X[300:] + 5 * X.std(axis=0)).mean() > 10 * score.mean()
 
 
-@pytest.mark.parametrize("context_rows", [0, 4, 9])
-def test_trailing_window_statistics_match_a_direct_computation(context_rows: int) -> None:
+@pytest.mark.parametrize(
+    ("context_rows", "w"), [(0, 10), (4, 10), (9, 10), (0, 7), (6, 7), (0, 20)]
+)
+def test_trailing_window_statistics_match_a_direct_computation(context_rows: int, w: int) -> None:
     from lineguard.detectors.features import _trailing_mean_std
 
-    n, w = 33, 10
+    n = 33
+    context_rows = min(context_rows, w - 1)
     history = np.random.default_rng(2).normal(size=(context_rows + n, 7))
     mean, std = _trailing_mean_std(history, n, w)
     for i in range(n):
@@ -98,6 +101,28 @@ def test_trailing_window_statistics_match_a_direct_computation(context_rows: int
         # on rows whose window is full, so batching cannot change a feature.
         later_mean, later_std = _trailing_mean_std(history, n - (w - 1), w)
         assert np.array_equal(later_mean, mean[w - 1 :]) and np.array_equal(later_std, std[w - 1 :])
+
+
+@pytest.mark.parametrize("w", [2, 10, 20, 31])
+def test_trailing_std_is_exactly_zero_for_a_constant_sensor_and_stable_on_an_offset(w: int) -> None:
+    """A stuck sensor's std must be exactly 0, never rounding noise: the
+    detector divides the std feature by its training spread, which is
+    floored near 1e-9 for a sensor that never moved."""
+    from lineguard.detectors.features import _trailing_mean_std
+
+    rng = np.random.default_rng(w)
+    n = 200
+    history = np.empty((n + w - 1, 3))
+    history[:, 0] = 5.0e4 + 0.1  # constant, not exactly representable
+    history[:, 1] = 1.0e6 + 1e-3 * rng.normal(size=len(history))  # tiny spread, huge level
+    history[:, 2] = rng.normal(size=len(history))
+    for context in (w - 1, 0):
+        rows = history[w - 1 - context :]
+        mean, std = _trailing_mean_std(rows, n if context else len(rows), w)
+        assert np.all(std[:, 0] == 0.0) and np.all(mean[:, 0] == history[0, 0])
+        ends = range(len(rows) - len(std), len(rows))
+        direct = np.array([rows[max(0, t - w + 1) : t + 1, 1].std() for t in ends])
+        np.testing.assert_allclose(std[:, 1], direct, rtol=1e-6)
 
 
 def test_top_sensor_names_match_a_per_frame_join() -> None:
