@@ -195,35 +195,30 @@ def track_incidents(
     grew = False
     times_a = np.asarray(time_us, dtype=np.int64)
     flags_a = np.asarray(anomaly, dtype=bool)
-    first = 0
-    if inc is None:
-        # Without an open incident nothing happens until the first alerted
-        # frame: skip the quiet prefix in one step (the usual batch is all
-        # quiet), keeping the newest time seen exactly as the loop would.
-        alerted = np.flatnonzero(flags_a)
-        first = int(alerted[0]) if alerted.size else times_a.shape[0]
-        if first > 0:
-            last_time = max(last_time, int(times_a[:first].max()))
-        if first == times_a.shape[0]:
-            return IncidentState(last_time_us=last_time, open=None), events
-    times = times_a[first:].tolist()
-    flags = flags_a[first:].tolist()
-    scores = np.asarray(score, dtype=np.float64)[first:].tolist()
-    top_sensors = top_sensors[first:]
-    for i, t in enumerate(times):
-        if t <= last_time:
-            continue  # already seen: a replay after a crash or a duplicate
-        last_time = t
+    if times_a.shape[0] == 0:
+        return IncidentState(last_time_us=last_time, open=inc), events
+    # A frame counts only if it is newer than every frame before it (older
+    # ones are replays after a crash, or duplicates).
+    newest_before = np.maximum.accumulate(np.concatenate(([last_time], times_a[:-1])))
+    admitted = times_a > newest_before
+    if not admitted.any():
+        return IncidentState(last_time_us=last_time, open=inc), events
+    last_time = int(times_a[admitted][-1])
+    # Between two alert frames an open incident's last alert time is fixed
+    # and admitted times only grow, so whether it closes is decided by the
+    # next alert frame's time (or, after the last one, by the newest frame):
+    # only alert frames need a Python step.
+    alerts = np.flatnonzero(admitted & flags_a)
+    scores = np.asarray(score, dtype=np.float64)[alerts].tolist()
+    for t, peak, i in zip(times_a[alerts].tolist(), scores, alerts.tolist(), strict=True):
         if inc is not None and t - inc["last_alert_us"] > close_after_us:
             events.append(_event("close", line, inc))
             inc, grew = None, False
-        if not flags[i]:
-            continue
         if inc is None:
             inc = {
                 "start_us": t,
                 "last_alert_us": t,
-                "peak_score": scores[i],
+                "peak_score": peak,
                 "threshold": float(threshold),
                 "frames": 0,
                 "sensor_weights": {},
@@ -234,7 +229,7 @@ def track_incidents(
             opened = False
         inc["last_alert_us"] = t
         inc["frames"] += 1
-        inc["peak_score"] = max(inc["peak_score"], scores[i])
+        inc["peak_score"] = max(inc["peak_score"], peak)
         inc["model_version"] = model_version
         for weight, name in zip(
             _RANK_WEIGHTS, top_sensors[i].split(",") if top_sensors[i] else (), strict=False
@@ -245,6 +240,9 @@ def track_incidents(
             grew = False
         else:
             grew = True
+    if inc is not None and last_time - inc["last_alert_us"] > close_after_us:
+        events.append(_event("close", line, inc))
+        inc, grew = None, False
     if inc is not None and grew:
         events.append(_event("update", line, inc))
     return IncidentState(last_time_us=last_time, open=inc), events
