@@ -177,10 +177,15 @@ class TemporalFeatures(BaseEstimator):
             mean, std = _trailing_mean_std(history, n, w)
             slow = getattr(self, "slow_", None)  # absent in models saved before slow_ existed
             if slow is not None and slow.any():
-                # Dynamics instead of level for slow sensors (module docs).
-                blocks[0] = np.where(slow, X - mean, X)
+                # Dynamics instead of level for slow sensors (module docs);
+                # only their columns change, so only they are computed.
+                columns = np.flatnonzero(slow)
+                value = X.copy()
+                value[:, columns] -= mean[:, columns]
+                blocks[0] = value
+                mean[:, columns] = 0.0
             if "mean" in self.stats_:
-                blocks.append(mean if slow is None or not slow.any() else np.where(slow, 0.0, mean))
+                blocks.append(mean)
             if "std" in self.stats_:
                 blocks.append(std)
         return np.concatenate(blocks, axis=1), new_context
