@@ -76,7 +76,7 @@ from lineguard.detectors.worker import (  # noqa: E402
     lines_on_partitions,
     write_bodies,
 )
-from lineguard.influx import InfluxV1Client  # noqa: E402
+from lineguard.influx import InfluxV1Client, quote_ident  # noqa: E402
 from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun  # noqa: E402
 from lineguard.ingest.gateway import SequenceCounter, make_producer  # noqa: E402
@@ -228,6 +228,16 @@ class Scenario:
 
     def client(self) -> InfluxV1Client:
         return InfluxV1Client(self.settings.influx)
+
+    def retire(self) -> None:
+        """Drop the scenario's database once its numbers are taken.
+
+        InfluxDB snapshots and compacts what it was sent in the background,
+        on the same two cores: left in place, the points of one measurement
+        would be compacted inside the next one.
+        """
+        with self.client() as client:
+            client.query(f"DROP DATABASE {quote_ident(self.settings.influx.database)}", epoch=None)
 
 
 def stored_points(client: InfluxV1Client) -> int:
@@ -559,6 +569,7 @@ def stage_limits(
             client.write(body, precision="ns")
         out["influx"] = frames / (time.perf_counter() - started)
         stored = stored_points(client)
+    scenario.retire()
     if stored != frames:
         raise RuntimeError(f"InfluxDB stage: expected {frames} points stored; got {stored}")
     return out
@@ -838,6 +849,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         say(f"1 worker: {one.per_s:.0f} frames/s, stored {one.stored}/{sent}; cores {one.cores}")
         lost = sent - one.stored
+        main_scn.retire()
 
         many = None
         if args.workers > 1:
@@ -859,6 +871,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 servers=servers,
             )
             lost += sent - many.stored
+            scn.retire()
             split = [
                 len(lines_on_partitions(fleet.lines, set(held), args.partitions))
                 for held in many.partitions
@@ -891,6 +904,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             command=[sys.executable, str(BENCH_DIR / "naive_pipeline.py")],
             stop_after_s=naive_s,
         )
+        naive_scn.retire()
         say(f"naive: {naive.per_s:.0f} frames/s over {naive.seconds:.1f} s")
 
         latency = measure_latency(
