@@ -9,12 +9,12 @@ per-row arithmetic is fixed:
 
 * :func:`ordered_sum` sums short rows strictly left to right and long rows
   with one stacked ``(1, K) @ (K, 1)`` product per row.
-* :func:`ordered_matmul` is one BLAS ``gemm`` over the whole batch when the
-  BLAS NumPy runs on gives every row the same result at any batch size and
-  position -- measured once per process by :func:`blas_rows_are_independent`
-  (true of OpenBLAS once a lone row or column, which NumPy sends to
-  ``gemv``, is padded to two) -- and one stacked product per row otherwise,
-  about 10x slower.
+* :func:`ordered_matmul` is BLAS ``gemm`` on blocks of a fixed number of
+  rows when the BLAS NumPy runs on gives a row the same result at any
+  position in such a block -- measured once per process by
+  :func:`blas_rows_are_independent` (true of OpenBLAS) -- and one stacked
+  product per row otherwise, about 10x slower. Fixed blocks matter: a BLAS
+  chooses its kernel, and so its summation order, by the product's size.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ __all__ = ["blas_rows_are_independent", "ordered_matmul", "ordered_sum"]
 
 # Above this many summed columns, ordered_sum uses one BLAS dot per row.
 _LOOP_MAX_COLUMNS = 16
+# Rows per BLAS product in ordered_matmul (see _gemm).
+_GEMM_ROWS = 64
 
 
 def ordered_sum(a: np.ndarray) -> np.ndarray:
@@ -67,14 +69,28 @@ def ordered_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` always through BLAS ``gemm``: a lone row or column (which
-    NumPy would send to ``gemv``, with its own rounding) is padded to two."""
+    """``a @ b`` through BLAS ``gemm`` on blocks of exactly ``_GEMM_ROWS`` rows.
+
+    A BLAS picks its kernel by the sizes of the product, and kernels sum in
+    different orders: OpenBLAS has a separate one for small matrices, so the
+    same row of a (150, 43) product came out differently in a batch of 1,
+    8, 16 or 100 rows than in one of 400. Every product is therefore made on
+    blocks of the same size (the last one zero-padded), and a lone column,
+    which NumPy would send to ``gemv``, is padded to two. Small blocks cost
+    nothing on large batches and keep a one-row call cheap.
+    """
     m, k = a.shape[0], b.shape[1]
-    if m == 1:
-        a = np.concatenate([a, np.zeros_like(a)])
     if k == 1:
         b = np.concatenate([b, np.zeros_like(b)], axis=1)
-    return (a @ b)[:m, :k]
+    out = np.empty((m, b.shape[1]))
+    whole = m - m % _GEMM_ROWS
+    for start in range(0, whole, _GEMM_ROWS):
+        np.matmul(a[start : start + _GEMM_ROWS], b, out=out[start : start + _GEMM_ROWS])
+    if whole < m:
+        block = np.zeros((_GEMM_ROWS, a.shape[1]))
+        block[: m - whole] = a[whole:]
+        out[whole:] = (block @ b)[: m - whole]
+    return out[:, :k] if k == 1 else out
 
 
 @lru_cache(maxsize=1)
@@ -83,10 +99,11 @@ def blas_rows_are_independent() -> bool:
 
     Probes the shapes a worker meets (batches of 1 to 1024 rows, the row at
     the start, middle and end, 1 to 256 columns) against the row computed
-    alone. Cached: one probe per process (a few milliseconds).
+    alone, all through the fixed-size blocks of :func:`_gemm`. Cached: one
+    probe per process (a few milliseconds).
     """
     rng = np.random.default_rng(20260101)
-    for K, k in ((24, 5), (150, 1), (150, 53), (256, 256)):
+    for K, k in ((24, 5), (30, 1), (150, 1), (150, 43), (150, 53), (256, 256)):
         b = rng.normal(size=(K, k))
         x = rng.normal(size=(1, K))
         reference = _gemm(x, b)[0]

@@ -32,24 +32,30 @@ from lineguard.models.training import train_line_model
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("blas", [True, False], ids=["blas-gemm", "stacked-rows"])
-@pytest.mark.parametrize(("K", "k"), [(3, 2), (24, 5), (150, 40), (150, 1)])
+@pytest.mark.parametrize(("K", "k"), [(3, 2), (24, 5), (30, 1), (150, 43), (150, 1), (43, 150)])
 def test_ordered_matmul_is_a_matmul_and_row_independent(
-    K: int, k: int, blas: bool, monkeypatch: pytest.MonkeyPatch
+    K: int, k: int, blas: bool, threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from threadpoolctl import threadpool_limits
+
     if not blas:  # the fallback for a BLAS that fails the row-independence probe
         monkeypatch.setattr(_numeric, "blas_rows_are_independent", lambda: False)
     elif not _numeric.blas_rows_are_independent():
         pytest.skip("this BLAS fails the probe; the worker uses the stacked form")
     rng = np.random.default_rng(K * k)
-    a, b = rng.normal(size=(257, K)), rng.normal(size=(K, k))
-    whole = ordered_matmul(a, b)
-    np.testing.assert_allclose(whole, a @ b, rtol=1e-12, atol=1e-12)
-    for lo, hi in [(0, 1), (1, 7), (7, 200), (200, 257)]:
-        # Bitwise: a row's result never depends on the other rows of its batch,
-        # nor on the memory layout of the operands.
-        assert np.array_equal(ordered_matmul(a[lo:hi].copy(), b), whole[lo:hi])
-    assert np.array_equal(ordered_matmul(a, np.asfortranarray(b)), whole)
+    a, b = rng.normal(size=(1400, K)), rng.normal(size=(K, k))
+    with threadpool_limits(threads, user_api="blas"):
+        whole = ordered_matmul(a, b)
+        np.testing.assert_allclose(whole, a @ b, rtol=1e-12, atol=1e-12)
+        # Sizes that put a plain BLAS call on different kernels (OpenBLAS's
+        # small-matrix one below about a million multiply-adds).
+        for lo, hi in [(0, 1), (1, 9), (17, 33), (300, 400), (9, 300), (7, 1200), (3, 1400)]:
+            # Bitwise: a row's result never depends on the other rows of its
+            # batch, nor on the memory layout of the operands.
+            assert np.array_equal(ordered_matmul(a[lo:hi].copy(), b), whole[lo:hi])
+        assert np.array_equal(ordered_matmul(a, np.asfortranarray(b)), whole)
     assert ordered_matmul(a[:0], b).shape == (0, k)
 
 
@@ -79,6 +85,31 @@ def test_pca_compiled_score_is_the_sum_of_its_parts_and_row_independent(n_compon
         assert np.array_equal(detector.decision_function(part), score[lo:hi])
     # Shifted rows score higher: the statistic measures what it should.
     assert detector.decision_function(X[300:] + 5 * X.std(axis=0)).mean() > 10 * score.mean()
+
+
+def test_pca_fast_spe_stays_within_its_tolerance_and_falls_back_where_it_would_cancel() -> None:
+    """SPE as ``||z||² - ||Pᵀz||²`` saves a product but cancels for rows
+    almost inside the normal subspace: it must stay within its error bound
+    of the full residual, and a model with (almost) no residual variance --
+    duplicated sensors -- must get the full residual on every row."""
+    from lineguard.detectors.pca import _SPE_SCORE_TOLERANCE
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(900, 30)) @ rng.normal(size=(30, 30))
+    detector = PCADetector().fit(X[:400])
+    X_new = np.concatenate([X[400:], X[400:] * 1e-3, X[400:] + 40 * X.std(axis=0)])
+    _, fast = detector._statistics(X_new)
+    _, full = detector._statistics(X_new, exact_spe=True)
+    assert np.all(fast >= 0.0)
+    assert not np.array_equal(fast, full)  # the fast form was used here
+    np.testing.assert_allclose(fast, full, rtol=0, atol=_SPE_SCORE_TOLERANCE * detector.spe_limit_)
+
+    base = rng.normal(size=(900, 4)) @ rng.normal(size=(4, 12))
+    collinear = np.concatenate([base, base], axis=1) + 1e-9 * rng.normal(size=(900, 24))
+    detector = PCADetector(n_components=4).fit(collinear[:400])
+    _, fast = detector._statistics(collinear[400:])
+    _, full = detector._statistics(collinear[400:], exact_spe=True)
+    assert np.array_equal(fast, full)
 
 
 @pytest.mark.parametrize(
