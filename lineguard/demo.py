@@ -113,14 +113,18 @@ def _consume_alerts(settings: Settings, lines: dict[str, DemoLine], stop: thread
         **settings.kafka.kafka_python_config(),
     )
     try:
-        while not stop.is_set():
+        # A batch's points are stored before its alerts are sent, so when the
+        # demo sees every frame scored the last alerts may still be on their
+        # way: after ``stop`` (set once the workers have stopped) keep reading
+        # until the topic has been quiet for ``consumer_timeout_ms``.
+        while True:
             for message in consumer:
                 alert = orjson.loads(message.value)
                 line = lines.get(alert.get("line"))
                 if line is not None and alert.get("state") == "raised":
                     line.alerts_raised += 1
-                if stop.is_set():
-                    break
+            if stop.is_set():
+                break
     finally:
         consumer.close()
 
@@ -242,8 +246,9 @@ def run_demo(
             WorkerProcess("archive", env, workdir / "worker-archive.log"),
         ]
         stop = threading.Event()
+        workers_stopped = threading.Event()
         alert_thread = threading.Thread(
-            target=_consume_alerts, args=(settings, lines, stop), daemon=True
+            target=_consume_alerts, args=(settings, lines, workers_stopped), daemon=True
         )
         alert_thread.start()
         producer = make_producer(settings.kafka)
@@ -318,6 +323,7 @@ def run_demo(
                 thread.join(timeout=5)
             producer.close()
             codes = [w.stop() for w in workers]
+            workers_stopped.set()
             alert_thread.join(timeout=5)
 
         console.print("[bold]5/5[/] alerts against the labelled anomalies (test rows only)")
