@@ -61,6 +61,7 @@ __all__ = [
     "batches_by_size",
     "create_app",
     "ensure_topics",
+    "freeze_long_lived_objects",
     "lines_on_partitions",
     "run_worker",
     "write_bodies",

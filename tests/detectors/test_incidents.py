@@ -89,9 +89,9 @@ def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sens
     from lineguard.detectors.incidents import _RANK_WEIGHTS, _event
 
     close_after_us = int(close_after_s * 1e6)
-    inc = None if state.open is None else {**state.open, "sensor_weights": {}}
+    inc = None
     if state.open is not None:
-        inc["sensor_weights"] = dict(state.open["sensor_weights"])
+        inc = {**state.open, "sensor_weights": dict(state.open["sensor_weights"])}
     last_time, events, grew = state.last_time_us, [], False
     for i, t in enumerate(np.asarray(time_us).tolist()):
         if t <= last_time:
