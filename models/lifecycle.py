@@ -2,7 +2,7 @@
 InfluxDB history) with its evaluation against the active version, and
 compare two versions' live results per shift.
 
-The CLI (:mod:`lineguard.models.commands`) only parses options and prints;
+The CLI (:mod:`lineguard.cli.models`, :mod:`lineguard.cli.train`) only parses options and prints;
 everything here takes explicit arguments and returns plain data.
 """
 

@@ -1,8 +1,5 @@
-"""``lineguard models ...``, ``lineguard feedback ...`` and ``lineguard train``'s
-lifecycle path: option parsing and printing around :mod:`lineguard.models.lifecycle`.
-
-Registered on the main CLI by :mod:`lineguard.cli`.
-"""
+"""``lineguard models ...``: inspect the registry, promote, roll back, shadow,
+compare and evaluate versions (around :mod:`lineguard.models.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -12,54 +9,56 @@ from typing import Any
 
 import click
 
-from lineguard.settings import Settings, get_settings
+from lineguard.cli._common import console, fmt, registry_option, settings_for, time_us
 
-__all__ = ["feedback", "model_commands", "print_evaluation", "run_training"]
-
-_registry_option = click.option(
-    "--registry",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model registry directory (default: $LINEGUARD_REGISTRY_DIR or ./registry).",
-)
+__all__ = ["announce_note", "models", "print_evaluation"]
 
 
-def _settings(registry: Path | None) -> Settings:
-    settings = get_settings()
-    if registry is not None:
-        settings = settings.model_copy(update={"registry_dir": registry})
-    return settings
+@click.group()
+def models() -> None:
+    """Inspect the model registry."""
 
 
-def _time_us(text: str | None, what: str) -> int | None:
-    from lineguard.models.feedback import InvalidFeedback, parse_time_us
-
-    if text is None:
-        return None
-    try:
-        return parse_time_us(int(text) if text.lstrip("-").isdigit() else text, what)
-    except InvalidFeedback as exc:
-        raise click.BadParameter(str(exc), param_hint=f"--{what}") from exc
-
-
-def _iso(us: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
-
-
-def _console() -> Any:
+@models.command("list")
+@registry_option
+def models_list(registry: Path | None) -> None:
+    """List every line's model versions."""
     from rich.console import Console
+    from rich.table import Table
 
-    return Console(width=120)
+    from lineguard.models.registry import Registry
 
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    settings = settings_for(registry)
+    rows = Registry(settings.registry_dir).list_models()
+    if not rows:
+        click.echo(f"no models in {settings.registry_dir}")
+        return
+    table = Table(title=f"models in {settings.registry_dir}")
+    for column in (
+        "line",
+        "version",
+        "active",
+        "detector",
+        "sensors",
+        "rows",
+        "threshold",
+        "target FAR",
+        "created (UTC)",
+    ):
+        table.add_column(column)
+    for m in rows:
+        table.add_row(
+            m["line_id"],
+            m["version"],
+            "*" if m["active"] else "",
+            m["detector"]["name"],
+            str(len(m["sensors"])),
+            str(m["training"]["rows"]),
+            f"{m['threshold']:.4g}",
+            f"{m['target_far']:.2%}",
+            m["created_at"][:19],
+        )
+    Console().print(table)
 
 
 def print_evaluation(report: dict[str, Any]) -> None:
@@ -79,15 +78,15 @@ def print_evaluation(report: dict[str, Any]) -> None:
         table.add_column(f"{v['version']} ({role})", justify="right")
     keys = [k for k in versions[0] if k != "version"]
     for key in keys:
-        table.add_row(key, *(_fmt(v.get(key)) for v in versions))
+        table.add_row(key, *(fmt(v.get(key)) for v in versions))
     if report.get("agreement_pct") is not None:
-        table.add_row("agreement_pct", _fmt(report["agreement_pct"]), "")
-    _console().print(table)
+        table.add_row("agreement_pct", fmt(report["agreement_pct"]), "")
+    console().print(table)
     if data.get("labelled_defect_frames") is None:
         click.echo("no labels in this data: only alert rates are comparable")
 
 
-def _announce_note(error: str | None) -> None:
+def announce_note(error: str | None) -> None:
     if error:
         click.echo(
             f"warning: workers were not notified through Kafka ({error}); they pick the "
@@ -99,134 +98,16 @@ def _announce_note(error: str | None) -> None:
         click.echo("announced on the models topic; running workers switch at their next batch")
 
 
-def run_training(
-    *,
-    file: Path | None,
-    line_id: str,
-    rows: int | None,
-    detector: str | None,
-    target_far: float | None,
-    activate: bool | None,
-    registry: Path | None,
-    from_influx: bool,
-    start: str | None,
-    end: str | None,
-) -> None:
-    """``lineguard train``: file or InfluxDB history -> candidate + evaluation report."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.announce import activate_and_announce
-    from lineguard.models.lifecycle import (
-        train_candidate_from_influx,
-        train_candidate_from_run,
-    )
-    from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
-    from lineguard.models.training import TrainingConfig
-
-    settings = _settings(registry)
-    reg = Registry(settings.registry_dir)
-    defaults = TrainingConfig()
-    config = TrainingConfig(
-        detector=detector or defaults.detector,
-        target_far=target_far if target_far is not None else defaults.target_far,
-    )
-    had_active = reg.active_version(line_id)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    )
-    try:
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("training", total=1.0)
-
-            def step(text: str, fraction: float) -> None:
-                progress.update(task, description=text, completed=fraction)
-
-            if from_influx:
-                if file is not None:
-                    raise click.UsageError("give FILE or --from-influx, not both")
-                start_us, end_us = _time_us(start, "start"), _time_us(end, "end")
-                if start_us is None or end_us is None:
-                    raise click.UsageError("--from-influx needs --start and --end")
-                reading = progress.add_task("reading lineguard_telemetry", total=end_us - start_us)
-
-                def progress_read(reached_us: int, n_rows: int) -> None:
-                    progress.update(
-                        reading,
-                        completed=reached_us - start_us,
-                        description=f"reading lineguard_telemetry ({n_rows} rows)",
-                    )
-
-                with InfluxV1Client(settings.influx) as client:
-                    candidate = train_candidate_from_influx(
-                        reg,
-                        client,
-                        line_id,
-                        start_us,
-                        end_us,
-                        config=config,
-                        activate=activate,
-                        progress=progress_read,
-                        step=step,
-                    )
-                progress.update(reading, completed=end_us - start_us)
-            else:
-                if file is None:
-                    raise click.UsageError("give FILE, or --from-influx --start T --end T")
-                from lineguard.ingest.csv_runs import read_run
-
-                candidate = train_candidate_from_run(
-                    reg,
-                    read_run(file),
-                    line_id,
-                    rows=rows,
-                    config=config,
-                    activate=activate,
-                    step=step,
-                )
-    except (ValueError, LookupError, ModelIntegrityError, RegistryError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    bundle = candidate.bundle
-    m = bundle.manifest
-    click.echo(
-        f"trained {line_id} {bundle.version}: detector {m['detector']['name']}, "
-        f"{m['training']['rows']} rows from {m['training']['source']} "
-        f"({m['training']['start'][:19]} .. {m['training']['end'][:19]} UTC), "
-        f"threshold {bundle.threshold:.4g} (target false-alarm rate {m['target_far']:.2%}), "
-        f"fingerprint {m['training']['fingerprint'][:12]}"
-    )
-    if m["training"].get("excluded"):
-        click.echo(f"left out {len(m['training']['excluded'])} QA-labelled range(s)")
-    print_evaluation(candidate.evaluation)
-    if candidate.activated:
-        if had_active is None:
-            reg.activate(line_id, bundle.version, action="activate")
-            click.echo(f"{bundle.version} is active (the line's first model)")
-        else:
-            _, error = activate_and_announce(reg, settings, line_id, bundle.version, "promote")
-            click.echo(f"{bundle.version} promoted over {had_active}")
-            _announce_note(error)
-    else:
-        click.echo(
-            f"candidate stored; active stays {had_active}. Promote with: "
-            f"lineguard models promote {line_id} {bundle.version}"
-        )
-
-
-# -- lineguard models ... -----------------------------------------------------------
-@click.command("show")
+@models.command("show")
 @click.argument("line")
 @click.argument("version", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-@_registry_option
+@registry_option
 def models_show(line: str, version: str | None, as_json: bool, registry: Path | None) -> None:
     """Show a version's manifest (default: the active one) and the line's history."""
     from lineguard.models.registry import Registry, RegistryError
 
-    reg = Registry(_settings(registry).registry_dir)
+    reg = Registry(settings_for(registry).registry_dir)
     try:
         version = version or reg.active_version(line)
         if version is None:
@@ -275,16 +156,16 @@ def models_show(line: str, version: str | None, as_json: bool, registry: Path | 
         )
 
 
-@click.command("promote")
+@models.command("promote")
 @click.argument("line")
 @click.argument("version")
-@_registry_option
+@registry_option
 def models_promote(line: str, version: str, registry: Path | None) -> None:
     """Make VERSION the line's active model and tell running workers."""
     from lineguard.models.announce import activate_and_announce
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     try:
         previous, error = activate_and_announce(
             Registry(settings.registry_dir), settings, line, version, "promote"
@@ -292,19 +173,19 @@ def models_promote(line: str, version: str, registry: Path | None) -> None:
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{line}: {previous or 'none'} -> {version} (promote)")
-    _announce_note(error)
+    announce_note(error)
 
 
-@click.command("rollback")
+@models.command("rollback")
 @click.argument("line")
 @click.option("--to", "target", default=None, help="Version to go back to (default: the previous).")
-@_registry_option
+@registry_option
 def models_rollback(line: str, target: str | None, registry: Path | None) -> None:
     """Serve the line's previously active version again and tell running workers."""
     from lineguard.models.announce import activate_and_announce
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     try:
         target = target or reg.rollback_target(line)
@@ -312,7 +193,7 @@ def models_rollback(line: str, target: str | None, registry: Path | None) -> Non
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{line}: {previous} -> {target} (rollback)")
-    _announce_note(error)
+    announce_note(error)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -324,18 +205,18 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-@click.command("diff")
+@models.command("diff")
 @click.argument("line")
 @click.argument("version_a")
 @click.argument("version_b")
-@_registry_option
+@registry_option
 def models_diff(line: str, version_a: str, version_b: str, registry: Path | None) -> None:
     """What differs between two versions' manifests (parameters, data, metrics)."""
     from rich.table import Table
 
     from lineguard.models.registry import Registry, RegistryError
 
-    reg = Registry(_settings(registry).registry_dir)
+    reg = Registry(settings_for(registry).registry_dir)
     try:
         a = _flatten(reg.manifest(line, version_a))
         b = _flatten(reg.manifest(line, version_b))
@@ -349,16 +230,16 @@ def models_diff(line: str, version_a: str, version_b: str, registry: Path | None
         if a.get(key) == b.get(key):
             same += 1
             continue
-        table.add_row(key, _fmt(a.get(key)), _fmt(b.get(key)))
-    _console().print(table)
+        table.add_row(key, fmt(a.get(key)), fmt(b.get(key)))
+    console().print(table)
     click.echo(f"{same} fields identical")
 
 
-@click.command("shadow")
+@models.command("shadow")
 @click.argument("line")
 @click.argument("version", required=False)
 @click.option("--stop", is_flag=True, help="Stop the line's shadow.")
-@_registry_option
+@registry_option
 def models_shadow(line: str, version: str | None, stop: bool, registry: Path | None) -> None:
     """Score candidate VERSION beside the active one on live traffic (no alerts)."""
     from lineguard.models.announce import shadow_and_announce
@@ -366,7 +247,7 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
 
     if stop == (version is not None):
         raise click.UsageError("give VERSION to start a shadow, or --stop to end it")
-    settings = _settings(registry)
+    settings = settings_for(registry)
     try:
         error = shadow_and_announce(Registry(settings.registry_dir), settings, line, version)
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
@@ -376,7 +257,7 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
         click.echo(f"warning: workers were not notified ({error})", err=True)
 
 
-@click.command("compare")
+@models.command("compare")
 @click.argument("line")
 @click.option("--a", "version_a", default=None, help="First version (default: the active one).")
 @click.option("--b", "version_b", default=None, help="Second version (default: the shadow).")
@@ -387,7 +268,7 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
     "--shift-origin", type=float, default=6.0, show_default=True, help="Hour a shift starts."
 )
 @click.option("--json", "as_json", is_flag=True)
-@_registry_option
+@registry_option
 def models_compare(
     line: str,
     version_a: str | None,
@@ -406,7 +287,7 @@ def models_compare(
     from lineguard.models.lifecycle import compare_versions
     from lineguard.models.registry import Registry
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     a = version_a or reg.active_version(line)
     b = version_b or reg.shadow_version(line)
@@ -419,8 +300,8 @@ def models_compare(
                 line,
                 a,
                 b,
-                start_us=_time_us(start, "start"),
-                end_us=_time_us(end, "end"),
+                start_us=time_us(start, "start"),
+                end_us=time_us(end, "end"),
                 shift_hours=shift_hours,
                 shift_origin_hour=shift_origin,
             )
@@ -446,15 +327,15 @@ def models_compare(
         table.add_row(
             s["start"][:16].replace("T", " "),
             str(s["frames"]),
-            _fmt(s["agreement_pct"]),
-            _fmt(s[a]["alert_rate_pct"]),
-            _fmt(s[b]["alert_rate_pct"]),
+            fmt(s["agreement_pct"]),
+            fmt(s[a]["alert_rate_pct"]),
+            fmt(s[b]["alert_rate_pct"]),
             str(s[a]["alerts"]),
             str(s[b]["alerts"]),
-            _fmt(s[a].get("far_pct")),
-            _fmt(s[b].get("far_pct")),
+            fmt(s[a].get("far_pct")),
+            fmt(s[b].get("far_pct")),
         )
-    _console().print(table)
+    console().print(table)
     labels = report["labels"]
     click.echo(
         f"QA labels: {labels['ranges']} range(s), {labels['defect_frames']} defect frames, "
@@ -463,7 +344,7 @@ def models_compare(
     )
 
 
-@click.command("evaluate")
+@models.command("evaluate")
 @click.argument("line")
 @click.argument("version")
 @click.option("--against", default=None, help="Version to compare with (default: the active).")
@@ -472,7 +353,7 @@ def models_compare(
 @click.option("--from-influx", is_flag=True, help="Evaluate on archived telemetry.")
 @click.option("--start", default=None)
 @click.option("--end", default=None)
-@_registry_option
+@registry_option
 def models_evaluate(
     line: str,
     version: str,
@@ -493,14 +374,14 @@ def models_evaluate(
     from lineguard.models.history import read_history
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     try:
         candidate = Scorer.from_bundle(reg.load(line, version))
         other = against or reg.active_version(line)
         baseline = Scorer.from_bundle(reg.load(line, other)) if other and other != version else None
         if from_influx:
-            start_us, end_us = _time_us(start, "start"), _time_us(end, "end")
+            start_us, end_us = time_us(start, "start"), time_us(end, "end")
             if start_us is None or end_us is None:
                 raise click.UsageError("--from-influx needs --start and --end")
             with InfluxV1Client(settings.influx) as client:
@@ -531,101 +412,3 @@ def models_evaluate(
     except (RegistryError, ModelIntegrityError, LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_evaluation(report)
-
-
-model_commands = [
-    models_show,
-    models_promote,
-    models_rollback,
-    models_diff,
-    models_shadow,
-    models_compare,
-    models_evaluate,
-]
-
-
-# -- lineguard feedback ... ---------------------------------------------------------
-@click.group()
-def feedback() -> None:
-    """QA labels: real defect, false alarm, maintenance (stored in InfluxDB)."""
-
-
-def _store_feedback(settings: Settings, item: Any) -> None:
-    from lineguard.influx import InfluxV1Client
-
-    with InfluxV1Client(settings.influx) as client:
-        client.create_database()
-        client.write(item.to_point(), precision="ns")
-    click.echo(
-        f"{item.line}: {item.label} from {_iso(item.start_us)[:19]} to {_iso(item.end_us)[:19]} "
-        "UTC stored"
-    )
-
-
-_label_option = click.option(
-    "--label",
-    type=click.Choice(["real_defect", "false_alarm", "maintenance"]),
-    required=True,
-)
-
-
-@feedback.command("mark")
-@click.argument("line")
-@_label_option
-@click.option("--start", required=True, help="ISO 8601 (UTC if no offset) or microseconds.")
-@click.option("--end", required=True)
-@click.option("--author", default="", help="Who labelled it.")
-@click.option("--note", default="")
-def feedback_mark(line: str, label: str, start: str, end: str, author: str, note: str) -> None:
-    """Label a time range of LINE."""
-    from lineguard.models.feedback import Feedback, InvalidFeedback
-
-    try:
-        item = Feedback(
-            line, label, _time_us(start, "start"), _time_us(end, "end"), author, note, "cli"
-        )
-    except InvalidFeedback as exc:
-        raise click.ClickException(str(exc)) from exc
-    _store_feedback(get_settings(), item)
-
-
-@feedback.command("alert")
-@click.argument("line")
-@_label_option
-@click.option("--at", "at", required=True, help="Any time inside the alert.")
-@click.option("--author", default="")
-@click.option("--note", default="")
-def feedback_alert(line: str, label: str, at: str, author: str, note: str) -> None:
-    """Label the alert of LINE that was on at time --at (its whole run of alerted frames)."""
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.feedback import Feedback, alert_range
-
-    settings = get_settings()
-    at_us = _time_us(at, "at")
-    assert at_us is not None
-    with InfluxV1Client(settings.influx) as client:
-        try:
-            start_us, end_us = alert_range(client, line, at_us)
-        except LookupError as exc:
-            raise click.ClickException(str(exc)) from exc
-    _store_feedback(settings, Feedback(line, label, start_us, end_us, author, note, "cli"))
-
-
-@feedback.command("list")
-@click.argument("line")
-@click.option("--start", default=None)
-@click.option("--end", default=None)
-def feedback_list(line: str, start: str | None, end: str | None) -> None:
-    """List LINE's QA labels."""
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.feedback import read_feedback
-
-    with InfluxV1Client(get_settings().influx) as client:
-        items = read_feedback(client, line, _time_us(start, "start"), _time_us(end, "end"))
-    if not items:
-        click.echo(f"no labels for {line}")
-    for f in items:
-        click.echo(
-            f"{_iso(f.start_us)[:19]} .. {_iso(f.end_us)[:19]}  {f.label:<12} "
-            f"{f.source:<6} {f.author} {f.note}"
-        )

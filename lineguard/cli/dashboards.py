@@ -79,11 +79,11 @@ def report() -> None:
 )
 def report_incident(incident_id: str, png: Path) -> None:
     """Render incident INCIDENT_ID (sensors, score, threshold, contributions) as a PNG."""
+    from lineguard.cli._common import settings_for
     from lineguard.dashboards.incident_report import IncidentNotFound, render_incident_png
     from lineguard.influx import InfluxV1Client
-    from lineguard.settings import get_settings
 
-    with InfluxV1Client(get_settings().influx) as client:
+    with InfluxV1Client(settings_for().influx) as client:
         try:
             out = render_incident_png(client, incident_id, png)
         except IncidentNotFound as exc:
