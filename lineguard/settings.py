@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_serializer
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lineguard.errors import ConfigError
 
 __all__ = [
     "BufferSettings",
@@ -22,7 +31,9 @@ __all__ = [
     "KafkaSettings",
     "Settings",
     "TopicSettings",
+    "config_error",
     "get_settings",
+    "redact_url",
 ]
 
 
@@ -50,6 +61,19 @@ class KafkaSettings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        # A Kafka bootstrap list is host:port[,host:port]; a URL or a bare
+        # host can never connect, so it is refused before any client starts.
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or "/" in server:
+                raise ValueError(
+                    f"expected host:port[,host:port...], e.g. 127.0.0.1:9092; got {value!r}"
+                )
+        return value
 
     def kafka_python_config(self) -> dict[str, object]:
         """Connection options in kafka-python's spelling (gateway side)."""
@@ -100,6 +124,30 @@ class InfluxSettings(BaseSettings):
         for name, value in super().__repr_args__():
             yield name, (redact_url(value) if name == "url" else value)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # httpx would only fail at the first request (UnsupportedProtocol),
+        # and a worker would retry that forever.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8086; "
+                f"got {redact_url(value)!r}"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"expected a numeric port; got {redact_url(value)!r}") from exc
+        return value
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"expected seconds > 0; got {value!r}")
+        return value
+
     @field_serializer("url")
     def _dump_url(self, url: str) -> str:
         return redact_url(url)
@@ -144,7 +192,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LINEGUARD_", extra="ignore")
 
     site: str = "site-1"
-    registry_dir: Path = Path("registry")
+    # Unset: STATE_DIR/registry, so the CLI and a worker started from any
+    # directory see the same models (never a path relative to the cwd).
+    registry_dir: Path | None = None
     worker_id: str = "lineguard-worker"
     # Where a worker keeps its local Faust state (table offsets, leader
     # election files): per host, never inside the source tree.
@@ -154,8 +204,66 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
 
+    @model_validator(mode="after")
+    def _registry_under_state(self) -> Settings:
+        if self.registry_dir is None:
+            self.registry_dir = self.state_dir / "registry"
+        return self
+
+
+#: Each settings model and the prefix of its environment variables.
+_PREFIXES: dict[str, str] = {
+    "Settings": "LINEGUARD_",
+    "KafkaSettings": "LINEGUARD_KAFKA_",
+    "InfluxSettings": "LINEGUARD_INFLUX_",
+    "TopicSettings": "LINEGUARD_TOPIC_",
+    "BufferSettings": "LINEGUARD_BUFFER_",
+}
+_NESTED = {"kafka": "KAFKA_", "influx": "INFLUX_", "topics": "TOPIC_", "buffer": "BUFFER_"}
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """A settings validation error as one line naming the environment variable.
+
+    Parameters
+    ----------
+    exc : pydantic.ValidationError
+        Raised by one of the settings models while reading the environment.
+
+    Returns
+    -------
+    ConfigError
+        ``LINEGUARD_INFLUX_URL: expected ...; got ...`` (first problem; the
+        others follow after ``;`` when there are several).
+    """
+    prefix = _PREFIXES.get(exc.title, "LINEGUARD_")
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        name = prefix
+        if prefix == "LINEGUARD_" and len(loc) > 1 and loc[0] in _NESTED:
+            name += _NESTED[loc.pop(0)]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if "expected" not in message:  # pydantic's own: "Input should be a valid ..."
+            message = message.replace("Input should be ", "expected ")
+            message = f"{message}; got {error.get('input')!r}"
+        problems.append(f"{name}{'_'.join(loc).upper()}: {message}")
+    return ConfigError("; ".join(problems))
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read from the environment once."""
-    return Settings()
+    """Return the process-wide settings, read from the environment once.
+
+    Raises
+    ------
+    ConfigError
+        When a ``LINEGUARD_*`` variable can never work (an InfluxDB URL
+        without a scheme, a Kafka server without a port, a number that is
+        not one); the message names the variable, what was expected and what
+        it holds.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise config_error(exc) from exc

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lineguard.errors import DataError
 from lineguard.influx import InfluxV1Client, encode_point, quote_ident
 
 __all__ = [
@@ -67,7 +68,7 @@ NONE, REAL_DEFECT, FALSE_ALARM, MAINTENANCE = 0, 1, 2, 3
 _CODES = {"real_defect": REAL_DEFECT, "false_alarm": FALSE_ALARM, "maintenance": MAINTENANCE}
 
 
-class InvalidFeedback(ValueError):
+class InvalidFeedback(DataError):
     """A feedback record that cannot be stored."""
 
 

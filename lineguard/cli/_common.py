@@ -26,7 +26,8 @@ registry_option = click.option(
     "--registry",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Model registry directory (default: $LINEGUARD_REGISTRY_DIR or ./registry).",
+    help="Model registry directory (default: $LINEGUARD_REGISTRY_DIR, else "
+    "$LINEGUARD_STATE_DIR/registry).",
 )
 
 
