@@ -72,6 +72,11 @@ class InvalidFeedback(DataError):
     """A feedback record that cannot be stored."""
 
 
+def _iso(us: int) -> str:
+    # Messages show times as people type them, not raw microseconds.
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
 def parse_time_us(value: Any, what: str = "time") -> int:
     """Microseconds since the epoch from ISO 8601 text (naive = UTC) or an int."""
     if isinstance(value, bool):
@@ -112,7 +117,7 @@ class Feedback:
             raise InvalidFeedback(f"line: expected a line id; got {self.line!r}")
         if self.end_us < self.start_us:
             raise InvalidFeedback(
-                f"expected end >= start; got start_us={self.start_us}, end_us={self.end_us}"
+                f"expected end >= start; got start {_iso(self.start_us)}, end {_iso(self.end_us)}"
             )
 
     def to_message(self) -> dict[str, Any]:
@@ -244,7 +249,10 @@ def alert_range(
         epoch="u",
     )
     if not rows:
-        raise LookupError(f"no scored frames of line {line!r} within {search_s:.0f} s of the time")
+        raise LookupError(
+            f"expected scored frames of line {line!r} within {search_s:.0f} s of "
+            f"{_iso(at_us)}; got none"
+        )
     t = np.array([r["time"] for r in rows], dtype=np.int64)
     flag = np.array([bool(r["anomaly"]) for r in rows])
     order = np.argsort(t, kind="stable")

@@ -11,7 +11,7 @@ import click
 
 from lineguard.settings import Settings, get_settings
 
-__all__ = ["console", "fmt", "iso", "registry_option", "settings_for", "time_us"]
+__all__ = ["console", "fmt", "iso", "registry_option", "settings_for", "time_range", "time_us"]
 
 
 def settings_for(registry: Path | None = None) -> Settings:
@@ -41,6 +41,21 @@ def time_us(text: str | None, what: str) -> int | None:
         return parse_time_us(int(text) if text.lstrip("-").isdigit() else text, what)
     except InvalidFeedback as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{what}") from exc
+
+
+def time_range(
+    start: str | None, end: str | None, *, required: bool = False
+) -> tuple[int | None, int | None]:
+    """``--start``/``--end`` as microseconds, refused in the user's own words
+    when reversed (``--end`` before ``--start``) or, with ``required``, missing."""
+    start_us, end_us = time_us(start, "start"), time_us(end, "end")
+    if required and (start_us is None or end_us is None):
+        raise click.UsageError("expected both --start and --end (ISO 8601, UTC if no offset)")
+    if start_us is not None and end_us is not None and end_us < start_us:
+        raise click.BadParameter(
+            f"expected a time after --start {start}; got --end {end}", param_hint="--end"
+        )
+    return start_us, end_us
 
 
 def iso(us: int) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from lineguard.cli._common import iso, settings_for, time_us
+from lineguard.cli._common import iso, settings_for, time_range, time_us
 from lineguard.settings import Settings
 
 __all__ = ["feedback"]
@@ -47,10 +47,10 @@ def feedback_mark(line: str, label: str, start: str, end: str, author: str, note
     """Label a time range of LINE."""
     from lineguard.models.feedback import Feedback, InvalidFeedback
 
+    start_us, end_us = time_range(start, end, required=True)
+    assert start_us is not None and end_us is not None
     try:
-        item = Feedback(
-            line, label, time_us(start, "start"), time_us(end, "end"), author, note, "cli"
-        )
+        item = Feedback(line, label, start_us, end_us, author, note, "cli")
     except InvalidFeedback as exc:
         raise click.ClickException(str(exc)) from exc
     _store_feedback(settings_for(), item)
@@ -88,7 +88,7 @@ def feedback_list(line: str, start: str | None, end: str | None) -> None:
     from lineguard.models.feedback import read_feedback
 
     with InfluxV1Client(settings_for().influx) as client:
-        items = read_feedback(client, line, time_us(start, "start"), time_us(end, "end"))
+        items = read_feedback(client, line, *time_range(start, end))
     if not items:
         click.echo(f"no labels for {line}")
     for f in items:

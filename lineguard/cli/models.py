@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from lineguard.cli._common import console, fmt, registry_option, settings_for, time_us
+from lineguard.cli._common import console, fmt, registry_option, settings_for, time_range
 
 __all__ = ["announce_note", "models", "print_evaluation"]
 
@@ -19,46 +19,95 @@ def models() -> None:
     """Inspect the model registry."""
 
 
+def model_rows(registry: Any) -> list[dict[str, Any]]:
+    """One summary per stored version, for ``models list`` and its ``--json``.
+
+    ``role`` is ``active`` (what workers serve), ``shadow`` (scored beside
+    it, no alerts) or ``candidate`` (stored, not served).
+    """
+    rows = []
+    shadows: dict[str, str | None] = {}
+    for m in registry.list_models():
+        line = m["line_id"]
+        if line not in shadows:
+            shadows[line] = registry.shadow_version(line)
+        role = (
+            "active" if m["active"] else "shadow" if shadows[line] == m["version"] else "candidate"
+        )
+        rows.append(
+            {
+                "line": line,
+                "version": m["version"],
+                "role": role,
+                "detector": m["detector"]["name"],
+                "sensors": list(m["sensors"]),
+                "rows": m["training"]["rows"],
+                "threshold": m["threshold"],
+                "target_far": m["target_far"],
+                "created_at": m["created_at"],
+            }
+        )
+    return rows
+
+
 @models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @registry_option
-def models_list(registry: Path | None) -> None:
+def models_list(as_json: bool, registry: Path | None) -> None:
     """List every line's model versions."""
+    from rich import box
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
     from lineguard.models.registry import Registry
 
     settings = settings_for(registry)
-    rows = Registry(settings.registry_dir).list_models()
+    reg = Registry(settings.registry_dir)
+    rows = model_rows(reg)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
     if not rows:
         click.echo(f"no models in {settings.registry_dir}")
         return
-    table = Table(title=f"models in {settings.registry_dir}")
-    for column in (
-        "line",
-        "version",
-        "active",
-        "detector",
-        "sensors",
-        "rows",
-        "threshold",
-        "target FAR",
-        "created (UTC)",
-    ):
-        table.add_column(column)
-    for m in rows:
-        table.add_row(
-            m["line_id"],
-            m["version"],
-            "*" if m["active"] else "",
-            m["detector"]["name"],
-            str(len(m["sensors"])),
-            str(m["training"]["rows"]),
-            f"{m['threshold']:.4g}",
-            f"{m['target_far']:.2%}",
-            m["created_at"][:19],
-        )
-    Console().print(table)
+    # Line ids and versions are what users type next (models promote LINE
+    # VERSION), so no cell is ever abbreviated: when the terminal is too
+    # narrow (80 columns when piped), the least useful columns are left out.
+    columns: list[tuple[str, Any]] = [
+        ("line", lambda r: r["line"]),
+        ("version", lambda r: r["version"]),
+        ("role", lambda r: r["role"]),
+        ("detector", lambda r: r["detector"]),
+        ("sensors", lambda r: str(len(r["sensors"]))),
+        ("rows", lambda r: str(r["rows"])),
+        ("threshold", lambda r: f"{r['threshold']:.4g}"),
+        ("FAR", lambda r: f"{r['target_far']:.2%}"),
+        ("created (UTC)", lambda r: r["created_at"][:16].replace("T", " ")),
+    ]
+    out = Console()
+
+    def natural(table: Any) -> int:  # width the table needs without squeezing
+        return Measurement.get(out, out.options.update_width(10_000), table).maximum
+
+    click.echo(f"models in {settings.registry_dir}")
+    for keep in range(len(columns), 2, -1):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name, _ in columns[:keep]:
+            numeric = name in ("sensors", "rows", "threshold", "FAR")
+            table.add_column(name, no_wrap=True, justify="right" if numeric else "left")
+        for r in rows:
+            table.add_row(*(cell(r) for _, cell in columns[:keep]))
+        if natural(table) <= out.width or keep == 3:
+            break
+    if natural(table) > out.width:  # not even line, version and role fit
+        for r in rows:
+            click.echo(f"{r['line']} {r['version']} {r['role']}")
+        return
+    out.print(table)
+    if keep < len(columns):
+        left_out = ", ".join(name for name, _ in columns[keep:])
+        click.echo(f"({out.width} columns: {left_out} left out; --json has everything)")
 
 
 def print_evaluation(report: dict[str, Any]) -> None:
@@ -84,6 +133,13 @@ def print_evaluation(report: dict[str, Any]) -> None:
     console().print(table)
     if data.get("labelled_defect_frames") is None:
         click.echo("no labels in this data: only alert rates are comparable")
+    for v in versions:
+        if v.get("imputed_sensors"):
+            click.echo(
+                f"warning: {v['version']} imputed {v['imputed_sensors']} on every frame (absent "
+                "from the data): its rates describe a line without those sensors",
+                err=True,
+            )
 
 
 def announce_note(error: str | None) -> None:
@@ -166,10 +222,13 @@ def models_promote(line: str, version: str, registry: Path | None) -> None:
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
     settings = settings_for(registry)
+    reg = Registry(settings.registry_dir)
+    if reg.active_version(line) == version:
+        # Nothing to change: no history entry, no announcement.
+        click.echo(f"{line}: {version} is already the active version; nothing changed")
+        return
     try:
-        previous, error = activate_and_announce(
-            Registry(settings.registry_dir), settings, line, version, "promote"
-        )
+        previous, error = activate_and_announce(reg, settings, line, version, "promote")
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{line}: {previous or 'none'} -> {version} (promote)")
@@ -248,11 +307,17 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
     if stop == (version is not None):
         raise click.UsageError("give VERSION to start a shadow, or --stop to end it")
     settings = settings_for(registry)
+    reg = Registry(settings.registry_dir)
+    running = reg.shadow_version(line)
+    if running == version:  # --stop with none running, or the same version again
+        state = f"{version} is already its shadow" if version else "no shadow is running"
+        click.echo(f"{line}: {state}; nothing changed")
+        return
     try:
-        error = shadow_and_announce(Registry(settings.registry_dir), settings, line, version)
+        error = shadow_and_announce(reg, settings, line, version)
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{line}: shadow {'stopped' if stop else version}")
+    click.echo(f"{line}: shadow {f'{running} stopped' if stop else version}")
     if error:
         click.echo(f"warning: workers were not notified ({error})", err=True)
 
@@ -293,6 +358,7 @@ def models_compare(
     b = version_b or reg.shadow_version(line)
     if a is None or b is None:
         raise click.UsageError(f"line {line!r}: name both versions (--a, --b); no active/shadow")
+    start_us, end_us = time_range(start, end)
     with InfluxV1Client(settings.influx) as client:
         try:
             report = compare_versions(
@@ -300,8 +366,8 @@ def models_compare(
                 line,
                 a,
                 b,
-                start_us=time_us(start, "start"),
-                end_us=time_us(end, "end"),
+                start_us=start_us,
+                end_us=end_us,
                 shift_hours=shift_hours,
                 shift_origin_hour=shift_origin,
             )
@@ -353,6 +419,11 @@ def models_compare(
 @click.option("--from-influx", is_flag=True, help="Evaluate on archived telemetry.")
 @click.option("--start", default=None)
 @click.option("--end", default=None)
+@click.option(
+    "--allow-missing-sensors",
+    is_flag=True,
+    help="Evaluate even when the data lacks a model's sensor (imputed; marked in the report).",
+)
 @registry_option
 def models_evaluate(
     line: str,
@@ -363,13 +434,15 @@ def models_evaluate(
     from_influx: bool,
     start: str | None,
     end: str | None,
+    allow_missing_sensors: bool,
     registry: Path | None,
 ) -> None:
     """Score the same frames with VERSION and the active (or --against) version."""
     import numpy as np
 
+    from lineguard.errors import MissingSensorsError
     from lineguard.influx import InfluxV1Client
-    from lineguard.models.candidate import Scorer, evaluate_candidate
+    from lineguard.models.candidate import Scorer, absent_sensors, evaluate_candidate
     from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT
     from lineguard.models.history import read_history
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
@@ -381,9 +454,7 @@ def models_evaluate(
         other = against or reg.active_version(line)
         baseline = Scorer.from_bundle(reg.load(line, other)) if other and other != version else None
         if from_influx:
-            start_us, end_us = time_us(start, "start"), time_us(end, "end")
-            if start_us is None or end_us is None:
-                raise click.UsageError("--from-influx needs --start and --end")
+            start_us, end_us = time_range(start, end, required=True)
             with InfluxV1Client(settings.influx) as client:
                 history = read_history(client, line, start_us, end_us)
             run, labels = history.run, history.labels == REAL_DEFECT
@@ -399,6 +470,16 @@ def models_evaluate(
             keep, source = None, file.name
         else:
             raise click.UsageError("give --file FILE or --from-influx --start T --end T")
+        if not allow_missing_sensors:
+            for scorer in (s for s in (candidate, baseline) if s is not None):
+                absent = absent_sensors(scorer.sensors, list(run.sensors), run.values[part])
+                if absent:
+                    raise MissingSensorsError(
+                        f"{source}: expected every sensor of {line} {scorer.name}; missing "
+                        f"{', '.join(absent)} (no column or no reading), which scoring would "
+                        "impute on every frame. Use --allow-missing-sensors to evaluate anyway",
+                        tuple(absent),
+                    )
         report = evaluate_candidate(
             candidate,
             baseline,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lineguard.cli._common import registry_option, settings_for, time_us
+from lineguard.cli._common import registry_option, settings_for, time_range
 from lineguard.cli.models import announce_note, print_evaluation
 
 __all__ = ["run_training", "train"]
@@ -36,6 +36,12 @@ __all__ = ["run_training", "train"]
 )
 @click.option("--start", default=None, help="With --from-influx: from (ISO 8601, UTC).")
 @click.option("--end", default=None, help="With --from-influx: until (inclusive).")
+@click.option(
+    "--sensors-change",
+    is_flag=True,
+    help="The line's sensor set changes: train even though the data lacks sensors of the "
+    "active model (recorded in the manifest).",
+)
 @registry_option
 def train(
     file: Path | None,
@@ -47,6 +53,7 @@ def train(
     from_influx: bool,
     start: str | None,
     end: str | None,
+    sensors_change: bool,
     registry: Path | None,
 ) -> None:
     """Train a line's model on normal rows of FILE (or of InfluxDB history), store
@@ -62,6 +69,7 @@ def train(
         from_influx=from_influx,
         start=start,
         end=end,
+        sensors_change=sensors_change,
     )
 
 
@@ -77,6 +85,7 @@ def run_training(
     from_influx: bool,
     start: str | None,
     end: str | None,
+    sensors_change: bool = False,
 ) -> None:
     """``lineguard train``: file or InfluxDB history -> candidate + evaluation report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,9 +123,8 @@ def run_training(
             if from_influx:
                 if file is not None:
                     raise click.UsageError("give FILE or --from-influx, not both")
-                start_us, end_us = time_us(start, "start"), time_us(end, "end")
-                if start_us is None or end_us is None:
-                    raise click.UsageError("--from-influx needs --start and --end")
+                start_us, end_us = time_range(start, end, required=True)
+                assert start_us is not None and end_us is not None
                 reading = progress.add_task("reading lineguard_telemetry", total=end_us - start_us)
 
                 def progress_read(reached_us: int, n_rows: int) -> None:
@@ -137,6 +145,7 @@ def run_training(
                         activate=activate,
                         progress=progress_read,
                         step=step,
+                        sensors_change=sensors_change,
                     )
                 progress.update(reading, completed=end_us - start_us)
             else:
@@ -152,6 +161,7 @@ def run_training(
                     config=config,
                     activate=activate,
                     step=step,
+                    sensors_change=sensors_change,
                 )
     except (ValueError, LookupError, ModelIntegrityError, RegistryError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -166,6 +176,11 @@ def run_training(
     )
     if m["training"].get("excluded"):
         click.echo(f"left out {len(m['training']['excluded'])} QA-labelled range(s)")
+    change = m["training"].get("sensor_change")
+    if change:
+        removed = ", ".join(change["removed"]) or "none"
+        added = ", ".join(change["added"]) or "none"
+        click.echo(f"sensor set changed from {change['from']}: removed {removed}, added {added}")
     print_evaluation(candidate.evaluation)
     if candidate.activated:
         if had_active is None:
