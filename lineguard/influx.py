@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -495,6 +496,14 @@ class InfluxUnreachable(InfluxError, ServiceUnreachable):
 def _unreachable(settings: InfluxSettings, exc: httpx.TransportError) -> InfluxUnreachable:
     """The transport failure ``exc`` as one line a user can act on."""
     detail = str(exc) or type(exc).__name__
+    # The async transport says only "All connection attempts failed"; the
+    # operating system's reason (refused, no route ...) is further down.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+            detail = os.strerror(cause.errno) if cause.errno else str(cause.strerror)
+            break
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.TimeoutException):
         reason = (
             f"no answer within {settings.timeout_s:g} s (LINEGUARD_INFLUX_TIMEOUT_S); "
@@ -652,6 +661,11 @@ class InfluxV1Client:
         )
 
     @property
+    def endpoint(self) -> str:
+        """The server's URL without credentials (for logs and messages)."""
+        return _safe_url(self.settings.url)
+
+    @property
     def _http(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(**_client_kwargs(self.settings))
@@ -760,6 +774,11 @@ class AsyncInfluxV1Client:
             f"{type(self).__name__}(url={_safe_url(self.settings.url)!r}, "
             f"database={self.settings.database!r})"
         )
+
+    @property
+    def endpoint(self) -> str:
+        """The server's URL without credentials (for logs and messages)."""
+        return _safe_url(self.settings.url)
 
     @property
     def _http(self) -> httpx.AsyncClient:
