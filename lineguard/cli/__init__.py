@@ -12,6 +12,7 @@ module             commands
 ``worker``         ``worker``
 ``stack``          ``stack up``
 ``demo``           ``demo``
+``settings``       ``settings [--markdown]``
 =================  ==========================================================
 
 Shared options, the settings override and table helpers are in
@@ -22,6 +23,7 @@ Shared options, the settings override and table helpers are in
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -34,6 +36,7 @@ from lineguard.cli.evaluate import evaluate
 from lineguard.cli.feedback import feedback
 from lineguard.cli.gateway import gateway
 from lineguard.cli.models import models
+from lineguard.cli.settings import settings
 from lineguard.cli.stack import stack
 from lineguard.cli.train import train
 from lineguard.cli.worker import worker
@@ -93,6 +96,11 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # Output piped into `head` and the like: not an error worth a line.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
         except Exception as exc:
             verbose = bool(ctx.params.get("verbose"))
             described = describe_failure(exc)
@@ -118,6 +126,18 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-_GROUPS = (gateway, train, models, feedback, dashboards, report, evaluate, worker, stack, demo)
+_GROUPS = (
+    gateway,
+    train,
+    models,
+    feedback,
+    dashboards,
+    report,
+    evaluate,
+    worker,
+    stack,
+    demo,
+    settings,
+)
 for _command in _GROUPS:
     main.add_command(_command)
