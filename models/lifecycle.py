@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from lineguard.errors import MissingSensorsError
-from lineguard.influx import InfluxV1Client
+from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.candidate import Scorer, absent_sensors, evaluate_candidate, version_metrics
 from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT, frame_labels, read_feedback
-from lineguard.models.history import read_history
+from lineguard.models.history import TELEMETRY_MEASUREMENT, read_history
 from lineguard.models.registry import ModelBundle, Registry
 from lineguard.models.training import (
     TrainingConfig,
@@ -33,7 +33,9 @@ from lineguard.models.training import (
 __all__ = [
     "Candidate",
     "active_scorer",
+    "check_sensor_set",
     "compare_versions",
+    "sensors_without_values",
     "shift_start",
     "train_candidate_from_influx",
     "train_candidate_from_run",
@@ -358,6 +360,7 @@ def compare_versions(
     return {
         "line": line,
         "versions": [a, b],
+        "window": {"start_us": int(common[0]), "end_us": int(common[-1])},
         "shift_hours": shift_hours,
         "labels": {
             "ranges": len(feedback),
@@ -367,3 +370,31 @@ def compare_versions(
         "shifts": shifts,
         "total": block(np.ones(common.size, bool)),
     }
+
+
+def sensors_without_values(
+    client: InfluxV1Client, line: str, sensors: list[str], start_us: int, end_us: int
+) -> list[str] | None:
+    """The ``sensors`` that have no archived reading of ``line`` in the window.
+
+    The live scores of a model whose sensor never arrived were computed with
+    that sensor imputed on every frame, so a comparison of such a version
+    must say so. Reads the archive (``lineguard_telemetry``).
+
+    Returns
+    -------
+    list of str or None
+        The sensors without a value, in the given order; None when the
+        archive holds nothing of the line in the window (no archive worker:
+        unknown, not "all missing").
+    """
+    line_lit = "'" + line.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    rows = client.query(
+        f'SELECT COUNT(*) FROM {quote_ident(TELEMETRY_MEASUREMENT)} WHERE "line" = {line_lit} '
+        f"AND time >= {int(start_us)}u AND time <= {int(end_us)}u",
+        epoch="u",
+    )
+    if not rows:
+        return None
+    counts = rows[0]
+    return [s for s in sensors if not counts.get(f"count_{s}")]

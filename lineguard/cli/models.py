@@ -349,7 +349,7 @@ def models_compare(
     from rich.table import Table
 
     from lineguard.influx import InfluxV1Client
-    from lineguard.models.lifecycle import compare_versions
+    from lineguard.models.lifecycle import compare_versions, sensors_without_values
     from lineguard.models.registry import Registry
 
     settings = settings_for(registry)
@@ -373,6 +373,15 @@ def models_compare(
             )
         except LookupError as exc:
             raise click.ClickException(str(exc)) from exc
+        # Live scores of a version whose sensor never arrived were computed
+        # with it imputed on every frame: the comparison says so.
+        window = report["window"]
+        report["imputed_sensors"] = {
+            v: sensors_without_values(
+                client, line, reg.manifest(line, v)["sensors"], window["start_us"], window["end_us"]
+            )
+            for v in dict.fromkeys((a, b))
+        }
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -408,6 +417,15 @@ def models_compare(
         f"{labels['maintenance_frames']} maintenance frames left out; unlabelled frames count "
         "as normal for the false-alarm rate"
     )
+    for v, absent in report["imputed_sensors"].items():
+        if absent is None:
+            click.echo(f"no archived telemetry in the window: cannot check {v}'s sensors", err=True)
+        elif absent:
+            click.echo(
+                f"warning: {v}'s sensors {', '.join(absent)} have no reading in the window: "
+                "its scores were computed with them imputed on every frame",
+                err=True,
+            )
 
 
 @models.command("evaluate")
