@@ -49,6 +49,7 @@ from lineguard.influx import (
     InfluxQueryError,
     InfluxWriteError,
     encode_point,
+    failure_text,
 )
 from lineguard.ingest.dead_letter import DeadLetter, fit_for_topic
 from lineguard.models.announce import ensure_models_topic
@@ -336,7 +337,7 @@ async def _write_body_until_accepted(
         except Exception as exc:  # httpx transport errors and the like
             error = exc
         stats.write_retries += 1
-        stats.sink_down, stats.sink_error = True, f"{type(error).__name__}: {error}"
+        stats.sink_down, stats.sink_error = True, failure_text(error)
         log.warning(
             "InfluxDB write to %s failed (%s; %d bytes); retrying in %.1f s",
             sink.endpoint,
@@ -444,7 +445,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 log.warning("CREATE DATABASE refused (%s); assuming it is managed", exc)
                 return
             except Exception as exc:
-                stats.sink_down, stats.sink_error = True, f"{type(exc).__name__}: {exc}"
+                stats.sink_down, stats.sink_error = True, failure_text(exc)
                 log.warning(
                     "InfluxDB at %s not ready (%s); retrying in %.1f s",
                     sink.endpoint,

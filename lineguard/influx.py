@@ -57,6 +57,7 @@ __all__ = [
     "escape_field_key",
     "escape_measurement",
     "escape_tag",
+    "failure_text",
     "format_field_value",
     "quote_ident",
 ]
@@ -516,6 +517,13 @@ def _unreachable(settings: InfluxSettings, exc: httpx.TransportError) -> InfluxU
     else:
         reason = f"{type(exc).__name__} ({detail})"
     return InfluxUnreachable(_safe_url(settings.url), reason)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, for a log line that already names the endpoint."""
+    if isinstance(exc, InfluxUnreachable):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
 
 
 @contextmanager

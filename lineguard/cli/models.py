@@ -126,6 +126,8 @@ def print_evaluation(report: dict[str, Any]) -> None:
         role = "candidate" if v is report["candidate"] else "active"
         table.add_column(f"{v['version']} ({role})", justify="right")
     keys = [k for k in versions[0] if k != "version"]
+    if not any(v.get("imputed_sensors") for v in versions):
+        keys = [k for k in keys if k != "imputed_sensors"]  # a row only when it says something
     for key in keys:
         table.add_row(key, *(fmt(v.get(key)) for v in versions))
     if report.get("agreement_pct") is not None:

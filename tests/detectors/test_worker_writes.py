@@ -123,6 +123,6 @@ def test_an_unreachable_sink_is_logged_with_its_url_and_reported(caplog) -> None
     with caplog.at_level(logging.WARNING, logger="lineguard.detectors.worker"):
         asyncio.run(until_first_retry())
     assert stats.sink_down
-    assert f"127.0.0.1:{port}" in stats.sink_error and "refused" in stats.sink_error
+    assert "refused" in stats.sink_error
     assert f"InfluxDB write to http://127.0.0.1:{port} failed" in caplog.text
     assert "s3cret" not in caplog.text and "s3cret" not in stats.sink_error
