@@ -19,9 +19,15 @@ def dashboards() -> None:
 @click.option("--check", is_flag=True, help="Only report committed JSON that is out of date.")
 def dashboards_generate(check: bool) -> None:
     """Regenerate dashboards/json/*.json from the Python definitions."""
-    from lineguard.dashboards.generate import main as generate_main
+    from lineguard.dashboards.generate import stale_files, write_all
 
-    sys.exit(generate_main(["--check"] if check else []))
+    if check:
+        stale = stale_files()
+        for path in stale:
+            click.echo(f"stale: {path} (run lineguard dashboards generate)")
+        sys.exit(1 if stale else 0)
+    for path in write_all():
+        click.echo(f"wrote {path}")
 
 
 @dashboards.command("push")

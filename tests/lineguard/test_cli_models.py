@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lineguard.cli import main
-from lineguard.influx import InfluxV1Client
+from lineguard.influx import InfluxV1Client, encode_point
 from lineguard.models.registry import Registry
 from lineguard.settings import get_settings
 
@@ -172,3 +172,45 @@ def test_feedback_alert_with_no_frame_near_echoes_the_time(local_stack) -> None:
     )
     assert result.exit_code == 1, result.output
     assert "within 3600 s of 2026-03-09T10:30:00+00:00" in result.stderr
+
+
+@pytest.mark.integration
+def test_training_from_influx_refuses_history_without_an_active_sensor(
+    local_stack, registry: Path
+) -> None:
+    import uuid
+
+    import numpy as np
+
+    from lineguard.ingest.csv_runs import read_run
+    from lineguard.models.history import TELEMETRY_MEASUREMENT
+
+    run = read_run(SAMPLE)
+    keep = [i for i, s in enumerate(run.sensors) if s != "Pressure"]
+    database = f"ux_{uuid.uuid4().hex[:8]}"
+    with InfluxV1Client(local_stack.influx_settings(database)) as client:
+        client.create_database()
+        client.write(
+            [
+                encode_point(
+                    TELEMETRY_MEASUREMENT,
+                    {"line": "press-7"},
+                    {run.sensors[i]: float(run.values[r, i]) for i in keep},
+                    int(run.time_us[r]) * 1000,
+                )
+                for r in range(400)
+            ]
+        )
+    env = {**local_stack.env(), "LINEGUARD_INFLUX_DATABASE": database}
+    start, end = (np.datetime_as_string(np.datetime64(int(run.time_us[i]), "us")) for i in (0, 399))
+    args = ["train", "--line", "press-7", "--from-influx", "--start", start, "--end", end]
+    result = invoke([*args, "--registry", str(registry)], env)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "expected values of every sensor of the active model" in line
+    assert "Pressure have none" in line and "--sensors-change" in line
+    assert Registry(registry).versions("press-7") == ["v0001"]
+    changed = invoke([*args, "--sensors-change", "--registry", str(registry)], env)
+    assert changed.exit_code == 0, changed.output
+    manifest = Registry(registry).manifest("press-7", "v0002")
+    assert manifest["training"]["sensor_change"]["removed"] == ["Pressure"]
