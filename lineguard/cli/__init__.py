@@ -124,6 +124,11 @@ def main(verbose: int) -> None:
     """LineGuard: catch manufacturing quality problems while they happen."""
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose and click.get_current_context().invoked_subcommand != "worker":
+        # kafka-python logs every failed connection attempt; a command's own
+        # one-line error says what failed and where (-v shows the attempts).
+        # A long-running worker keeps them: they are its connection history.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 _GROUPS = (

@@ -9,7 +9,10 @@ short row.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +163,19 @@ def test_a_registry_setting_that_is_a_file_names_the_path(tmp_path: Path) -> Non
         {"LINEGUARD_REGISTRY_DIR": str(not_a_dir)},
     )
     assert_one_line(result, 1, str(not_a_dir))
+
+
+def test_gateway_replay_with_no_broker_names_the_bootstrap_servers(closed_port: int) -> None:
+    # A subprocess: kafka-python's own logging must not reach the user either.
+    env = {**os.environ, "LINEGUARD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lineguard.cli", "gateway", "replay", "--line", LINE, str(SAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Kafka at 127.0.0.1:{closed_port}")
+    assert "(LINEGUARD_KAFKA_BOOTSTRAP_SERVERS): expected a broker" in line
