@@ -339,7 +339,7 @@ async def _write_body_until_accepted(
         stats.write_retries += 1
         stats.sink_down, stats.sink_error = True, failure_text(error)
         log.warning(
-            "InfluxDB write to %s failed (%s; %d bytes); retrying in %.1f s",
+            "InfluxDB write failed at %s (%s; %d bytes); retrying in %.1f s",
             sink.endpoint,
             stats.sink_error,
             len(body),
