@@ -1,15 +1,14 @@
 """Regenerate the committed dashboard JSON from the Python definitions.
 
-``python -m lineguard.dashboards.generate`` (or ``lineguard dashboards
-generate``) rewrites ``dashboards/json/*.json``; ``--check`` only reports
-files that differ (the tests assert none do), so the JSON Grafana
+``lineguard dashboards generate`` rewrites ``dashboards/json/*.json``
+(:func:`write_all`); ``--check`` only reports files that differ
+(:func:`stale_files`; the tests assert none do), so the JSON Grafana
 provisions from can never drift from the code.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +49,3 @@ def write_all(directory: Path = JSON_DIR) -> list[Path]:
         path.write_text(render(model), encoding="utf-8")
         written.append(path)
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``--check``: exit 1 when committed JSON is stale; else regenerate."""
-    args = sys.argv[1:] if argv is None else argv
-    if "--check" in args:
-        stale = stale_files()
-        for path in stale:
-            print(f"stale: {path} (run python -m lineguard.dashboards.generate)")
-        return 1 if stale else 0
-    for path in write_all():
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.errors import LineGuardError
 from lineguard.influx import InfluxV1Client
 
 __all__ = [
@@ -49,7 +50,7 @@ SENSOR_PANELS = 4
 _RANK_WEIGHTS = (3.0, 2.0, 1.0)
 
 
-class IncidentNotFound(LookupError):
+class IncidentNotFound(LineGuardError, LookupError):
     """No incident with that id in InfluxDB."""
 
 

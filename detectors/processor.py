@@ -24,7 +24,7 @@ from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
 from lineguard.detectors.model_updates import carry_state, load_announced, shadow_lines
 from lineguard.detectors.points import RESULT_MEASUREMENT, result_points
-from lineguard.detectors.scoring import ScoringState, score_batch
+from lineguard.detectors.scoring import ScoringState, score_batch, sensor_gaps
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
 from lineguard.ingest.dead_letter import DeadLetter
@@ -96,6 +96,8 @@ class Outcome:
     duplicates: int = 0
     # Alert edges at historical (late, buffered) frames: not published.
     historical_alerts_suppressed: int = 0
+    # Frames whose reading was missing and imputed, per (line, sensor).
+    imputed: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +107,8 @@ class _Served:
     state: ScoringState | None = None
     alerting: bool = False
     columns: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+    # Sensors with no reading in the line's latest record (dead or unmapped).
+    dead: tuple[str, ...] = ()
 
 
 class TelemetryProcessor:
@@ -347,6 +351,7 @@ class TelemetryProcessor:
             blocks.append(X)
             times.append(batch.time_us)
             historical.append(np.full(batch.n_frames, batch.historical))
+            self._sensor_gaps(served, batch, X, outcome)
         if not blocks:
             return
         X = np.concatenate(blocks)
@@ -471,6 +476,36 @@ class TelemetryProcessor:
                 "historical": bool(historical[i]),
             }
             outcome.alerts.append((line.encode(), message))
+
+    def _sensor_gaps(
+        self, served: _Served, batch: TelemetryBatch, X: np.ndarray, outcome: Outcome
+    ) -> None:
+        """Count imputed readings per sensor; a sensor missing from a whole
+        record raises an alert of its own (``reason: dead_or_unmapped_sensor``),
+        once when the set of such sensors changes, and clears when it empties."""
+        sensors = served.bundle.sensors
+        gaps = sensor_gaps(X)
+        for j in np.flatnonzero(gaps.imputed).tolist():
+            key = (batch.line, sensors[j])
+            outcome.imputed[key] = outcome.imputed.get(key, 0) + int(gaps.imputed[j])
+        dead = tuple(gaps.dead_names(sensors))
+        if dead == served.dead:
+            return
+        previous, served.dead = served.dead, dead
+        if batch.historical:
+            return  # late frames: stored, never paged (as for score alerts)
+        message = {
+            "schema": ALERT_SCHEMA,
+            "state": "raised" if dead else "cleared",
+            "reason": "dead_or_unmapped_sensor",
+            "sensors": list(dead or previous),
+            "site": batch.site,
+            "line": batch.line,
+            "model_version": served.bundle.version,
+            "time_us": int(batch.time_us[0]),
+            "historical": False,
+        }
+        outcome.alerts.append((batch.line.encode(), message))
 
     def _track_incidents(
         self,

@@ -33,9 +33,11 @@ __all__ = [
     "BatchResult",
     "LinePipeline",
     "ScoringState",
+    "SensorGaps",
     "debounce",
     "explained_rows",
     "score_batch",
+    "sensor_gaps",
     "warm_up",
 ]
 
@@ -451,6 +453,51 @@ def score_batch(
     result = BatchResult(score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors)
     alerted = bool(anomaly[-1])
     return result, ScoringState(context=context, flags=flags, alerted=alerted)
+
+
+@dataclass(frozen=True)
+class SensorGaps:
+    """Where one block of a line's frames had no reading, per model sensor.
+
+    Scoring imputes a missing reading (last value, else the training
+    median), which is right for a reading lost now and then and wrong for a
+    sensor that sends nothing: the model then watches a line on which that
+    axis never moves. These counts make both visible.
+
+    Attributes
+    ----------
+    imputed : ndarray of int, shape (n_sensors,)
+        Frames of the block where the sensor's reading was missing (imputed).
+    dead : ndarray of bool, shape (n_sensors,)
+        True where the sensor had no reading in any frame of the block: a
+        dead sensor, or one the gateway does not map (an alert reason of its
+        own, not normal scoring).
+    """
+
+    imputed: np.ndarray
+    dead: np.ndarray
+
+    def dead_names(self, sensors: list[str] | tuple[str, ...]) -> list[str]:
+        """Names of the dead sensors, in the model's order."""
+        return [s for s, d in zip(sensors, self.dead.tolist(), strict=True) if d]
+
+
+def sensor_gaps(X: np.ndarray) -> SensorGaps:
+    """Count the missing readings of one record's frames (one vectorized pass).
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n_sensors)
+        Raw rows in the model's sensor order, NaN where a reading is missing
+        (or the record has no such sensor).
+
+    Returns
+    -------
+    SensorGaps
+    """
+    missing = np.isnan(np.asarray(X, dtype=np.float64))
+    dead = missing.all(axis=0) if missing.shape[0] else np.zeros(missing.shape[1], bool)
+    return SensorGaps(imputed=missing.sum(axis=0), dead=dead)
 
 
 def warm_up() -> None:

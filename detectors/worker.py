@@ -49,6 +49,7 @@ from lineguard.influx import (
     InfluxQueryError,
     InfluxWriteError,
     encode_point,
+    failure_text,
 )
 from lineguard.ingest.dead_letter import DeadLetter, fit_for_topic
 from lineguard.models.announce import ensure_models_topic
@@ -111,6 +112,11 @@ class WorkerStats:
         self.historical_alerts_suppressed = 0
         self.batches = 0
         self.batch_ms = 0.0
+        # The InfluxDB sink: unreachable since its last failed request, and why.
+        self.sink_down = False
+        self.sink_error = ""
+        # Frames whose reading was missing and imputed, per (line, sensor).
+        self.imputed: dict[tuple[str, str], int] = {}
         self.started = time.monotonic()
         self._last_frames = 0
         self._last_at = time.monotonic()
@@ -124,6 +130,8 @@ class WorkerStats:
 
 
 WORKER_MEASUREMENT = "lineguard_worker"
+#: Per (worker, line, sensor): frames scored with that sensor's reading imputed.
+IMPUTED_MEASUREMENT = "lineguard_worker_imputed"
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
@@ -317,6 +325,7 @@ async def _write_body_until_accepted(
     while True:
         try:
             await sink.write(body, precision="ns")
+            stats.sink_down = False
             return None
         except InfluxWriteError as exc:
             if exc.status == 400:
@@ -328,10 +337,11 @@ async def _write_body_until_accepted(
         except Exception as exc:  # httpx transport errors and the like
             error = exc
         stats.write_retries += 1
+        stats.sink_down, stats.sink_error = True, failure_text(error)
         log.warning(
-            "InfluxDB write failed (%s: %s; %d bytes); retrying in %.1f s",
-            type(error).__name__,
-            error,
+            "InfluxDB write failed at %s (%s; %d bytes); retrying in %.1f s",
+            sink.endpoint,
+            stats.sink_error,
             len(body),
             delay,
         )
@@ -435,7 +445,13 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
                 log.warning("CREATE DATABASE refused (%s); assuming it is managed", exc)
                 return
             except Exception as exc:
-                log.warning("InfluxDB not ready (%s); retrying in %.1f s", exc, delay)
+                stats.sink_down, stats.sink_error = True, failure_text(exc)
+                log.warning(
+                    "InfluxDB at %s not ready (%s); retrying in %.1f s",
+                    sink.endpoint,
+                    stats.sink_error,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
@@ -558,16 +574,31 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
             "duplicates": stats.duplicates,
             "historical_alerts_suppressed": stats.historical_alerts_suppressed,
             "uptime_s": time.monotonic() - stats.started,
+            "sink_down": int(stats.sink_down),
+            "imputed_frames": sum(stats.imputed.values()),
             "models": ",".join(f"{k}:{v}" for k, v in sorted(processor.active_models().items())),
         }
+        now_ns = time.time_ns()
         point = encode_point(
-            WORKER_MEASUREMENT, {"worker": worker_tag, "role": role}, fields, time.time_ns()
+            WORKER_MEASUREMENT, {"worker": worker_tag, "role": role}, fields, now_ns
         )
+        # Per line and sensor: the frames scored with an imputed reading.
+        imputed = [
+            encode_point(
+                IMPUTED_MEASUREMENT,
+                {"worker": worker_tag, "line": line, "sensor": sensor},
+                {"frames": frames},
+                now_ns,
+            )
+            for (line, sensor), frames in sorted(stats.imputed.items())
+        ]
         try:
-            await sink.write(point)
+            await sink.write([point, *imputed])
         except Exception as exc:  # metrics must never stop the worker
             log.debug("worker metrics not written: %s", exc)
         log.info("%s: %s", role, {k: v for k, v in fields.items() if k != "models"})
+        if stats.sink_down:
+            log.warning("InfluxDB at %s unreachable: %s", sink.endpoint, stats.sink_error)
 
     async def compute_score(records: list[RawRecord]) -> tuple[Any, dict[str, bytes]]:
         """Decode and score a micro-batch (CPU, in a thread); nothing is sent yet."""
@@ -634,6 +665,8 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         stats.frames += outcome.frames_scored
         stats.duplicates += outcome.duplicates
         stats.historical_alerts_suppressed += outcome.historical_alerts_suppressed
+        for key, frames in outcome.imputed.items():
+            stats.imputed[key] = stats.imputed.get(key, 0) + frames
 
     async def store_score(records: list[RawRecord], prepared: Any) -> None:
         outcome, states = prepared

@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from lineguard.errors import LineGuardError
+
 __all__ = [
     "BufferFull",
     "BufferStats",
@@ -69,7 +71,7 @@ Position = tuple[int, int]
 """(segment id, byte offset): a point in the buffer, ordered like the data."""
 
 
-class BufferFull(RuntimeError):
+class BufferFull(LineGuardError, RuntimeError):
     """A record was refused because the buffer is full (``drop_newest`` policy)."""
 
 

@@ -42,6 +42,8 @@ import fastjsonschema
 import numpy as np
 import orjson
 
+from lineguard.errors import DataError
+
 __all__ = [
     "BINARY_MAGIC",
     "SCHEMA_NAME",
@@ -73,7 +75,7 @@ _V3_HISTORICAL = 0x01
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
-class InvalidRecord(ValueError):
+class InvalidRecord(DataError):
     """A telemetry record that does not follow the wire format.
 
     The message says what was expected and what arrived; it becomes the

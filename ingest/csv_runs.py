@@ -19,10 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LABEL_COLUMNS", "RecordedRun", "read_run"]
+from lineguard.errors import DataError
+
+__all__ = ["LABEL_COLUMNS", "RecordedRun", "RunFormatError", "read_run"]
 
 LABEL_COLUMNS = ("anomaly", "changepoint")
 TIME_COLUMN = "datetime"
+
+
+class RunFormatError(DataError):
+    """A CSV run that is not in the expected layout; the message names the
+    file and line, what was expected and what arrived."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def read_run(path: str | Path, *, naive_tz: tzinfo = timezone.utc) -> RecordedRu
 
     Raises
     ------
-    ValueError
+    RunFormatError
         When the header has no ``datetime`` column first, no sensor column,
         or a cell cannot be parsed; the message names the file and line.
     """
@@ -95,9 +102,9 @@ def read_run(path: str | Path, *, naive_tz: tzinfo = timezone.utc) -> RecordedRu
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            raise ValueError(f"{path}: expected a header line; the file is empty") from None
+            raise RunFormatError(f"{path}: expected a header line; the file is empty") from None
         if not header or header[0] != TIME_COLUMN:
-            raise ValueError(
+            raise RunFormatError(
                 f"{path}: expected '{TIME_COLUMN}' as the first column of a ';'-separated "
                 f"header; got {header[:3]}"
             )
@@ -106,7 +113,9 @@ def read_run(path: str | Path, *, naive_tz: tzinfo = timezone.utc) -> RecordedRu
             i for i, name in enumerate(header) if i > 0 and name not in LABEL_COLUMNS and name
         ]
         if not sensor_idx:
-            raise ValueError(f"{path}: expected at least one sensor column; got header {header}")
+            raise RunFormatError(
+                f"{path}: expected at least one sensor column; got header {header}"
+            )
         times: list[int] = []
         rows: list[list[float]] = []
         labels: dict[str, list[float]] = {name: [] for name in label_idx}
@@ -114,14 +123,16 @@ def read_run(path: str | Path, *, naive_tz: tzinfo = timezone.utc) -> RecordedRu
             if not cells or all(not c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
-                raise ValueError(f"{path}:{lineno}: expected {len(header)} cells; got {len(cells)}")
+                raise RunFormatError(
+                    f"{path}:{lineno}: expected {len(header)} cells; got {len(cells)}"
+                )
             try:
                 times.append(_parse_time(cells[0], naive_tz))
                 rows.append([_parse_float(cells[i]) for i in sensor_idx])
                 for name, i in label_idx.items():
                     labels[name].append(_parse_float(cells[i]))
             except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: cannot parse row: {exc}") from exc
+                raise RunFormatError(f"{path}:{lineno}: cannot parse row: {exc}") from exc
     sensors = tuple(header[i] for i in sensor_idx)
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(sensors))
     as_label = {

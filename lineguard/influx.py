@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +41,7 @@ import httpx
 import numpy as np
 import orjson
 
+from lineguard.errors import LineGuardError, ServiceUnreachable
 from lineguard.settings import InfluxSettings
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "AsyncInfluxV1Client",
     "InfluxError",
     "InfluxQueryError",
+    "InfluxUnreachable",
     "InfluxV1Client",
     "InfluxWriteError",
     "encode_point",
@@ -53,6 +57,7 @@ __all__ = [
     "escape_field_key",
     "escape_measurement",
     "escape_tag",
+    "failure_text",
     "format_field_value",
     "quote_ident",
 ]
@@ -421,7 +426,7 @@ def quote_ident(name: str) -> str:
 # --------------------------------------------------------------------------
 
 
-class InfluxError(Exception):
+class InfluxError(LineGuardError):
     """Base class for errors reported by the InfluxDB HTTP API."""
 
 
@@ -464,6 +469,70 @@ class InfluxQueryError(InfluxError):
         super().__init__(
             f"InfluxDB query failed (HTTP {status}): {_truncate(error)}; query: {_truncate(query)}"
         )
+
+
+class InfluxUnreachable(InfluxError, ServiceUnreachable):
+    """InfluxDB could not be reached, or what answered is not an HTTP server.
+
+    The message names the endpoint (credentials redacted), the setting that
+    chose it and what happened instead of an answer, so a user who mistyped
+    ``LINEGUARD_INFLUX_URL`` sees which URL was tried.
+
+    Attributes
+    ----------
+    url : str
+        The endpoint, without credentials.
+    reason : str
+        What happened (connection refused, no answer within the timeout ...).
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"InfluxDB at {url} (LINEGUARD_INFLUX_URL): expected an InfluxDB HTTP API; got {reason}"
+        )
+
+
+def _unreachable(settings: InfluxSettings, exc: httpx.TransportError) -> InfluxUnreachable:
+    """The transport failure ``exc`` as one line a user can act on."""
+    detail = str(exc) or type(exc).__name__
+    # The async transport says only "All connection attempts failed"; the
+    # operating system's reason (refused, no route ...) is further down.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+            detail = os.strerror(cause.errno) if cause.errno else str(cause.strerror)
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        reason = (
+            f"no answer within {settings.timeout_s:g} s (LINEGUARD_INFLUX_TIMEOUT_S); "
+            "is that InfluxDB's HTTP port?"
+        )
+    elif isinstance(exc, httpx.ConnectError):
+        reason = f"no connection ({detail})"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        reason = f"an answer that is not HTTP ({detail}); is that InfluxDB's HTTP port?"
+    else:
+        reason = f"{type(exc).__name__} ({detail})"
+    return InfluxUnreachable(_safe_url(settings.url), reason)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, for a log line that already names the endpoint."""
+    if isinstance(exc, InfluxUnreachable):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _transport(settings: InfluxSettings) -> Iterator[None]:
+    # httpx's transport errors name neither the URL nor the setting.
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise _unreachable(settings, exc) from exc
 
 
 def _truncate(text: str) -> str:
@@ -600,6 +669,11 @@ class InfluxV1Client:
         )
 
     @property
+    def endpoint(self) -> str:
+        """The server's URL without credentials (for logs and messages)."""
+        return _safe_url(self.settings.url)
+
+    @property
     def _http(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(**_client_kwargs(self.settings))
@@ -636,12 +710,16 @@ class InfluxV1Client:
         ------
         InfluxWriteError
             If the server does not answer 2xx.
+        InfluxUnreachable
+            If nothing answers at ``settings.url`` or what answers is not HTTP.
         """
         request = _write_request(self.settings, lines, precision)
         if request is None:
             return
         params, headers, body = request
-        _check_write(self._http.post("/write", params=params, headers=headers, content=body))
+        with _transport(self.settings):
+            response = self._http.post("/write", params=params, headers=headers, content=body)
+        _check_write(response)
 
     def query(self, q: str, epoch: str | None = "ns") -> list[dict[str, Any]]:
         """Run InfluxQL and return every row of every series as a dict.
@@ -662,9 +740,13 @@ class InfluxV1Client:
         ------
         InfluxQueryError
             On an HTTP error or an ``"error"`` in any statement's result.
+        InfluxUnreachable
+            If nothing answers at ``settings.url`` or what answers is not HTTP.
         """
         params, data = _query_request(self.settings, q, epoch)
-        return _parse_query(self._http.post("/query", params=params, data=data), q)
+        with _transport(self.settings):
+            response = self._http.post("/query", params=params, data=data)
+        return _parse_query(response, q)
 
     def close(self) -> None:
         """Close the connection pool (the client may be used again later)."""
@@ -702,6 +784,11 @@ class AsyncInfluxV1Client:
         )
 
     @property
+    def endpoint(self) -> str:
+        """The server's URL without credentials (for logs and messages)."""
+        return _safe_url(self.settings.url)
+
+    @property
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(**_client_kwargs(self.settings))
@@ -724,13 +811,16 @@ class AsyncInfluxV1Client:
         if request is None:
             return
         params, headers, body = request
-        response = await self._http.post("/write", params=params, headers=headers, content=body)
+        with _transport(self.settings):
+            response = await self._http.post("/write", params=params, headers=headers, content=body)
         _check_write(response)
 
     async def query(self, q: str, epoch: str | None = "ns") -> list[dict[str, Any]]:
         """Run InfluxQL; see :meth:`InfluxV1Client.query`."""
         params, data = _query_request(self.settings, q, epoch)
-        return _parse_query(await self._http.post("/query", params=params, data=data), q)
+        with _transport(self.settings):
+            response = await self._http.post("/query", params=params, data=data)
+        return _parse_query(response, q)
 
     async def close(self) -> None:
         """Close the connection pool (the client may be used again later)."""

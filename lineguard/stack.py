@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from lineguard.errors import LineGuardError
 from lineguard.settings import InfluxSettings, KafkaSettings
 
 __all__ = [
@@ -60,7 +61,7 @@ _PORT_RETRIES = 3
 _ADDR_IN_USE = ("address already in use", "addrinuse", "address in use")
 
 
-class StackError(RuntimeError):
+class StackError(LineGuardError, RuntimeError):
     """A local server could not be found, started or reached."""
 
 

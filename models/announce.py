@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from lineguard.errors import DataError
 from lineguard.models.registry import Registry
 from lineguard.settings import Settings
 
@@ -63,7 +64,7 @@ ACTIONS = {
 }
 
 
-class InvalidAnnouncement(ValueError):
+class InvalidAnnouncement(DataError):
     """A models-topic record that is not a valid announcement."""
 
 

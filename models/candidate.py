@@ -22,7 +22,7 @@ from lineguard.detectors.scoring import score_batch
 from lineguard.ingest.contract import utc_from_us
 from lineguard.models.metrics import score_alerts, segments
 
-__all__ = ["Scorer", "align", "evaluate_candidate", "version_metrics"]
+__all__ = ["Scorer", "absent_sensors", "align", "evaluate_candidate", "version_metrics"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,23 @@ def align(data_sensors: list[str], model_sensors: list[str], X: np.ndarray) -> n
         if s in position:
             out[:, j] = X[:, position[s]]
     return out
+
+
+def absent_sensors(model_sensors: list[str], data_sensors: list[str], X: np.ndarray) -> list[str]:
+    """The model's sensors the data cannot supply: no column, or no reading at all.
+
+    Scoring imputes such a sensor on every frame (its training median), so
+    the model sees a line that never moves on that axis: its alert rate then
+    says nothing about the model. Callers refuse or mark the result.
+    """
+    position = {s: i for i, s in enumerate(data_sensors)}
+    X = np.asarray(X, dtype=np.float64)
+    absent = []
+    for s in model_sensors:
+        i = position.get(s)
+        if i is None or (X.shape[0] > 0 and bool(np.isnan(X[:, i]).all())):
+            absent.append(s)
+    return absent
 
 
 def version_metrics(
@@ -123,7 +140,8 @@ def evaluate_candidate(
     -------
     dict
         ``data`` (window, frames, labelled frames), ``candidate`` and
-        ``active`` metrics, and ``agreement_pct`` (share of counted frames on
+        ``active`` metrics (each with ``imputed_sensors``: the model's sensors absent
+        from the data, or None), and ``agreement_pct`` (share of counted frames on
         which both versions' alert flags agree).
     """
     if len(time_us) == 0:
@@ -140,11 +158,20 @@ def evaluate_candidate(
         "active": None,
     }
     keep_mask = np.ones(len(time_us), bool) if keep is None else np.asarray(keep, bool)
+
+    def imputed(scorer: Scorer) -> str | None:  # marked in the report, never silent
+        return ", ".join(absent_sensors(scorer.sensors, data_sensors, X)) or None
+
     _, c_flags = candidate.alerts(data_sensors, X)
     report["candidate"].update(version_metrics(c_flags, labels, keep_mask))
+    report["candidate"]["imputed_sensors"] = imputed(candidate)
     if active is not None:
         _, a_flags = active.alerts(data_sensors, X)
-        report["active"] = {"version": active.name, **version_metrics(a_flags, labels, keep_mask)}
+        report["active"] = {
+            "version": active.name,
+            **version_metrics(a_flags, labels, keep_mask),
+            "imputed_sensors": imputed(active),
+        }
         agree = (c_flags == a_flags)[keep_mask]
         report["agreement_pct"] = round(100.0 * agree.mean(), 3) if agree.size else None
     return report

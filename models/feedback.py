@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lineguard.errors import DataError
 from lineguard.influx import InfluxV1Client, encode_point, quote_ident
 
 __all__ = [
@@ -67,8 +68,13 @@ NONE, REAL_DEFECT, FALSE_ALARM, MAINTENANCE = 0, 1, 2, 3
 _CODES = {"real_defect": REAL_DEFECT, "false_alarm": FALSE_ALARM, "maintenance": MAINTENANCE}
 
 
-class InvalidFeedback(ValueError):
+class InvalidFeedback(DataError):
     """A feedback record that cannot be stored."""
+
+
+def _iso(us: int) -> str:
+    # Messages show times as people type them, not raw microseconds.
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
 
 def parse_time_us(value: Any, what: str = "time") -> int:
@@ -111,7 +117,7 @@ class Feedback:
             raise InvalidFeedback(f"line: expected a line id; got {self.line!r}")
         if self.end_us < self.start_us:
             raise InvalidFeedback(
-                f"expected end >= start; got start_us={self.start_us}, end_us={self.end_us}"
+                f"expected end >= start; got start {_iso(self.start_us)}, end {_iso(self.end_us)}"
             )
 
     def to_message(self) -> dict[str, Any]:
@@ -243,7 +249,10 @@ def alert_range(
         epoch="u",
     )
     if not rows:
-        raise LookupError(f"no scored frames of line {line!r} within {search_s:.0f} s of the time")
+        raise LookupError(
+            f"expected scored frames of line {line!r} within {search_s:.0f} s of "
+            f"{_iso(at_us)}; got none"
+        )
     t = np.array([r["time"] for r in rows], dtype=np.int64)
     flag = np.array([bool(r["anomaly"]) for r in rows])
     order = np.argsort(t, kind="stable")

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from lineguard.errors import MissingSensorsError
 from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT, frame_labels, read_feedback
@@ -57,6 +59,11 @@ class LineHistory:
     def training_mask(self) -> np.ndarray:
         """Frames training may use: not under maintenance or a confirmed defect."""
         return ~np.isin(self.labels, (MAINTENANCE, REAL_DEFECT))
+
+
+def _iso(us: int) -> str:
+    # Messages show times as typed (ISO 8601), not raw microseconds.
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
 
 def read_history(
@@ -96,7 +103,7 @@ def read_history(
         sensor has no value in it.
     """
     if end_us < start_us:
-        raise ValueError(f"expected end >= start; got start={start_us}, end={end_us}")
+        raise ValueError(f"expected end >= start; got start {_iso(start_us)}, end {_iso(end_us)}")
     line_lit = "'" + line.replace("\\", "\\\\").replace("'", "\\'") + "'"
     times: list[int] = []
     rows: list[dict[str, object]] = []
@@ -117,8 +124,8 @@ def read_history(
         cursor = f"time > {times[-1]}u"
     if not rows:
         raise LookupError(
-            f"no {TELEMETRY_MEASUREMENT} rows for line {line!r} between {start_us} and "
-            f"{end_us} (us); is the archive worker running, and the window right?"
+            f"expected {TELEMETRY_MEASUREMENT} rows for line {line!r} between {_iso(start_us)} "
+            f"and {_iso(end_us)}; got none (is the archive worker running, and the window right?)"
         )
     found = sorted({k for row in rows for k, v in row.items() if k not in _TAGS and v is not None})
     if sensors is None:
@@ -126,9 +133,12 @@ def read_history(
     else:
         missing = [s for s in sensors if s not in found]
         if missing:
-            raise LookupError(
-                f"line {line!r}: sensors {missing} have no value between {start_us} and "
-                f"{end_us}; expected {sensors}, found {found}"
+            raise MissingSensorsError(
+                f"line {line!r}: expected values of every sensor of the active model between "
+                f"{_iso(start_us)} and {_iso(end_us)}; {', '.join(missing)} have none (found "
+                f"{', '.join(found)}). If the line's sensors really changed, train with "
+                "--sensors-change",
+                tuple(missing),
             )
         order = list(sensors) + [s for s in found if s not in sensors]
     values = np.array(

@@ -2,7 +2,7 @@
 InfluxDB history) with its evaluation against the active version, and
 compare two versions' live results per shift.
 
-The CLI (:mod:`lineguard.models.commands`) only parses options and prints;
+The CLI (:mod:`lineguard.cli.models`, :mod:`lineguard.cli.train`) only parses options and prints;
 everything here takes explicit arguments and returns plain data.
 """
 
@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.influx import InfluxV1Client
+from lineguard.errors import MissingSensorsError
+from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
-from lineguard.models.candidate import Scorer, evaluate_candidate, version_metrics
+from lineguard.models.candidate import Scorer, absent_sensors, evaluate_candidate, version_metrics
 from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT, frame_labels, read_feedback
-from lineguard.models.history import read_history
+from lineguard.models.history import TELEMETRY_MEASUREMENT, read_history
 from lineguard.models.registry import ModelBundle, Registry
 from lineguard.models.training import (
     TrainingConfig,
@@ -32,7 +33,9 @@ from lineguard.models.training import (
 __all__ = [
     "Candidate",
     "active_scorer",
+    "check_sensor_set",
     "compare_versions",
+    "sensors_without_values",
     "shift_start",
     "train_candidate_from_influx",
     "train_candidate_from_run",
@@ -73,6 +76,7 @@ def _store(
     activate: bool | None,
     excluded: list[dict[str, Any]] | None,
     step: Step,
+    sensor_change: dict[str, Any] | None = None,
 ) -> Candidate:
     step("fitting", 0.0)
     fitted = fit_from_rows(sensors, X_train, config)
@@ -99,10 +103,69 @@ def _store(
         evaluation=report,
         excluded=excluded,
         fitted=fitted,
+        sensor_change=sensor_change,
     )
     report = {**report, "candidate": {**report["candidate"], "version": bundle.version}}
     step("stored", 1.0)
     return Candidate(bundle=bundle, evaluation=report, activated=do_activate)
+
+
+def check_sensor_set(
+    registry: Registry,
+    line: str,
+    sensors: list[str],
+    X: np.ndarray,
+    source: str,
+    sensors_change: bool = False,
+) -> dict[str, Any] | None:
+    """Refuse training data that lacks a sensor of the line's active model.
+
+    A file without (or with an empty) ``Pressure`` column would otherwise
+    train a model that never watches pressure, stored as a routine new
+    version; and the active model, evaluated on the same data, would see
+    pressure imputed on every frame and alert on most of them. Only the user
+    knows whether the line's sensors really changed.
+
+    Parameters
+    ----------
+    registry, line :
+        Where the line's active model is.
+    sensors, X :
+        The training data's columns and rows.
+    source : str
+        File name or ``influx:<db>``, for the message.
+    sensors_change : bool
+        The user said the sensor set changes (``--sensors-change``).
+
+    Returns
+    -------
+    dict or None
+        What changed (``from``, ``removed``, ``added``) for the manifest, when
+        the set differs and the user said so; None when nothing changed or
+        the line has no active model.
+
+    Raises
+    ------
+    MissingSensorsError
+        When the data lacks an active sensor and ``sensors_change`` is False.
+    """
+    active = registry.active_version(line)
+    if active is None:
+        return None
+    expected = list(registry.manifest(line, active)["sensors"])
+    removed = absent_sensors(expected, sensors, X)
+    present = [s for s in sensors if s not in absent_sensors([s], sensors, X)]
+    added = [s for s in present if s not in expected]
+    if not removed and not added:
+        return None
+    if removed and not sensors_change:
+        raise MissingSensorsError(
+            f"{source}: expected every sensor of line {line}'s active model {active}; "
+            f"missing {', '.join(removed)} (no column or no reading). If the line's sensors "
+            "really changed, train again with --sensors-change",
+            tuple(removed),
+        )
+    return {"from": active, "removed": removed, "added": added}
 
 
 def train_candidate_from_run(
@@ -114,16 +177,22 @@ def train_candidate_from_run(
     config: TrainingConfig | None = None,
     activate: bool | None = None,
     step: Step | None = None,
+    sensors_change: bool = False,
 ) -> Candidate:
     """Train on a recorded run's first ``rows`` rows; evaluate on the rest.
 
     The evaluation frames are the rows after the training rows (with the
     file's labels) when there are at least 20 of them, else the whole run.
     ``activate`` None activates only a line's first model. The caller
-    activates (and announces) when ``Candidate.activated`` is set.
+    activates (and announces) when ``Candidate.activated`` is set. A run
+    without a sensor of the active model is refused unless
+    ``sensors_change`` (see :func:`check_sensor_set`).
     """
     config = config or TrainingConfig()
     window = training_rows(run, rows)
+    change = check_sensor_set(
+        registry, line, list(run.sensors), run.values[window], Path(run.path).name, sensors_change
+    )
     test = slice(window.stop, len(run)) if len(run) - window.stop >= 20 else slice(0, len(run))
     labels = run.anomaly[test].astype(bool) if run.anomaly is not None else None
     return _store(
@@ -141,6 +210,7 @@ def train_candidate_from_run(
         activate=activate,
         excluded=None,
         step=step or (lambda _s, _f: None),
+        sensor_change=change,
     )
 
 
@@ -155,6 +225,7 @@ def train_candidate_from_influx(
     activate: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
     step: Step | None = None,
+    sensors_change: bool = False,
 ) -> Candidate:
     """Train on a line's archived telemetry between two times.
 
@@ -165,10 +236,18 @@ def train_candidate_from_influx(
     """
     config = config or TrainingConfig()
     active_version = registry.active_version(line)
+    # The active model's sensors, in its order, so the line's contract is
+    # kept; with sensors_change, whatever the line sends now.
     sensors = registry.manifest(line, active_version)["sensors"] if active_version else None
+    if sensors_change:
+        sensors = None
     history = read_history(client, line, start_us, end_us, sensors=sensors, progress=progress)
     run = history.run
     mask = history.training_mask
+    source = f"influx:{client.settings.database}"
+    change = check_sensor_set(
+        registry, line, list(run.sensors), run.values[mask], source, sensors_change
+    )
     if mask.sum() < 20:
         raise ValueError(
             f"expected at least 20 normal rows for line {line!r} in the window; got "
@@ -184,11 +263,12 @@ def train_candidate_from_influx(
         X_eval=run.values,
         labels=history.labels == REAL_DEFECT,
         keep=history.labels != MAINTENANCE,
-        source=f"influx:{client.settings.database}",
+        source=source,
         config=config,
         activate=activate,
         excluded=history.excluded,
         step=step or (lambda _s, _f: None),
+        sensor_change=change,
     )
 
 
@@ -280,6 +360,7 @@ def compare_versions(
     return {
         "line": line,
         "versions": [a, b],
+        "window": {"start_us": int(common[0]), "end_us": int(common[-1])},
         "shift_hours": shift_hours,
         "labels": {
             "ranges": len(feedback),
@@ -289,3 +370,31 @@ def compare_versions(
         "shifts": shifts,
         "total": block(np.ones(common.size, bool)),
     }
+
+
+def sensors_without_values(
+    client: InfluxV1Client, line: str, sensors: list[str], start_us: int, end_us: int
+) -> list[str] | None:
+    """The ``sensors`` that have no archived reading of ``line`` in the window.
+
+    The live scores of a model whose sensor never arrived were computed with
+    that sensor imputed on every frame, so a comparison of such a version
+    must say so. Reads the archive (``lineguard_telemetry``).
+
+    Returns
+    -------
+    list of str or None
+        The sensors without a value, in the given order; None when the
+        archive holds nothing of the line in the window (no archive worker:
+        unknown, not "all missing").
+    """
+    line_lit = "'" + line.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    rows = client.query(
+        f'SELECT COUNT(*) FROM {quote_ident(TELEMETRY_MEASUREMENT)} WHERE "line" = {line_lit} '
+        f"AND time >= {int(start_us)}u AND time <= {int(end_us)}u",
+        epoch="u",
+    )
+    if not rows:
+        return None
+    counts = rows[0]
+    return [s for s in sensors if not counts.get(f"count_{s}")]

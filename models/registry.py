@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lineguard.errors import LineGuardError
+
 __all__ = [
     "TRUSTED_MODULE_PREFIXES",
     "ModelBundle",
@@ -67,11 +69,11 @@ TRUSTED_MODULE_PREFIXES = (
 )
 
 
-class RegistryError(LookupError):
+class RegistryError(LineGuardError, LookupError):
     """A line or version the registry does not have."""
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(LineGuardError, RuntimeError):
     """An artifact that fails verification and must not be loaded."""
 
 

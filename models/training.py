@@ -174,6 +174,7 @@ def train_from_rows(
     evaluation: dict[str, Any] | None = None,
     excluded: list[dict[str, Any]] | None = None,
     fitted: tuple[Any, float, dict[str, Any]] | None = None,
+    sensor_change: dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Fit a line's model on the given normal rows and store a new version.
 
@@ -205,6 +206,11 @@ def train_from_rows(
     fitted : tuple, optional
         ``(pipeline, threshold, info)`` from :func:`fit_from_rows` when the
         caller already fitted (e.g. to evaluate before storing).
+    sensor_change : dict, optional
+        The user said the line's sensor set changes (``from`` version,
+        ``removed`` and ``added`` sensors); recorded in the manifest so the
+        new version's narrower (or wider) view of the line is never a
+        surprise later.
     """
     config = config or TrainingConfig()
     X = np.asarray(X, dtype=np.float64)
@@ -239,6 +245,8 @@ def train_from_rows(
             "excluded": excluded or [],
         },
     }
+    if sensor_change is not None:
+        envelope["training"]["sensor_change"] = sensor_change
     if evaluation is not None:
         envelope["evaluation"] = _jsonable(evaluation)
     bundle = registry.save(line_id, pipeline, envelope)

@@ -21,7 +21,7 @@ UIDS = [DATASOURCE_UID]
 
 
 def test_committed_json_is_what_the_code_generates() -> None:
-    assert stale_files() == [], "run: python -m lineguard.dashboards.generate"
+    assert stale_files() == [], "run: lineguard dashboards generate"
     for name, model in dashboard_json().items():
         assert json.loads((JSON_DIR / f"{name}.json").read_text()) == model
         assert render(model) == render(json.loads(render(model)))  # stable text

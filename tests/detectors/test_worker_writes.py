@@ -100,3 +100,29 @@ def test_a_refused_body_is_reported_and_the_others_are_stored(settings: InfluxSe
     assert refused is not None and refused.status == 400
     assert stats.write_errors == 1
     assert _count(settings) == 400  # the valid bodies are in
+
+
+def test_an_unreachable_sink_is_logged_with_its_url_and_reported(caplog) -> None:
+    import logging
+    import socket
+
+    with socket.socket() as s:  # bound then closed: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://writer:s3cret@127.0.0.1:{port}"
+    stats = WorkerStats()
+
+    async def until_first_retry() -> None:
+        sink = AsyncInfluxV1Client(InfluxSettings(url=url))
+        task = asyncio.ensure_future(_write_until_accepted(sink, ["m f=1 1"], stats))
+        while stats.write_retries == 0:  # the retry loop never gives up by itself
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await sink.close()
+
+    with caplog.at_level(logging.WARNING, logger="lineguard.detectors.worker"):
+        asyncio.run(until_first_retry())
+    assert stats.sink_down
+    assert "refused" in stats.sink_error
+    assert f"InfluxDB write failed at http://127.0.0.1:{port}" in caplog.text
+    assert "s3cret" not in caplog.text and "s3cret" not in stats.sink_error

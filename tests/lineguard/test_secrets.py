@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 
 from lineguard.detectors.worker import faust_credentials
-from lineguard.influx import InfluxV1Client, _client_kwargs
+from lineguard.influx import InfluxUnreachable, InfluxV1Client, _client_kwargs
 from lineguard.ingest.gateway import make_producer
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings
 
@@ -77,7 +76,7 @@ def test_influx_errors_and_logs_carry_no_secret(caplog) -> None:
     settings = _settings()
     client = InfluxV1Client(settings.influx)
     with caplog.at_level(logging.DEBUG):
-        with pytest.raises(httpx.HTTPError) as failure:
+        with pytest.raises(InfluxUnreachable) as failure:
             client.write("m f=1 1")  # nothing listens on port 9
         assert client.ping() is False
     client.close()

@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-__all__ = ["evaluate", "print_evaluation"]
+__all__ = ["evaluate", "print_folder_evaluation"]
 
 
-def print_evaluation(evaluation: Any) -> None:
+def print_folder_evaluation(evaluation: Any) -> None:
     """Per-run table, the totals, NAB and event metrics, on the terminal."""
     from rich.console import Console
     from rich.table import Table
@@ -151,7 +151,7 @@ def evaluate(
             f"first column and an 'anomaly' column, longer than {train_rows} rows)"
         )
     write_predictions(result, predictions)
-    print_evaluation(result)
+    print_folder_evaluation(result)
     click.echo(f"predictions: {predictions}")
     if report_path is not None:
         from lineguard.models.report import write_report

@@ -19,9 +19,15 @@ def dashboards() -> None:
 @click.option("--check", is_flag=True, help="Only report committed JSON that is out of date.")
 def dashboards_generate(check: bool) -> None:
     """Regenerate dashboards/json/*.json from the Python definitions."""
-    from lineguard.dashboards.generate import main as generate_main
+    from lineguard.dashboards.generate import stale_files, write_all
 
-    sys.exit(generate_main(["--check"] if check else []))
+    if check:
+        stale = stale_files()
+        for path in stale:
+            click.echo(f"stale: {path} (run lineguard dashboards generate)")
+        sys.exit(1 if stale else 0)
+    for path in write_all():
+        click.echo(f"wrote {path}")
 
 
 @dashboards.command("push")
@@ -79,11 +85,11 @@ def report() -> None:
 )
 def report_incident(incident_id: str, png: Path) -> None:
     """Render incident INCIDENT_ID (sensors, score, threshold, contributions) as a PNG."""
+    from lineguard.cli._common import settings_for
     from lineguard.dashboards.incident_report import IncidentNotFound, render_incident_png
     from lineguard.influx import InfluxV1Client
-    from lineguard.settings import get_settings
 
-    with InfluxV1Client(get_settings().influx) as client:
+    with InfluxV1Client(settings_for().influx) as client:
         try:
             out = render_incident_png(client, incident_id, png)
         except IncidentNotFound as exc:

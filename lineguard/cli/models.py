@@ -1,8 +1,5 @@
-"""``lineguard models ...``, ``lineguard feedback ...`` and ``lineguard train``'s
-lifecycle path: option parsing and printing around :mod:`lineguard.models.lifecycle`.
-
-Registered on the main CLI by :mod:`lineguard.cli`.
-"""
+"""``lineguard models ...``: inspect the registry, promote, roll back, shadow,
+compare and evaluate versions (around :mod:`lineguard.models.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -12,54 +9,105 @@ from typing import Any
 
 import click
 
-from lineguard.settings import Settings, get_settings
+from lineguard.cli._common import console, fmt, registry_option, settings_for, time_range
 
-__all__ = ["feedback", "model_commands", "print_evaluation", "run_training"]
-
-_registry_option = click.option(
-    "--registry",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model registry directory (default: $LINEGUARD_REGISTRY_DIR or ./registry).",
-)
+__all__ = ["announce_note", "models", "print_evaluation"]
 
 
-def _settings(registry: Path | None) -> Settings:
-    settings = get_settings()
-    if registry is not None:
-        settings = settings.model_copy(update={"registry_dir": registry})
-    return settings
+@click.group()
+def models() -> None:
+    """Inspect the model registry."""
 
 
-def _time_us(text: str | None, what: str) -> int | None:
-    from lineguard.models.feedback import InvalidFeedback, parse_time_us
+def model_rows(registry: Any) -> list[dict[str, Any]]:
+    """One summary per stored version, for ``models list`` and its ``--json``.
 
-    if text is None:
-        return None
-    try:
-        return parse_time_us(int(text) if text.lstrip("-").isdigit() else text, what)
-    except InvalidFeedback as exc:
-        raise click.BadParameter(str(exc), param_hint=f"--{what}") from exc
+    ``role`` is ``active`` (what workers serve), ``shadow`` (scored beside
+    it, no alerts) or ``candidate`` (stored, not served).
+    """
+    rows = []
+    shadows: dict[str, str | None] = {}
+    for m in registry.list_models():
+        line = m["line_id"]
+        if line not in shadows:
+            shadows[line] = registry.shadow_version(line)
+        role = (
+            "active" if m["active"] else "shadow" if shadows[line] == m["version"] else "candidate"
+        )
+        rows.append(
+            {
+                "line": line,
+                "version": m["version"],
+                "role": role,
+                "detector": m["detector"]["name"],
+                "sensors": list(m["sensors"]),
+                "rows": m["training"]["rows"],
+                "threshold": m["threshold"],
+                "target_far": m["target_far"],
+                "created_at": m["created_at"],
+            }
+        )
+    return rows
 
 
-def _iso(us: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
-
-
-def _console() -> Any:
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@registry_option
+def models_list(as_json: bool, registry: Path | None) -> None:
+    """List every line's model versions."""
+    from rich import box
     from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
 
-    return Console(width=120)
+    from lineguard.models.registry import Registry
 
+    settings = settings_for(registry)
+    reg = Registry(settings.registry_dir)
+    rows = model_rows(reg)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no models in {settings.registry_dir}")
+        return
+    # Line ids and versions are what users type next (models promote LINE
+    # VERSION), so no cell is ever abbreviated: when the terminal is too
+    # narrow (80 columns when piped), the least useful columns are left out.
+    columns: list[tuple[str, Any]] = [
+        ("line", lambda r: r["line"]),
+        ("version", lambda r: r["version"]),
+        ("role", lambda r: r["role"]),
+        ("detector", lambda r: r["detector"]),
+        ("sensors", lambda r: str(len(r["sensors"]))),
+        ("rows", lambda r: str(r["rows"])),
+        ("threshold", lambda r: f"{r['threshold']:.4g}"),
+        ("FAR", lambda r: f"{r['target_far']:.2%}"),
+        ("created (UTC)", lambda r: r["created_at"][:16].replace("T", " ")),
+    ]
+    out = Console()
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    def natural(table: Any) -> int:  # width the table needs without squeezing
+        return Measurement.get(out, out.options.update_width(10_000), table).maximum
+
+    click.echo(f"models in {settings.registry_dir}")
+    for keep in range(len(columns), 2, -1):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name, _ in columns[:keep]:
+            numeric = name in ("sensors", "rows", "threshold", "FAR")
+            table.add_column(name, no_wrap=True, justify="right" if numeric else "left")
+        for r in rows:
+            table.add_row(*(cell(r) for _, cell in columns[:keep]))
+        if natural(table) <= out.width or keep == 3:
+            break
+    if natural(table) > out.width:  # not even line, version and role fit
+        for r in rows:
+            click.echo(f"{r['line']} {r['version']} {r['role']}")
+        return
+    out.print(table)
+    if keep < len(columns):
+        left_out = ", ".join(name for name, _ in columns[keep:])
+        click.echo(f"({out.width} columns: {left_out} left out; --json has everything)")
 
 
 def print_evaluation(report: dict[str, Any]) -> None:
@@ -78,16 +126,25 @@ def print_evaluation(report: dict[str, Any]) -> None:
         role = "candidate" if v is report["candidate"] else "active"
         table.add_column(f"{v['version']} ({role})", justify="right")
     keys = [k for k in versions[0] if k != "version"]
+    if not any(v.get("imputed_sensors") for v in versions):
+        keys = [k for k in keys if k != "imputed_sensors"]  # a row only when it says something
     for key in keys:
-        table.add_row(key, *(_fmt(v.get(key)) for v in versions))
+        table.add_row(key, *(fmt(v.get(key)) for v in versions))
     if report.get("agreement_pct") is not None:
-        table.add_row("agreement_pct", _fmt(report["agreement_pct"]), "")
-    _console().print(table)
+        table.add_row("agreement_pct", fmt(report["agreement_pct"]), "")
+    console().print(table)
     if data.get("labelled_defect_frames") is None:
         click.echo("no labels in this data: only alert rates are comparable")
+    for v in versions:
+        if v.get("imputed_sensors"):
+            click.echo(
+                f"warning: {v['version']} imputed {v['imputed_sensors']} on every frame (absent "
+                "from the data): its rates describe a line without those sensors",
+                err=True,
+            )
 
 
-def _announce_note(error: str | None) -> None:
+def announce_note(error: str | None) -> None:
     if error:
         click.echo(
             f"warning: workers were not notified through Kafka ({error}); they pick the "
@@ -99,134 +156,16 @@ def _announce_note(error: str | None) -> None:
         click.echo("announced on the models topic; running workers switch at their next batch")
 
 
-def run_training(
-    *,
-    file: Path | None,
-    line_id: str,
-    rows: int | None,
-    detector: str | None,
-    target_far: float | None,
-    activate: bool | None,
-    registry: Path | None,
-    from_influx: bool,
-    start: str | None,
-    end: str | None,
-) -> None:
-    """``lineguard train``: file or InfluxDB history -> candidate + evaluation report."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.announce import activate_and_announce
-    from lineguard.models.lifecycle import (
-        train_candidate_from_influx,
-        train_candidate_from_run,
-    )
-    from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
-    from lineguard.models.training import TrainingConfig
-
-    settings = _settings(registry)
-    reg = Registry(settings.registry_dir)
-    defaults = TrainingConfig()
-    config = TrainingConfig(
-        detector=detector or defaults.detector,
-        target_far=target_far if target_far is not None else defaults.target_far,
-    )
-    had_active = reg.active_version(line_id)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    )
-    try:
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("training", total=1.0)
-
-            def step(text: str, fraction: float) -> None:
-                progress.update(task, description=text, completed=fraction)
-
-            if from_influx:
-                if file is not None:
-                    raise click.UsageError("give FILE or --from-influx, not both")
-                start_us, end_us = _time_us(start, "start"), _time_us(end, "end")
-                if start_us is None or end_us is None:
-                    raise click.UsageError("--from-influx needs --start and --end")
-                reading = progress.add_task("reading lineguard_telemetry", total=end_us - start_us)
-
-                def progress_read(reached_us: int, n_rows: int) -> None:
-                    progress.update(
-                        reading,
-                        completed=reached_us - start_us,
-                        description=f"reading lineguard_telemetry ({n_rows} rows)",
-                    )
-
-                with InfluxV1Client(settings.influx) as client:
-                    candidate = train_candidate_from_influx(
-                        reg,
-                        client,
-                        line_id,
-                        start_us,
-                        end_us,
-                        config=config,
-                        activate=activate,
-                        progress=progress_read,
-                        step=step,
-                    )
-                progress.update(reading, completed=end_us - start_us)
-            else:
-                if file is None:
-                    raise click.UsageError("give FILE, or --from-influx --start T --end T")
-                from lineguard.ingest.csv_runs import read_run
-
-                candidate = train_candidate_from_run(
-                    reg,
-                    read_run(file),
-                    line_id,
-                    rows=rows,
-                    config=config,
-                    activate=activate,
-                    step=step,
-                )
-    except (ValueError, LookupError, ModelIntegrityError, RegistryError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    bundle = candidate.bundle
-    m = bundle.manifest
-    click.echo(
-        f"trained {line_id} {bundle.version}: detector {m['detector']['name']}, "
-        f"{m['training']['rows']} rows from {m['training']['source']} "
-        f"({m['training']['start'][:19]} .. {m['training']['end'][:19]} UTC), "
-        f"threshold {bundle.threshold:.4g} (target false-alarm rate {m['target_far']:.2%}), "
-        f"fingerprint {m['training']['fingerprint'][:12]}"
-    )
-    if m["training"].get("excluded"):
-        click.echo(f"left out {len(m['training']['excluded'])} QA-labelled range(s)")
-    print_evaluation(candidate.evaluation)
-    if candidate.activated:
-        if had_active is None:
-            reg.activate(line_id, bundle.version, action="activate")
-            click.echo(f"{bundle.version} is active (the line's first model)")
-        else:
-            _, error = activate_and_announce(reg, settings, line_id, bundle.version, "promote")
-            click.echo(f"{bundle.version} promoted over {had_active}")
-            _announce_note(error)
-    else:
-        click.echo(
-            f"candidate stored; active stays {had_active}. Promote with: "
-            f"lineguard models promote {line_id} {bundle.version}"
-        )
-
-
-# -- lineguard models ... -----------------------------------------------------------
-@click.command("show")
+@models.command("show")
 @click.argument("line")
 @click.argument("version", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-@_registry_option
+@registry_option
 def models_show(line: str, version: str | None, as_json: bool, registry: Path | None) -> None:
     """Show a version's manifest (default: the active one) and the line's history."""
     from lineguard.models.registry import Registry, RegistryError
 
-    reg = Registry(_settings(registry).registry_dir)
+    reg = Registry(settings_for(registry).registry_dir)
     try:
         version = version or reg.active_version(line)
         if version is None:
@@ -275,36 +214,39 @@ def models_show(line: str, version: str | None, as_json: bool, registry: Path | 
         )
 
 
-@click.command("promote")
+@models.command("promote")
 @click.argument("line")
 @click.argument("version")
-@_registry_option
+@registry_option
 def models_promote(line: str, version: str, registry: Path | None) -> None:
     """Make VERSION the line's active model and tell running workers."""
     from lineguard.models.announce import activate_and_announce
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
+    reg = Registry(settings.registry_dir)
+    if reg.active_version(line) == version:
+        # Nothing to change: no history entry, no announcement.
+        click.echo(f"{line}: {version} is already the active version; nothing changed")
+        return
     try:
-        previous, error = activate_and_announce(
-            Registry(settings.registry_dir), settings, line, version, "promote"
-        )
+        previous, error = activate_and_announce(reg, settings, line, version, "promote")
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{line}: {previous or 'none'} -> {version} (promote)")
-    _announce_note(error)
+    announce_note(error)
 
 
-@click.command("rollback")
+@models.command("rollback")
 @click.argument("line")
 @click.option("--to", "target", default=None, help="Version to go back to (default: the previous).")
-@_registry_option
+@registry_option
 def models_rollback(line: str, target: str | None, registry: Path | None) -> None:
     """Serve the line's previously active version again and tell running workers."""
     from lineguard.models.announce import activate_and_announce
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     try:
         target = target or reg.rollback_target(line)
@@ -312,7 +254,7 @@ def models_rollback(line: str, target: str | None, registry: Path | None) -> Non
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{line}: {previous} -> {target} (rollback)")
-    _announce_note(error)
+    announce_note(error)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -324,18 +266,18 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-@click.command("diff")
+@models.command("diff")
 @click.argument("line")
 @click.argument("version_a")
 @click.argument("version_b")
-@_registry_option
+@registry_option
 def models_diff(line: str, version_a: str, version_b: str, registry: Path | None) -> None:
     """What differs between two versions' manifests (parameters, data, metrics)."""
     from rich.table import Table
 
     from lineguard.models.registry import Registry, RegistryError
 
-    reg = Registry(_settings(registry).registry_dir)
+    reg = Registry(settings_for(registry).registry_dir)
     try:
         a = _flatten(reg.manifest(line, version_a))
         b = _flatten(reg.manifest(line, version_b))
@@ -349,16 +291,16 @@ def models_diff(line: str, version_a: str, version_b: str, registry: Path | None
         if a.get(key) == b.get(key):
             same += 1
             continue
-        table.add_row(key, _fmt(a.get(key)), _fmt(b.get(key)))
-    _console().print(table)
+        table.add_row(key, fmt(a.get(key)), fmt(b.get(key)))
+    console().print(table)
     click.echo(f"{same} fields identical")
 
 
-@click.command("shadow")
+@models.command("shadow")
 @click.argument("line")
 @click.argument("version", required=False)
 @click.option("--stop", is_flag=True, help="Stop the line's shadow.")
-@_registry_option
+@registry_option
 def models_shadow(line: str, version: str | None, stop: bool, registry: Path | None) -> None:
     """Score candidate VERSION beside the active one on live traffic (no alerts)."""
     from lineguard.models.announce import shadow_and_announce
@@ -366,17 +308,23 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
 
     if stop == (version is not None):
         raise click.UsageError("give VERSION to start a shadow, or --stop to end it")
-    settings = _settings(registry)
+    settings = settings_for(registry)
+    reg = Registry(settings.registry_dir)
+    running = reg.shadow_version(line)
+    if running == version:  # --stop with none running, or the same version again
+        state = f"{version} is already its shadow" if version else "no shadow is running"
+        click.echo(f"{line}: {state}; nothing changed")
+        return
     try:
-        error = shadow_and_announce(Registry(settings.registry_dir), settings, line, version)
+        error = shadow_and_announce(reg, settings, line, version)
     except (RegistryError, ModelIntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{line}: shadow {'stopped' if stop else version}")
+    click.echo(f"{line}: shadow {f'{running} stopped' if stop else version}")
     if error:
         click.echo(f"warning: workers were not notified ({error})", err=True)
 
 
-@click.command("compare")
+@models.command("compare")
 @click.argument("line")
 @click.option("--a", "version_a", default=None, help="First version (default: the active one).")
 @click.option("--b", "version_b", default=None, help="Second version (default: the shadow).")
@@ -387,7 +335,7 @@ def models_shadow(line: str, version: str | None, stop: bool, registry: Path | N
     "--shift-origin", type=float, default=6.0, show_default=True, help="Hour a shift starts."
 )
 @click.option("--json", "as_json", is_flag=True)
-@_registry_option
+@registry_option
 def models_compare(
     line: str,
     version_a: str | None,
@@ -403,15 +351,16 @@ def models_compare(
     from rich.table import Table
 
     from lineguard.influx import InfluxV1Client
-    from lineguard.models.lifecycle import compare_versions
+    from lineguard.models.lifecycle import compare_versions, sensors_without_values
     from lineguard.models.registry import Registry
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     a = version_a or reg.active_version(line)
     b = version_b or reg.shadow_version(line)
     if a is None or b is None:
         raise click.UsageError(f"line {line!r}: name both versions (--a, --b); no active/shadow")
+    start_us, end_us = time_range(start, end)
     with InfluxV1Client(settings.influx) as client:
         try:
             report = compare_versions(
@@ -419,13 +368,22 @@ def models_compare(
                 line,
                 a,
                 b,
-                start_us=_time_us(start, "start"),
-                end_us=_time_us(end, "end"),
+                start_us=start_us,
+                end_us=end_us,
                 shift_hours=shift_hours,
                 shift_origin_hour=shift_origin,
             )
         except LookupError as exc:
             raise click.ClickException(str(exc)) from exc
+        # Live scores of a version whose sensor never arrived were computed
+        # with it imputed on every frame: the comparison says so.
+        window = report["window"]
+        report["imputed_sensors"] = {
+            v: sensors_without_values(
+                client, line, reg.manifest(line, v)["sensors"], window["start_us"], window["end_us"]
+            )
+            for v in dict.fromkeys((a, b))
+        }
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -446,24 +404,33 @@ def models_compare(
         table.add_row(
             s["start"][:16].replace("T", " "),
             str(s["frames"]),
-            _fmt(s["agreement_pct"]),
-            _fmt(s[a]["alert_rate_pct"]),
-            _fmt(s[b]["alert_rate_pct"]),
+            fmt(s["agreement_pct"]),
+            fmt(s[a]["alert_rate_pct"]),
+            fmt(s[b]["alert_rate_pct"]),
             str(s[a]["alerts"]),
             str(s[b]["alerts"]),
-            _fmt(s[a].get("far_pct")),
-            _fmt(s[b].get("far_pct")),
+            fmt(s[a].get("far_pct")),
+            fmt(s[b].get("far_pct")),
         )
-    _console().print(table)
+    console().print(table)
     labels = report["labels"]
     click.echo(
         f"QA labels: {labels['ranges']} range(s), {labels['defect_frames']} defect frames, "
         f"{labels['maintenance_frames']} maintenance frames left out; unlabelled frames count "
         "as normal for the false-alarm rate"
     )
+    for v, absent in report["imputed_sensors"].items():
+        if absent is None:
+            click.echo(f"no archived telemetry in the window: cannot check {v}'s sensors", err=True)
+        elif absent:
+            click.echo(
+                f"warning: {v}'s sensors {', '.join(absent)} have no reading in the window: "
+                "its scores were computed with them imputed on every frame",
+                err=True,
+            )
 
 
-@click.command("evaluate")
+@models.command("evaluate")
 @click.argument("line")
 @click.argument("version")
 @click.option("--against", default=None, help="Version to compare with (default: the active).")
@@ -472,7 +439,12 @@ def models_compare(
 @click.option("--from-influx", is_flag=True, help="Evaluate on archived telemetry.")
 @click.option("--start", default=None)
 @click.option("--end", default=None)
-@_registry_option
+@click.option(
+    "--allow-missing-sensors",
+    is_flag=True,
+    help="Evaluate even when the data lacks a model's sensor (imputed; marked in the report).",
+)
+@registry_option
 def models_evaluate(
     line: str,
     version: str,
@@ -482,27 +454,27 @@ def models_evaluate(
     from_influx: bool,
     start: str | None,
     end: str | None,
+    allow_missing_sensors: bool,
     registry: Path | None,
 ) -> None:
     """Score the same frames with VERSION and the active (or --against) version."""
     import numpy as np
 
+    from lineguard.errors import MissingSensorsError
     from lineguard.influx import InfluxV1Client
-    from lineguard.models.candidate import Scorer, evaluate_candidate
+    from lineguard.models.candidate import Scorer, absent_sensors, evaluate_candidate
     from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT
     from lineguard.models.history import read_history
     from lineguard.models.registry import ModelIntegrityError, Registry, RegistryError
 
-    settings = _settings(registry)
+    settings = settings_for(registry)
     reg = Registry(settings.registry_dir)
     try:
         candidate = Scorer.from_bundle(reg.load(line, version))
         other = against or reg.active_version(line)
         baseline = Scorer.from_bundle(reg.load(line, other)) if other and other != version else None
         if from_influx:
-            start_us, end_us = _time_us(start, "start"), _time_us(end, "end")
-            if start_us is None or end_us is None:
-                raise click.UsageError("--from-influx needs --start and --end")
+            start_us, end_us = time_range(start, end, required=True)
             with InfluxV1Client(settings.influx) as client:
                 history = read_history(client, line, start_us, end_us)
             run, labels = history.run, history.labels == REAL_DEFECT
@@ -518,6 +490,16 @@ def models_evaluate(
             keep, source = None, file.name
         else:
             raise click.UsageError("give --file FILE or --from-influx --start T --end T")
+        if not allow_missing_sensors:
+            for scorer in (s for s in (candidate, baseline) if s is not None):
+                absent = absent_sensors(scorer.sensors, list(run.sensors), run.values[part])
+                if absent:
+                    raise MissingSensorsError(
+                        f"{source}: expected every sensor of {line} {scorer.name}; missing "
+                        f"{', '.join(absent)} (no column or no reading), which scoring would "
+                        "impute on every frame. Use --allow-missing-sensors to evaluate anyway",
+                        tuple(absent),
+                    )
         report = evaluate_candidate(
             candidate,
             baseline,
@@ -531,101 +513,3 @@ def models_evaluate(
     except (RegistryError, ModelIntegrityError, LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_evaluation(report)
-
-
-model_commands = [
-    models_show,
-    models_promote,
-    models_rollback,
-    models_diff,
-    models_shadow,
-    models_compare,
-    models_evaluate,
-]
-
-
-# -- lineguard feedback ... ---------------------------------------------------------
-@click.group()
-def feedback() -> None:
-    """QA labels: real defect, false alarm, maintenance (stored in InfluxDB)."""
-
-
-def _store_feedback(settings: Settings, item: Any) -> None:
-    from lineguard.influx import InfluxV1Client
-
-    with InfluxV1Client(settings.influx) as client:
-        client.create_database()
-        client.write(item.to_point(), precision="ns")
-    click.echo(
-        f"{item.line}: {item.label} from {_iso(item.start_us)[:19]} to {_iso(item.end_us)[:19]} "
-        "UTC stored"
-    )
-
-
-_label_option = click.option(
-    "--label",
-    type=click.Choice(["real_defect", "false_alarm", "maintenance"]),
-    required=True,
-)
-
-
-@feedback.command("mark")
-@click.argument("line")
-@_label_option
-@click.option("--start", required=True, help="ISO 8601 (UTC if no offset) or microseconds.")
-@click.option("--end", required=True)
-@click.option("--author", default="", help="Who labelled it.")
-@click.option("--note", default="")
-def feedback_mark(line: str, label: str, start: str, end: str, author: str, note: str) -> None:
-    """Label a time range of LINE."""
-    from lineguard.models.feedback import Feedback, InvalidFeedback
-
-    try:
-        item = Feedback(
-            line, label, _time_us(start, "start"), _time_us(end, "end"), author, note, "cli"
-        )
-    except InvalidFeedback as exc:
-        raise click.ClickException(str(exc)) from exc
-    _store_feedback(get_settings(), item)
-
-
-@feedback.command("alert")
-@click.argument("line")
-@_label_option
-@click.option("--at", "at", required=True, help="Any time inside the alert.")
-@click.option("--author", default="")
-@click.option("--note", default="")
-def feedback_alert(line: str, label: str, at: str, author: str, note: str) -> None:
-    """Label the alert of LINE that was on at time --at (its whole run of alerted frames)."""
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.feedback import Feedback, alert_range
-
-    settings = get_settings()
-    at_us = _time_us(at, "at")
-    assert at_us is not None
-    with InfluxV1Client(settings.influx) as client:
-        try:
-            start_us, end_us = alert_range(client, line, at_us)
-        except LookupError as exc:
-            raise click.ClickException(str(exc)) from exc
-    _store_feedback(settings, Feedback(line, label, start_us, end_us, author, note, "cli"))
-
-
-@feedback.command("list")
-@click.argument("line")
-@click.option("--start", default=None)
-@click.option("--end", default=None)
-def feedback_list(line: str, start: str | None, end: str | None) -> None:
-    """List LINE's QA labels."""
-    from lineguard.influx import InfluxV1Client
-    from lineguard.models.feedback import read_feedback
-
-    with InfluxV1Client(get_settings().influx) as client:
-        items = read_feedback(client, line, _time_us(start, "start"), _time_us(end, "end"))
-    if not items:
-        click.echo(f"no labels for {line}")
-    for f in items:
-        click.echo(
-            f"{_iso(f.start_us)[:19]} .. {_iso(f.end_us)[:19]}  {f.label:<12} "
-            f"{f.source:<6} {f.author} {f.note}"
-        )
