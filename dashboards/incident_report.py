@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 
 __all__ = [
@@ -158,8 +159,7 @@ SEVERITY_COLOURS = {"minor": "#d4a017", "major": "#e8710a", "critical": "#c5221f
 
 def plot_incident(data: IncidentData) -> Any:
     """Draw the incident; returns a matplotlib Figure (nothing is written)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "reports")
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
@@ -299,7 +299,7 @@ def plot_incident(data: IncidentData) -> Any:
 
 def render_incident_png(client: InfluxV1Client, incident_id: str, path: Path) -> Path:
     """Load an incident from InfluxDB and write its picture as a PNG."""
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "reports")
 
     fig = plot_incident(load_incident(client, incident_id))
     path = Path(path)

