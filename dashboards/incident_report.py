@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import INCIDENT_MEASUREMENT, SCORE_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 
@@ -41,9 +42,9 @@ __all__ = [
     "render_incident_png",
 ]
 
-INCIDENT = "lineguard_incident"
-SCORE = "lineguard_score"
-TELEMETRY = "lineguard_telemetry"
+INCIDENT = INCIDENT_MEASUREMENT
+SCORE = SCORE_MEASUREMENT
+TELEMETRY = TELEMETRY_MEASUREMENT
 # Context shown before and after the incident: at least this, or half its length.
 MIN_CONTEXT_S = 120.0
 SENSOR_PANELS = 4

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lineguard.contracts import TOPICS
+
 __all__ = [
     "BufferSettings",
     "InfluxSettings",
@@ -110,14 +112,15 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LINEGUARD_TOPIC_", extra="ignore")
 
-    telemetry: str = "lineguard.telemetry"
-    dead_letter: str = "lineguard.telemetry.dlq"
-    alerts: str = "lineguard.alerts"
-    incidents: str = "lineguard.incidents"
+    # Roles and default names from lineguard.contracts.TOPICS.
+    telemetry: str = TOPICS["telemetry"].default
+    dead_letter: str = TOPICS["dead_letter"].default
+    alerts: str = TOPICS["alerts"].default
+    incidents: str = TOPICS["incidents"].default
     # Compacted: the latest model announcement per line (promote/rollback/shadow).
-    models: str = "lineguard.models"
+    models: str = TOPICS["models"].default
     # QA labels from other systems (lineguard.feedback.v1 JSON).
-    feedback: str = "lineguard.feedback"
+    feedback: str = TOPICS["feedback"].default
     partitions: int = 4
 
 

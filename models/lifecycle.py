@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import SCORE_MEASUREMENT
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.candidate import Scorer, evaluate_candidate, version_metrics
@@ -213,7 +214,7 @@ def _version_frames(
         where += f" AND time >= {int(start_us)}u"
     if end_us is not None:
         where += f" AND time <= {int(end_us)}u"
-    rows = client.query(f'SELECT "anomaly" FROM "lineguard_score" WHERE {where}', epoch="u")
+    rows = client.query(f'SELECT "anomaly" FROM "{SCORE_MEASUREMENT}" WHERE {where}', epoch="u")
     return {int(r["time"]): bool(r["anomaly"]) for r in rows}
 
 
