@@ -495,6 +495,7 @@ bind-address = "{host}:{rpc_port}"
   log-enabled = false
   suppress-write-log = true
   pprof-enabled = false
+  auth-enabled = {auth_enabled}
 
 [logging]
   level = "warn"
@@ -517,6 +518,10 @@ class InfluxServer(_ServerProcess):
         HTTP port on 127.0.0.1; a free one if omitted.
     binary : Path, optional
         ``influxd`` binary; :func:`find_influxd` if omitted.
+    auth_enabled : bool, default=False
+        Start with HTTP authentication on (``[http] auth-enabled``). The
+        server then refuses every request without valid credentials, except
+        creating the first admin user.
     """
 
     name = "influxd"
@@ -526,8 +531,10 @@ class InfluxServer(_ServerProcess):
         workdir: Path | str | None = None,
         port: int | None = None,
         binary: Path | None = None,
+        auth_enabled: bool = False,
     ) -> None:
         super().__init__(workdir, binary)
+        self.auth_enabled = auth_enabled
         self._auto_port = port is None
         self.port = port if port is not None else free_port()
         # influxd also binds a backup/restore RPC port (default 8088), which
@@ -553,7 +560,11 @@ class InfluxServer(_ServerProcess):
         # set here keeps influxd's built-in default, and no /etc file leaks in.
         self.config_path.write_text(
             _INFLUX_CONFIG.format(
-                host=_HOST, rpc_port=self.rpc_port, http_port=self.port, dir=self.workdir
+                host=_HOST,
+                rpc_port=self.rpc_port,
+                http_port=self.port,
+                dir=self.workdir,
+                auth_enabled=str(self.auth_enabled).lower(),
             )
         )
         return [str(binary), "run", "-config", str(self.config_path)]

@@ -16,11 +16,13 @@ import time
 import uuid
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
+from lineguard.contracts import ALERT_SCHEMA, ANNOUNCEMENT_SCHEMA, INCIDENT_SCHEMA, message_schema
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
@@ -257,8 +259,6 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     assert sum(bool(r["anomaly"]) for r in shadow) > sum(bool(r["anomaly"]) for r in active)
 
     # ... but no alert and no incident of this line names the shadow version.
-    from kafka import KafkaConsumer
-
     consumer = KafkaConsumer(
         settings.topics.alerts,
         settings.topics.incidents,
@@ -271,6 +271,12 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     consumer.close()
     assert messages, "the active version raised nothing on a run with a fault"
     assert {m["model_version"] for m in messages} == {"v0001"}
+    # What went through the broker follows the published schemas.
+    by_schema = {ALERT_SCHEMA: 0, INCIDENT_SCHEMA: 0}
+    for message in messages:
+        jsonschema.validate(message, message_schema(message["schema"]))
+        by_schema[message["schema"]] += 1
+    assert all(by_schema.values()), by_schema
 
     # The label arrived through Kafka and is in InfluxDB; the bad record was dead-lettered.
     deadline = time.monotonic() + 30
@@ -302,6 +308,20 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     assert total["v0002"]["far_pct"] > total["v0001"]["far_pct"]
     assert 0 < total["agreement_pct"] < 100
     assert sum(s["frames"] for s in report["shifts"]) == len(run)
+
+    # Every announcement on the models topic follows its schema.
+    consumer = KafkaConsumer(
+        settings.topics.models,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        **settings.kafka.kafka_python_config(),
+    )
+    announcements = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    assert any(a["action"] == "shadow" for a in announcements), announcements
+    for announcement in announcements:
+        jsonschema.validate(announcement, message_schema(ANNOUNCEMENT_SCHEMA))
 
     # Stopping the shadow stops its points: new frames get only the active one.
     assert shadow_and_announce(registry, settings, line, None) is None
