@@ -27,6 +27,12 @@ looked at for a past range shows that range's state.
 
 from __future__ import annotations
 
+from lineguard.contracts import (
+    INCIDENT_MEASUREMENT,
+    SCORE_MEASUREMENT,
+    TELEMETRY_MEASUREMENT,
+    WORKER_MEASUREMENT,
+)
 from lineguard.dashboards.model import (
     Annotation,
     Dashboard,
@@ -39,10 +45,10 @@ from lineguard.dashboards.model import (
 
 __all__ = ["all_dashboards", "line_drilldown", "operations", "plant_overview"]
 
-SCORE = "lineguard_score"
-TELEMETRY = "lineguard_telemetry"
-INCIDENT = "lineguard_incident"
-WORKER = "lineguard_worker"
+SCORE = SCORE_MEASUREMENT
+TELEMETRY = TELEMETRY_MEASUREMENT
+INCIDENT = INCIDENT_MEASUREMENT
+WORKER = WORKER_MEASUREMENT
 
 SITE = '"site" =~ /^$site$/'
 LINE = '"line" =~ /^$line$/'

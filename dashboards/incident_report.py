@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import INCIDENT_MEASUREMENT, SCORE_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.errors import LineGuardError
+from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 
 __all__ = [
@@ -41,9 +43,9 @@ __all__ = [
     "render_incident_png",
 ]
 
-INCIDENT = "lineguard_incident"
-SCORE = "lineguard_score"
-TELEMETRY = "lineguard_telemetry"
+INCIDENT = INCIDENT_MEASUREMENT
+SCORE = SCORE_MEASUREMENT
+TELEMETRY = TELEMETRY_MEASUREMENT
 # Context shown before and after the incident: at least this, or half its length.
 MIN_CONTEXT_S = 120.0
 SENSOR_PANELS = 4
@@ -159,8 +161,7 @@ SEVERITY_COLOURS = {"minor": "#d4a017", "major": "#e8710a", "critical": "#c5221f
 
 def plot_incident(data: IncidentData) -> Any:
     """Draw the incident; returns a matplotlib Figure (nothing is written)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "reports")
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
@@ -300,7 +301,7 @@ def plot_incident(data: IncidentData) -> Any:
 
 def render_incident_png(client: InfluxV1Client, incident_id: str, path: Path) -> Path:
     """Load an incident from InfluxDB and write its picture as a PNG."""
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "reports")
 
     fig = plot_incident(load_incident(client, incident_id))
     path = Path(path)

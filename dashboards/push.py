@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lineguard.extras import require
+
 __all__ = ["PushPlan", "comparable", "connect", "dashboard_diff", "plan_push", "push_dashboards"]
 
 # Keys Grafana assigns itself; a local file never has meaningful values for them.
@@ -68,13 +70,13 @@ def dashboard_diff(
 
 def connect(url: str, token: str | None, timeout: float = 10.0) -> Any:
     """A :class:`grafana_client.GrafanaApi` for ``url`` with a service-account token."""
-    from grafana_client import GrafanaApi
+    GrafanaApi = require("grafana_client", "grafana").GrafanaApi
 
     return GrafanaApi.from_url(url, credential=token, timeout=timeout)
 
 
 def _remote(api: Any, uid: str) -> dict[str, Any] | None:
-    from grafana_client.client import GrafanaClientError
+    GrafanaClientError = require("grafana_client.client", "grafana").GrafanaClientError
 
     try:
         found = api.dashboard.get_dashboard(uid)

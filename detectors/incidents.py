@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import INCIDENT_SCHEMA
+
 __all__ = [
     "CLOSE_AFTER_S",
     "IncidentEvent",
@@ -109,7 +111,7 @@ class IncidentEvent:
     def to_message(self, site: str) -> dict[str, Any]:
         """The incidents-topic message (``lineguard.incident.v1``)."""
         return {
-            "schema": "lineguard.incident.v1",
+            "schema": INCIDENT_SCHEMA,
             "event": self.kind,
             "state": self.state,
             "site": site,

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import SHADOW_ROLE
 from lineguard.detectors.points import result_points
 from lineguard.detectors.scoring import ScoringState, score_batch
 from lineguard.models.announce import Announcement, InvalidAnnouncement, parse_announcement
@@ -45,7 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Tag (and value) marking a shadow version's points in ``lineguard_score``.
-SHADOW_TAG = ("role", "shadow")
+SHADOW_TAG = ("role", SHADOW_ROLE)
 
 
 class ModelUpdates:

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import SCORE_MEASUREMENT
 from lineguard.influx import encode_points
 
 __all__ = ["RESULT_MEASUREMENT", "SCORE_DIGITS", "result_points"]
 
-RESULT_MEASUREMENT = "lineguard_score"
+RESULT_MEASUREMENT = SCORE_MEASUREMENT
 # Scores are written with 12 significant digits: far finer than any reading
 # of them (the alert decision is made in the worker, on the exact value), at
 # half the cost of the exact shortest repr -- formatting was the worker's

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import ALERT_SCHEMA, INCIDENT_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
 from lineguard.detectors.model_updates import carry_state, load_announced, shadow_lines
@@ -45,9 +46,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TELEMETRY_MEASUREMENT = "lineguard_telemetry"
-INCIDENT_MEASUREMENT = "lineguard_incident"
-ALERT_SCHEMA = "lineguard.alert.v1"
 # How often a worker looks for a newly activated model version of a line.
 MODEL_CHECK_INTERVAL_S = 1.0
 

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import faust
 import orjson
 
+from lineguard.contracts import IMPUTED_MEASUREMENT, WORKER_MEASUREMENT
 from lineguard.detectors.feedback_worker import FeedbackConsumer
 from lineguard.detectors.model_updates import ModelUpdates
 from lineguard.detectors.offsets import Admission, OffsetTracker
@@ -127,11 +128,6 @@ class WorkerStats:
         rate = (self.frames - self._last_frames) / max(now - self._last_at, 1e-9)
         self._last_frames, self._last_at = self.frames, now
         return rate
-
-
-WORKER_MEASUREMENT = "lineguard_worker"
-#: Per (worker, line, sensor): frames scored with that sensor's reading imputed.
-IMPUTED_MEASUREMENT = "lineguard_worker_imputed"
 
 
 def faust_credentials(kafka: KafkaSettings) -> Any:

@@ -42,6 +42,7 @@ import fastjsonschema
 import numpy as np
 import orjson
 
+from lineguard.contracts import TELEMETRY_V1, TELEMETRY_V2, TELEMETRY_V3
 from lineguard.errors import DataError
 
 __all__ = [
@@ -57,9 +58,9 @@ __all__ = [
     "utc_from_us",
 ]
 
-SCHEMA_NAME = "lineguard.telemetry.v1"
-SCHEMA_V2 = "lineguard.telemetry.v2"
-SCHEMA_V3 = "lineguard.telemetry.v3"
+SCHEMA_NAME = TELEMETRY_V1
+SCHEMA_V2 = TELEMETRY_V2
+SCHEMA_V3 = TELEMETRY_V3
 _SCHEMA_FILES = {
     SCHEMA_NAME: "telemetry-v1.schema.json",
     SCHEMA_V2: "telemetry-v2.schema.json",

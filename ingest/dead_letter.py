@@ -12,9 +12,11 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from lineguard.contracts import DEAD_LETTER_HEADER_PREFIX
+
 __all__ = ["MAX_DEAD_LETTER_BYTES", "DeadLetter", "fit_for_topic", "from_headers", "to_headers"]
 
-HEADER_PREFIX = "lineguard.dlq."
+HEADER_PREFIX = DEAD_LETTER_HEADER_PREFIX
 #: Largest value a dead letter carries. An oversized record is refused
 #: *because* it is too big; republishing it whole would fail the same way
 #: (producers default to a 1 MB request limit) and block the partition.

@@ -10,6 +10,7 @@ and ends with a table comparing the alerts with the labelled anomalies.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -32,12 +33,24 @@ from lineguard.settings import Settings
 
 __all__ = ["DemoLine", "WorkerProcess", "default_data_dir", "line_id_for", "run_demo"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def default_data_dir() -> Path:
-    """The SKAB sample runs shipped in the repository."""
-    return REPO_ROOT / "examples" / "data" / "skab"
+    """The SKAB sample runs shipped with the package (``lineguard.samples``).
+
+    They are package data, installed from ``examples/data``: an editable
+    install maps the package to that folder, a wheel carries a copy, so the
+    demo finds its runs either way.
+    """
+    spec = importlib.util.find_spec("lineguard.samples")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / "skab"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "the bundled sample runs (package lineguard.samples, folder skab/) are not "
+        f"installed; looked in {locations}. Reinstall lineguard, or pass --data FOLDER."
+    )
 
 
 def line_id_for(path: Path, root: Path) -> str:

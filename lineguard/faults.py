@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from lineguard.demo import WorkerProcess
+from lineguard.demo import WorkerProcess, default_data_dir
 from lineguard.detectors.processor import (
     INCIDENT_MEASUREMENT,
     RESULT_MEASUREMENT,
@@ -47,6 +47,7 @@ from lineguard.detectors.processor import (
     TelemetryProcessor,
 )
 from lineguard.detectors.worker import ensure_topics
+from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.buffer import DiskBuffer
 from lineguard.ingest.contract import TelemetryBatch, encode
@@ -67,8 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data" / "skab"
-#: (line id, file under examples/data/skab): the in-repo runs, one line each.
+SAMPLES = default_data_dir()
+#: (line id, file under the bundled samples): the in-repo runs, one line each.
 SAMPLE_RUNS = (
     ("valve1-0", "valve1/0.csv"),
     ("valve1-1", "valve1/1.csv"),
@@ -566,7 +567,7 @@ class FaultRig:
 
     def run_influx_outage(self, outage_s: float = 60.0, replay_s: float = 40.0) -> ScenarioResult:
         """Stop InfluxDB for ``outage_s`` in the middle of a replay, then restart it."""
-        import psutil
+        psutil = require("psutil", "local")
 
         name = f"InfluxDB outage {outage_s:g}s"
         settings, env = self.settings_for("influx")

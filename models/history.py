@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lineguard.contracts import TELEMETRY_MEASUREMENT
 from lineguard.errors import MissingSensorsError
 from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
@@ -32,7 +33,6 @@ from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT, frame_labels, re
 
 __all__ = ["TELEMETRY_MEASUREMENT", "LineHistory", "read_history"]
 
-TELEMETRY_MEASUREMENT = "lineguard_telemetry"
 _TAGS = ("time", "site", "line")
 
 

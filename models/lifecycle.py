@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import SCORE_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.errors import MissingSensorsError
 from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.candidate import Scorer, absent_sensors, evaluate_candidate, version_metrics
 from lineguard.models.feedback import MAINTENANCE, REAL_DEFECT, frame_labels, read_feedback
-from lineguard.models.history import TELEMETRY_MEASUREMENT, read_history
+from lineguard.models.history import read_history
 from lineguard.models.registry import ModelBundle, Registry
 from lineguard.models.training import (
     TrainingConfig,
@@ -293,7 +294,7 @@ def _version_frames(
         where += f" AND time >= {int(start_us)}u"
     if end_us is not None:
         where += f" AND time <= {int(end_us)}u"
-    rows = client.query(f'SELECT "anomaly" FROM "lineguard_score" WHERE {where}', epoch="u")
+    rows = client.query(f'SELECT "anomaly" FROM "{SCORE_MEASUREMENT}" WHERE {where}', epoch="u")
     return {int(r["time"]): bool(r["anomaly"]) for r in rows}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.extras import require
 from lineguard.models.evaluation import Evaluation, RunEvaluation
 from lineguard.models.metrics import segments
 
@@ -43,8 +44,9 @@ def run_figure(run: RunEvaluation) -> Any:
     threshold; labelled fault segments shaded. Bottom: one strip for the
     labels and one for the debounced alerts, in the same time axis.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter, StrMethodFormatter
+    Figure = require("matplotlib.figure", "reports").Figure
+    ticker = require("matplotlib.ticker", "reports")
+    NullFormatter, StrMethodFormatter = ticker.NullFormatter, ticker.StrMethodFormatter
 
     t = _times(run)
     fig = Figure(figsize=(11, 3.6), dpi=90, layout="constrained")

@@ -29,3 +29,21 @@ def proxied_stack() -> Iterator[LocalStack]:
     """
     with LocalStack(kafka_proxy=True) as stack:
         yield stack
+
+
+_REAL_SERVERS = {"local_stack", "proxied_stack"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that starts the real servers without the ``integration``
+    marker: ``-m 'not integration'`` must never start a broker or influxd."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if _REAL_SERVERS & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using the real stack need @pytest.mark.integration: " + ", ".join(unmarked)
+        )

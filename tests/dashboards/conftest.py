@@ -25,8 +25,6 @@ import pytest
 from kafka import KafkaProducer
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.incidents import IncidentState, track_incidents
-from lineguard.detectors.scoring import score_batch
 from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import RecordedRun, read_run
@@ -38,6 +36,7 @@ from tests.pipeline_support import isolated_settings, wait_for_count
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
 TRAIN_ROWS = 400
+VIEW_AFTER_DATA_MS = 180_000
 
 
 @dataclass
@@ -51,6 +50,20 @@ class DashboardRun:
     open_line: str  # ends in alert with an open incident
     frames: dict[str, int]
     lines_in_alert: int  # expected, from the offline scoring of the same frames
+    latest_view_ms: int  # data end + VIEW_AFTER_DATA_MS
+
+    def view_end_ms(self) -> int:
+        """The end of the range a test views the dashboards at: now, but never
+        later than 3 minutes after the last frames.
+
+        The frames carry data times (1-60 s before the fixture's start) while
+        the worker reports carry wall-clock times and go on while the workers
+        run. Capped, "the last 5 minutes" always covers the last frames however
+        long the fixture and the earlier tests took, and "the last minute"
+        always holds worker reports: the workers ran through that minute.
+        """
+        return min(time.time_ns() // 1_000_000, self.latest_view_ms)
+
     open_incidents: int
     incidents: dict[str, int]
     workdir: Path
@@ -61,31 +74,50 @@ def _shift(run: RecordedRun, end_us: int) -> RecordedRun:
     return dataclasses.replace(run, time_us=run.time_us - run.time_us[-1] + end_us)
 
 
-def _offline(run: RecordedRun, bundle: ModelBundle) -> tuple[np.ndarray, list]:
-    """Alert flags and incident events of a run, computed with the same pure
-    functions the worker uses (an independent expectation for the tests)."""
+# The alert rules as documented, written out here frame by frame so the
+# expectation does not come from the worker's own functions: a frame exceeds
+# when its score is above the line's threshold, except the first
+# ``window - 1`` frames of a stream (a partial trailing window); it is in
+# alert when >= k of the last n frames (itself included) exceed; an incident
+# closes once the line has been quiet for 60 s of data time.
+CLOSE_AFTER_US = 60_000_000
+
+
+@dataclass
+class Offline:
+    """A line's alert flags and incidents, computed by the reference."""
+
+    alert: np.ndarray  # per frame
+    incidents: int
+    last_open: bool  # the last incident was not closed by quiet data
+
+
+def _offline(run: RecordedRun, bundle: ModelBundle) -> Offline:
+    """The reference: the model's scores (its public transform and
+    decision_function, on the whole run at once), then threshold, warm-up,
+    k-of-n debounce and incident hysteresis one frame at a time."""
     k, n = bundle.debounce
     columns = [run.sensors.index(s) for s in bundle.sensors]
-    result, _ = score_batch(
-        bundle.pipeline, run.values[:, columns], None, threshold=bundle.threshold, k=k, n=n
-    )
-    _, events = track_incidents(
-        IncidentState(),
-        line="offline",
-        time_us=run.time_us,
-        anomaly=result.anomaly,
-        score=result.score,
-        threshold=bundle.threshold,
-        top_sensors=[""] * len(run),
-        model_version=bundle.version,
-    )
-    return np.asarray(result.anomaly, dtype=bool), events
+    features, _ = bundle.pipeline.transform(run.values[:, columns], None)
+    score = bundle.pipeline.detector_.decision_function(features)
+    exceed = [i >= bundle.pipeline.window - 1 and s > bundle.threshold for i, s in enumerate(score)]
+    alert = np.array([sum(exceed[max(0, i - n + 1) : i + 1]) >= k for i in range(len(exceed))])
+    incidents, last_alert_us, is_open = 0, None, False
+    for t, flag in zip(run.time_us.tolist(), alert.tolist(), strict=True):
+        if is_open and t - last_alert_us > CLOSE_AFTER_US:
+            is_open = False
+        if flag:
+            if not is_open:
+                incidents += 1
+                is_open = True
+            last_alert_us = t
+    return Offline(alert=alert, incidents=incidents, last_open=is_open)
 
 
 def _cut_in_alert(run: RecordedRun, bundle: ModelBundle) -> RecordedRun:
     """The run cut inside its fault, at a frame where the line has been in
     alert for 10 frames."""
-    flags, _ = _offline(run, bundle)
+    flags = _offline(run, bundle).alert
     labelled = np.flatnonzero(run.anomaly)
     for end in range(int(labelled[len(labelled) // 2]), int(labelled[0]) + 10, -1):
         if flags[end - 10 : end].all():
@@ -121,6 +153,10 @@ def dashboard_run(local_stack, tmp_path_factory):
     client = InfluxV1Client(settings.influx)
     try:
         now_us = time.time_ns() // 1000
+        # The latest instant the tests view the dashboards at (see
+        # DashboardRun.view_end_ms); the worker reports needed are waited
+        # for inside that range.
+        view_end_ms = now_us // 1000 + VIEW_AFTER_DATA_MS
         plan = {
             "valve1-1": ("site-1", _shift(run_a, now_us - 60_000_000)),
             "valve1-0": ("site-2", _shift(run_b, now_us - 1_000_000)),
@@ -167,13 +203,14 @@ def dashboard_run(local_stack, tmp_path_factory):
             wait_for_count(
                 client,
                 f'SELECT count("frames") FROM "lineguard_worker" WHERE "role" = \'{role}\' '
-                f'AND "frames" > 0',
+                f'AND "frames" > 0 AND time <= {view_end_ms}ms',
                 3,
                 workers,
             )
         wait_for_count(
             client,
-            'SELECT count("dead_letters") FROM "lineguard_worker" WHERE "dead_letters" > 0',
+            'SELECT count("dead_letters") FROM "lineguard_worker" WHERE "dead_letters" > 0 '
+            f"AND time <= {view_end_ms}ms",
             2,
             workers,
         )
@@ -183,13 +220,10 @@ def dashboard_run(local_stack, tmp_path_factory):
             lines={line: site for line, (site, _) in plan.items()},
             closed_line="valve1-1",
             open_line="valve1-0",
-            lines_in_alert=sum(bool(flags[-1]) for flags, _ in expected.values()),
-            open_incidents=sum(
-                1 for _, events in expected.values() if events and events[-1].state == "open"
-            ),
-            incidents={
-                line: len({e.incident_id for e in events}) for line, (_, events) in expected.items()
-            },
+            lines_in_alert=sum(bool(o.alert[-1]) for o in expected.values()),
+            open_incidents=sum(o.last_open for o in expected.values()),
+            incidents={line: o.incidents for line, o in expected.items()},
+            latest_view_ms=view_end_ms,
             frames={line: len(run) for line, (_, run) in plan.items()},
             workdir=workdir,
         )

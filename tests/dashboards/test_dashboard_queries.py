@@ -10,7 +10,6 @@ and each of those columns must hold at least one value.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -62,7 +61,7 @@ def test_every_dashboard_query_returns_the_columns_its_panel_uses(
     dashboard_run, record_property
 ) -> None:
     client = dashboard_run.client
-    to_ms = time.time_ns() // 1_000_000
+    to_ms = dashboard_run.view_end_ms()
     ranges = {"from_ms": to_ms - RANGE_MS, "to_ms": to_ms, "interval_ms": 0}
     ranges["interval_ms"] = grafana_interval(RANGE_MS)
     columns_by_dashboard = {name: d.columns() for name, d in all_dashboards().items()}
@@ -123,7 +122,7 @@ def _interpolate(query: DashboardQuery, values, multi, ranges) -> str:
 def test_overview_counts_match_an_offline_scoring_of_the_same_frames(dashboard_run) -> None:
     """The dashboards show what happened: the overview's counts match the run."""
     client = dashboard_run.client
-    to_ms = time.time_ns() // 1_000_000
+    to_ms = dashboard_run.view_end_ms()
     ranges = {"from_ms": to_ms - RANGE_MS, "to_ms": to_ms, "interval_ms": 10_000}
     overview = dashboard_json()["plant-overview"]
     values = {

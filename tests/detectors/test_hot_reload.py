@@ -8,6 +8,7 @@ the worker is ``lineguard worker`` in its own process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -15,11 +16,13 @@ import time
 import uuid
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
+from lineguard.contracts import ALERT_SCHEMA, ANNOUNCEMENT_SCHEMA, INCIDENT_SCHEMA, message_schema
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
@@ -95,6 +98,30 @@ def _wait(client, query: str, expected: int, worker, timeout: float = 120.0) -> 
     raise AssertionError(f"expected {expected} for {query!r}; have {count}\n{worker.log_tail(40)}")
 
 
+def _wait_log(worker, text: str, timeout: float = 120.0) -> None:
+    """Wait until the worker's log holds ``text``; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while text not in worker.log_path.read_text():
+        assert worker.alive(), f"worker died:\n{worker.log_tail()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the worker never logged {text!r} within {timeout:.0f} s\n{worker.log_tail(40)}"
+            )
+        time.sleep(0.2)
+
+
+def _part(run, start: int, stop: int | None = None, shift_us: int = 0):
+    """Frames ``start:stop`` of a run, their times moved by ``shift_us``."""
+    sl = slice(start, stop)
+    return dataclasses.replace(
+        run,
+        time_us=run.time_us[sl] + shift_us,
+        values=run.values[sl],
+        anomaly=run.anomaly[sl],
+        changepoint=None if run.changepoint is None else run.changepoint[sl],
+    )
+
+
 def _scores(client, line: str, where: str = "") -> list[dict]:
     return client.query(
         'SELECT "score", "anomaly", "model_version", "role" FROM "lineguard_score" '
@@ -103,7 +130,11 @@ def _scores(client, line: str, where: str = "") -> list[dict]:
     )
 
 
-def _replay_in_thread(settings: Settings, run, line: str, speed: float) -> threading.Thread:
+def _replay_in_thread(
+    settings: Settings, run, line: str, speed: float, sequence: SequenceCounter | None = None
+) -> threading.Thread:
+    sequence = SequenceCounter() if sequence is None else sequence
+
     def go() -> None:
         producer = make_producer(settings.kafka)
         try:
@@ -114,7 +145,7 @@ def _replay_in_thread(settings: Settings, run, line: str, speed: float) -> threa
                 site="site-1",
                 line=line,
                 gateway_id=f"gw-{line}",
-                sequence=SequenceCounter(),
+                sequence=sequence,
                 speed=speed,
                 max_frames=20,
                 flush_interval_s=0.1,
@@ -139,17 +170,31 @@ def test_promotion_during_a_live_replay_switches_version_without_gap_or_duplicat
     )
     assert (v1.version, v2.version) == ("v0001", "v0002")
 
-    thread = _replay_in_thread(settings, run, line, speed=80.0)  # ~14 s of live traffic
+    # Live traffic in two stretches with the promotion between them: the
+    # switch must land exactly where the worker learnt of it, whatever the
+    # machine's load, so the test waits on each state, never on the clock.
+    half = len(run) // 2
+    sequence = SequenceCounter()
     count_q = f'SELECT count("score") FROM "lineguard_score" WHERE "line" = \'{line}\''
-    _wait(client, count_q, 250, worker)
+    thread = _replay_in_thread(settings, _part(run, 0, half), line, 80.0, sequence)
+    thread.join(120)
+    assert not thread.is_alive(), "the first half's replay never finished"
+    assert _wait(client, count_q, half, worker) == half
     previous, error = activate_and_announce(registry, settings, line, "v0002", "promote")
     assert (previous, error) == ("v0001", None)
+    _wait_log(worker, f"model announcement: line {line} promote v0002")
+    thread = _replay_in_thread(settings, _part(run, half), line, 80.0, sequence)
     thread.join(120)
-    assert not thread.is_alive()
+    assert not thread.is_alive(), "the second half's replay never finished"
     assert _wait(client, count_q, len(run), worker) == len(run)
-    time.sleep(1.0)  # anything extra (a duplicate) would have landed by now
+    # A sentinel frame after the run: the worker handles a partition in order,
+    # so once its point is stored a duplicate of any earlier frame would be too.
+    sentinel = _part(run, len(run) - 1, shift_us=1_000_000)
+    thread = _replay_in_thread(settings, sentinel, line, 0, sequence)
+    thread.join(120)
+    assert _wait(client, count_q, len(run) + 1, worker) == len(run) + 1
 
-    rows = _scores(client, line)
+    rows = _scores(client, line, f"AND time <= {int(run.time_us[-1])}u")
     times = np.array([r["time"] for r in rows], dtype=np.int64)
     versions = np.array([r["model_version"] for r in rows])
     order = np.argsort(times, kind="stable")
@@ -159,7 +204,7 @@ def test_promotion_during_a_live_replay_switches_version_without_gap_or_duplicat
     assert set(versions.tolist()) == {"v0001", "v0002"}
     # One switch, between two micro-batches: v1 up to some frame, v2 after it.
     switch = int(np.argmax(versions == "v0002"))
-    assert 250 <= switch < len(run)
+    assert switch == half, f"switched at frame {switch}; the promotion came after {half}"
     assert (versions[:switch] == "v0001").all() and (versions[switch:] == "v0002").all()
     assert "switching model v0001 -> v0002" in worker.log_path.read_text()
 
@@ -174,7 +219,7 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
         registry, run, line, rows=400, config=TrainingConfig(target_far=0.2), activate=False
     )
     assert shadow_and_announce(registry, settings, line, "v0002") is None
-    time.sleep(1.0)  # the worker's follower polls the models topic every 0.2 s
+    _wait_log(worker, f"model announcement: line {line} shadow v0002")
 
     # QA labels the recorded fault as a real defect through the feedback topic,
     # plus one malformed record that must be dead-lettered, not crash anything.
@@ -214,8 +259,6 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     assert sum(bool(r["anomaly"]) for r in shadow) > sum(bool(r["anomaly"]) for r in active)
 
     # ... but no alert and no incident of this line names the shadow version.
-    from kafka import KafkaConsumer
-
     consumer = KafkaConsumer(
         settings.topics.alerts,
         settings.topics.incidents,
@@ -228,6 +271,12 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     consumer.close()
     assert messages, "the active version raised nothing on a run with a fault"
     assert {m["model_version"] for m in messages} == {"v0001"}
+    # What went through the broker follows the published schemas.
+    by_schema = {ALERT_SCHEMA: 0, INCIDENT_SCHEMA: 0}
+    for message in messages:
+        jsonschema.validate(message, message_schema(message["schema"]))
+        by_schema[message["schema"]] += 1
+    assert all(by_schema.values()), by_schema
 
     # The label arrived through Kafka and is in InfluxDB; the bad record was dead-lettered.
     deadline = time.monotonic() + 30
@@ -260,6 +309,29 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     assert 0 < total["agreement_pct"] < 100
     assert sum(s["frames"] for s in report["shifts"]) == len(run)
 
-    # Stopping the shadow stops its points (a new frame gets only the active one).
+    # Every announcement on the models topic follows its schema.
+    consumer = KafkaConsumer(
+        settings.topics.models,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        **settings.kafka.kafka_python_config(),
+    )
+    announcements = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    assert any(a["action"] == "shadow" for a in announcements), announcements
+    for announcement in announcements:
+        jsonschema.validate(announcement, message_schema(ANNOUNCEMENT_SCHEMA))
+
+    # Stopping the shadow stops its points: new frames get only the active one.
     assert shadow_and_announce(registry, settings, line, None) is None
     assert registry.shadow_version(line) is None
+    _wait_log(worker, f"model announcement: line {line} shadow_stop None")
+    later = _part(run, len(run) - 5, shift_us=60_000_000)
+    thread = _replay_in_thread(settings, later, line, 0)
+    thread.join(120)
+    assert _wait(client, active_q, len(run) + 5, worker) == len(run) + 5
+    after = f"AND time >= {int(later.time_us[0])}u"
+    new_rows = _scores(client, line, after)
+    assert len(new_rows) == 5, new_rows
+    assert {(r["model_version"], r["role"]) for r in new_rows} == {("v0001", None)}

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lineguard.detectors.incidents import IncidentState, severity_band, track_incidents
+from lineguard.detectors.incidents import (
+    IncidentEvent,
+    IncidentState,
+    severity_band,
+    track_incidents,
+)
 
 S = 1_000_000  # one second in microseconds
 
@@ -84,10 +89,37 @@ def test_quiet_lines_have_no_incidents(flags) -> None:
     assert events == [] and state.open is None
 
 
+# The reference's own copy of the documented rules, not the module's constants:
+# a frame's 1st, 2nd and 3rd sensor weigh 3, 2 and 1; the incident names its
+# three heaviest sensors; peak/threshold below 2 is minor, below 5 major.
+_REF_WEIGHTS = (3.0, 2.0, 1.0)
+
+
+def _ref_severity(peak: float, threshold: float) -> str:
+    ratio = peak / threshold
+    return "minor" if ratio < 2 else "major" if ratio < 5 else "critical"
+
+
+def _ref_event(kind, line, inc):
+    weights = inc["sensor_weights"]
+    ranked = sorted(weights, key=lambda s: (-weights[s], s))[:3]
+    return IncidentEvent(
+        kind=kind,
+        line=line,
+        incident_id=f"{line}-{inc['start_us']}",
+        start_us=int(inc["start_us"]),
+        end_us=int(inc["last_alert_us"]),
+        peak_score=float(inc["peak_score"]),
+        threshold=float(inc["threshold"]),
+        severity=_ref_severity(inc["peak_score"], inc["threshold"]),
+        frames=int(inc["frames"]),
+        top_sensors=tuple(ranked),
+        model_version=str(inc["model_version"]),
+    )
+
+
 def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sensors, close_after_s):
     """The tracker's definition, one frame at a time (the reference)."""
-    from lineguard.detectors.incidents import _RANK_WEIGHTS, _event
-
     close_after_us = int(close_after_s * 1e6)
     inc = None
     if state.open is not None:
@@ -98,7 +130,7 @@ def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sens
             continue
         last_time = t
         if inc is not None and t - inc["last_alert_us"] > close_after_us:
-            events.append(_event("close", line, inc))
+            events.append(_ref_event("close", line, inc))
             inc, grew = None, False
         if not anomaly[i]:
             continue
@@ -110,13 +142,13 @@ def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sens
         inc["frames"] += 1
         inc["peak_score"] = max(inc["peak_score"], float(score[i]))
         names = top_sensors[i].split(",") if top_sensors[i] else ()
-        for weight, name in zip(_RANK_WEIGHTS, names, strict=False):
+        for weight, name in zip(_REF_WEIGHTS, names, strict=False):
             inc["sensor_weights"][name] = inc["sensor_weights"].get(name, 0.0) + weight
         if opened:
-            events.append(_event("open", line, inc))
+            events.append(_ref_event("open", line, inc))
         grew = not opened
     if inc is not None and grew:
-        events.append(_event("update", line, inc))
+        events.append(_ref_event("update", line, inc))
     return IncidentState(last_time_us=last_time, open=inc), events
 
 

@@ -61,6 +61,27 @@ def test_pending_records_survive_a_restart(tmp_path) -> None:
     assert _ids(again.read(100)) == list(range(12, 35))
 
 
+@pytest.mark.parametrize(
+    "cursor", [b"{not json", b'{"segment": 0}', b'{"segment": "a", "offset": 1}']
+)
+def test_an_unreadable_cursor_resends_everything_still_on_disk(tmp_path, caplog, cursor) -> None:
+    """A damaged cursor file must never skip records: resending is safe (the
+    worker drops duplicates by sequence number), losing them is not."""
+    buf = DiskBuffer(tmp_path, segment_bytes=1024, max_bytes=64 * 1024)
+    _fill(buf, 30)
+    buf.commit(buf.read(12)[-1].end)  # 12 acknowledged
+    buf.close()
+    (tmp_path / "cursor.json").write_bytes(cursor)
+    with caplog.at_level(logging.WARNING, logger="lineguard.ingest.buffer"):
+        again = DiskBuffer(tmp_path, segment_bytes=1024, max_bytes=64 * 1024)
+    assert "cursor" in caplog.text and "unreadable" in caplog.text and "resending" in caplog.text
+    got = _ids(again.read(100))
+    # Every record not yet acknowledged comes back, in order, and the resend
+    # starts at the oldest segment still on disk (some acknowledged ones again).
+    assert got[-18:] == list(range(12, 30))
+    assert got == list(range(got[0], 30)) and got[0] <= 12
+
+
 def test_a_torn_tail_write_is_cut_off_and_counted(tmp_path, caplog) -> None:
     buf = DiskBuffer(tmp_path, segment_bytes=4096, max_bytes=64 * 1024)
     _fill(buf, 5)

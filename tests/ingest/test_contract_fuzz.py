@@ -8,8 +8,10 @@ an encode/decode round trip exactly.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import struct
 
 import numpy as np
 import orjson
@@ -37,12 +39,62 @@ READING = st.one_of(
 )
 
 
+def _reference_read(raw: bytes) -> dict:
+    """What the bytes say, read with the standard library only (the test's own
+    reader of the three documented layouts, not the code under test)."""
+    if raw[:4] == b"LGT3":
+        _, flags, header_len = struct.unpack_from("<4sB3xI", raw)
+        doc = json.loads(raw[12 : 12 + header_len])
+        n, width = doc["n_frames"], len(doc["sensors"])
+        start = 12 + header_len
+        times = list(struct.unpack_from(f"<{n}q", raw, start))
+        flat = struct.unpack_from(f"<{n * width}d", raw, start + 8 * n)
+        values = [list(flat[i * width : (i + 1) * width]) for i in range(n)]
+        historical = bool(flags & 1)
+    else:
+        doc = json.loads(raw)
+        historical = doc["historical"]
+        if "values_f64" in doc:
+            times = doc["time_us"]
+            width = len(doc["sensors"])
+            flat = struct.unpack(f"<{len(times) * width}d", base64.b64decode(doc["values_f64"]))
+            values = [list(flat[i * width : (i + 1) * width]) for i in range(len(times))]
+        else:
+            times = [frame["time_us"] for frame in doc["frames"]]
+            values = [
+                [math.nan if v is None else v for v in frame["values"]] for frame in doc["frames"]
+            ]
+    return {
+        "schema": doc["schema"],
+        "ids": (doc["site"], doc["line"], doc["gateway"], doc["seq"]),
+        "sensors": tuple(doc["sensors"]),
+        "historical": historical,
+        "sent_at_us": doc.get("sent_at_us"),
+        "time_us": times,
+        "values": values,
+    }
+
+
 def _decode_or_refuse(raw: bytes) -> TelemetryBatch | None:
+    """Decode, or refuse with a reason; a record that decodes must hold exactly
+    what its bytes say (a corruption may turn into other valid data, the
+    transport's CRC guards against that, but never into data the bytes do not
+    hold)."""
     try:
-        return decode(raw)
+        batch = decode(raw)
     except InvalidRecord as exc:
         assert str(exc)  # a reason for the dead letter
         return None
+    want = _reference_read(raw)
+    assert batch.schema == want["schema"]
+    assert (batch.site, batch.line, batch.gateway, batch.seq) == want["ids"]
+    assert batch.sensors == want["sensors"] and batch.historical == want["historical"]
+    assert batch.sent_at_us == want["sent_at_us"]
+    np.testing.assert_array_equal(batch.time_us, np.asarray(want["time_us"], dtype=np.int64))
+    np.testing.assert_array_equal(
+        batch.values, np.asarray(want["values"], dtype=np.float64).reshape(batch.values.shape)
+    )
+    return batch
 
 
 @st.composite
@@ -165,5 +217,15 @@ def test_integral_floats_count_as_integers_and_decode_to_ints(batch: TelemetryBa
 def test_corrupted_bytes_never_escape_as_another_error(batch, schema, at, junk) -> None:
     raw = bytearray(encode(batch, schema))
     at %= len(raw)
+    changed = raw[at : at + len(junk)] != junk
     raw[at : at + len(junk)] = junk
-    _decode_or_refuse(bytes(raw))
+    back = _decode_or_refuse(bytes(raw))
+    if back is not None and not changed:
+        # Junk equal to what was there: the original batch, exactly.
+        assert (back.site, back.line, back.seq, back.sensors) == (
+            batch.site,
+            batch.line,
+            batch.seq,
+            batch.sensors,
+        )
+        np.testing.assert_array_equal(back.values, batch.values)

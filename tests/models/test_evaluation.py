@@ -30,7 +30,6 @@ from lineguard.models.evaluation import (
     predicted_changepoints,
     write_predictions,
 )
-from lineguard.models.metrics import score_alerts
 from lineguard.models.registry import Registry
 from lineguard.models.report import render_report, write_report
 from lineguard.models.training import TrainingConfig
@@ -111,6 +110,74 @@ def test_events_delays_and_contributions() -> None:
     assert events[1].sensors[0][0] == "c" and events[1].peak_score == 9.0
 
 
+# -- a plain reference of the headline metrics (SKAB's definitions) -------
+def _segments(flags) -> list[tuple[int, int]]:
+    """[start, stop) of each run of true flags, found one row at a time."""
+    out, start = [], None
+    for i, flag in enumerate([*list(flags), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def _reference_summary(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """Metrics of (time_us, labels, predictions) per run, summed over runs:
+    F1 = TP / (TP + (FN + FP) / 2); FAR = FP / (FP + TN) in %; MAR = FN /
+    (FN + TP) in %; an event is a labelled segment, detected when one of its
+    rows is predicted; a false-alarm event is a predicted segment with no
+    labelled row; the delay runs from a detected segment's first row to its
+    first predicted row."""
+    tp = fp = tn = fn = events = detected = false_alarms = 0
+    delays = []
+    for time_us, labels, preds in runs:
+        y = [bool(v) for v in labels]
+        p = [bool(v) for v in preds]
+        for a, b in zip(y, p, strict=True):
+            tp += a and b
+            fp += (not a) and b
+            tn += (not a) and (not b)
+            fn += a and (not b)
+        for a, b in _segments(y):
+            events += 1
+            hits = [i for i in range(a, b) if p[i]]
+            if hits:
+                detected += 1
+                delays.append((int(time_us[hits[0]]) - int(time_us[a])) / 1e6)
+        false_alarms += sum(1 for a, b in _segments(p) if not any(y[a:b]))
+    return {
+        "f1": round(tp / (tp + (fn + fp) / 2), 4),
+        "far": round(100 * fp / (fp + tn), 2),
+        "mar": round(100 * fn / (fn + tp), 2),
+        "event_recall": round(detected / events, 4),
+        "events": events,
+        "events_detected": detected,
+        "false_alarm_events": false_alarms,
+        "median_delay_s": float(np.median(delays)),
+        "test_rows": tp + fp + tn + fn,
+    }
+
+
+def _source_test_part(name: str, root: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
+    """Frame times and labels of a run's test rows, read from its file."""
+    source = read_run(root / name)
+    return source.time_us[TRAIN_ROWS:], source.anomaly[TRAIN_ROWS:].astype(bool)
+
+
+def test_the_reference_metrics_on_a_hand_computed_case() -> None:
+    # labels 0 1 1 1 0 0 0 0 | predictions 0 0 1 1 0 1 1 0: TP 2, FN 1, FP 2, TN 3;
+    # F1 = 2 / (2 + 1.5); one event, found 1 s late; one false-alarm event.
+    t = _secs(8)
+    labels = np.array([0, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    preds = np.array([0, 0, 1, 1, 0, 1, 1, 0], dtype=bool)
+    got = _reference_summary([(t, labels, preds)])
+    assert got["f1"] == round(2 / 3.5, 4) and got["far"] == 40.0 and got["mar"] == 33.33
+    assert (got["events"], got["events_detected"], got["false_alarm_events"]) == (1, 1, 1)
+    assert got["median_delay_s"] == 1.0
+
+
 # -- the worker's path on the in-repo runs ---------------------------------
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
@@ -121,20 +188,23 @@ def test_every_labelled_run_is_evaluated(evaluation: Evaluation) -> None:
     names = [r.name for r in evaluation.runs]
     assert names == [str(p.relative_to(DATA)) for p in find_runs(DATA)]
     summary = evaluation.summary()
-    assert summary["runs"] == 5
-    assert summary["events"] == 5
-    for key in ("f1", "far", "mar", "nab_standard", "event_recall", "median_delay_s"):
-        assert isinstance(summary[key], float), key
     json.dumps(summary)  # plain types only
-    assert 0.0 <= summary["f1"] <= 1.0
+    # The headline metrics are those of the runs' own predictions against the
+    # labels read from the files, by the reference above.
+    want = _reference_summary([(*_source_test_part(r.name), r.anomaly) for r in evaluation.runs])
+    assert summary["runs"] == 5 and want["events"] == 5
+    for key, value in want.items():
+        assert summary[key] == pytest.approx(value), key
 
 
 def test_summed_confusion_matches_the_runs(evaluation: Evaluation) -> None:
-    labels = np.concatenate([r.labels for r in evaluation.runs])
-    preds = np.concatenate([r.anomaly for r in evaluation.runs])
-    expected = score_alerts(labels, preds)
-    assert (evaluation.counts.tp, evaluation.counts.fp) == (expected.tp, expected.fp)
-    assert evaluation.summary()["f1"] == round(expected.f1, 4)
+    tp = fp = 0
+    for r in evaluation.runs:
+        _, labels = _source_test_part(r.name)
+        tp += int(np.sum(labels & r.anomaly))
+        fp += int(np.sum(~labels & r.anomaly))
+    assert (evaluation.counts.tp, evaluation.counts.fp) == (tp, fp)
+    assert evaluation.summary()["f1"] == round(tp / (tp + (evaluation.counts.fn + fp) / 2), 4)
 
 
 def test_predictions_csv_per_run(evaluation: Evaluation, tmp_path: Path) -> None:
@@ -267,19 +337,16 @@ def test_cli_evaluate_json_predictions_and_report(small_folder: Path, tmp_path: 
     )
     assert result.exit_code == 0, result.output
     last = json.loads(result.output.strip().splitlines()[-1])
-    for key in (
-        "f1",
-        "far",
-        "mar",
-        "nab_standard",
-        "event_recall",
-        "false_alarm_events",
-        "median_delay_s",
-        "runs",
-    ):
-        assert key in last
     assert last["runs"] == 1
-    assert (out / "valve2" / "1.csv").is_file()
+    # The printed figures are those its own predictions file gives against
+    # the labels of the source file.
+    with (out / "valve2" / "1.csv").open(newline="") as handle:
+        preds = np.array([int(r["anomaly_pred"]) for r in csv.DictReader(handle, delimiter=";")])
+    time_us, labels = _source_test_part("valve2/1.csv", small_folder)
+    want = _reference_summary([(time_us, labels, preds)])
+    for key, value in want.items():
+        assert last[key] == pytest.approx(value), key
+    assert isinstance(last["nab_standard"], float)
     assert report.read_text().count("<img ") == 1
     assert "total" in result.output
 
