@@ -142,13 +142,17 @@ def train_line_model(
 
 
 def fit_from_rows(
-    sensors: list[str], X: np.ndarray, config: TrainingConfig | None = None
+    sensors: list[str],
+    X: np.ndarray,
+    config: TrainingConfig | None = None,
+    time_us: np.ndarray | None = None,
 ) -> tuple[Any, float, dict[str, Any]]:
     """Fit and calibrate a pipeline on normal rows, without storing it.
 
     Returns ``(pipeline, threshold, calibration info)``; deterministic for a
     given ``config.seed``, so the same rows give the same model whatever
-    their source (a file or InfluxDB history).
+    their source (a file or InfluxDB history). With ``time_us`` the model
+    learns its gap bound and no trailing window spans a gap in the rows.
     """
     config = config or TrainingConfig()
     return train_pipeline(
@@ -158,6 +162,7 @@ def fit_from_rows(
         target_far=config.target_far,
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
+        time_us=time_us,
     )
 
 
@@ -216,7 +221,7 @@ def train_from_rows(
         )
     if len(time_us) < 20:
         raise ValueError(f"expected at least 20 training rows; got {len(time_us)}")
-    pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config)
+    pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config, time_us)
     k, n = config.debounce
     envelope: dict[str, Any] = {
         "sensors": list(sensors),
