@@ -58,6 +58,7 @@ import numpy as np
 
 from .registry import DEFAULT_DETECTOR, make_detector
 from .scoring import LinePipeline, segment_starts
+from .sensor_checks import SensorChecks
 
 __all__ = [
     "DEFAULT_DETREND_SLOW",
@@ -153,6 +154,7 @@ def train_pipeline(
     refit: bool = True,
     detrend_slow: float | None = DEFAULT_DETREND_SLOW,
     time_us: np.ndarray | None = None,
+    sensor_checks: bool = True,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -182,6 +184,9 @@ def train_pipeline(
         trailing window span a gap, in fitting, in calibration and in live
         scoring (:func:`lineguard.detectors.scoring.gap_bound_us`); several
         normal runs can be passed concatenated, oldest first.
+    sensor_checks : bool, default=True
+        Run the per-sensor, per-mode checks (freeze, step, relation, unseen
+        mode; :mod:`lineguard.detectors.sensor_checks`) beside the detector.
 
     Returns
     -------
@@ -211,6 +216,7 @@ def train_pipeline(
         detector=make_detector(detector_name, seed),
         window=window,
         detrend_slow=detrend_slow,
+        sensor_checks=SensorChecks() if sensor_checks else None,
     ).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
     if t is None:
         # The holdout continues the fit rows in time, so its first rows get
@@ -226,6 +232,7 @@ def train_pipeline(
             detector=make_detector(detector_name, seed),
             window=window,
             detrend_slow=detrend_slow,
+            sensor_checks=SensorChecks() if sensor_checks else None,
         ).fit(X, time_us=t)
     info = {
         "detector": detector_name,

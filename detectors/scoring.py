@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
+from .sensor_checks import CheckState, SensorChecks
 
 __all__ = [
     "DEFAULT_DEBOUNCE",
@@ -131,6 +132,10 @@ class LinePipeline(BaseEstimator):
         Passed to :class:`TemporalFeatures`: sensors whose training readings
         10 samples apart correlate above this are judged by their dynamics,
         not their level (thermal drift). None: every sensor by its level.
+    sensor_checks : SensorChecks or None, default=None
+        Unfitted per-sensor, per-mode checks (freeze, step, relation, unseen
+        mode) run beside the detector; ``fit`` trains a clone (``checks_``).
+        None: the detector alone.
 
     Attributes
     ----------
@@ -150,6 +155,8 @@ class LinePipeline(BaseEstimator):
     max_gap_us_ : int or None
         Gap bound learned from the training times (:func:`gap_bound_us`);
         None when fitted without times (no resets).
+    checks_ : SensorChecks or None
+        Fitted clone of ``sensor_checks``.
 
     Notes
     -----
@@ -164,11 +171,13 @@ class LinePipeline(BaseEstimator):
         detector: Detector,
         window: int = 10,
         detrend_slow: float | None = None,
+        sensor_checks: SensorChecks | None = None,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
         self.window = window
         self.detrend_slow = detrend_slow
+        self.sensor_checks = sensor_checks
 
     def fit(
         self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
@@ -208,7 +217,10 @@ class LinePipeline(BaseEstimator):
         self.scale_ = np.where(scale > _MIN_SCALE, scale, 1.0)
         self.max_gap_us_ = None if time_us is None else gap_bound_us(time_us, self.window)
         starts = segment_starts(time_us, self.max_gap_us_, X.shape[0])
-        Z = self._standardize(self._impute(X, None))
+        X_imp = self._impute(X, None)
+        Z = self._standardize(X_imp)
+        checks = getattr(self, "sensor_checks", None)
+        self.checks_ = None if checks is None else clone(checks).fit(X_imp, starts=starts)
         self.features_ = TemporalFeatures(
             window=self.window, detrend_slow=getattr(self, "detrend_slow", None)
         ).fit(Z)
@@ -259,6 +271,13 @@ class LinePipeline(BaseEstimator):
     def transform(
         self, X: np.ndarray, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows -> detector features and the next context (:meth:`transform_rows`)."""
+        F, new_context, _ = self.transform_rows(X, context)
+        return F, new_context
+
+    def transform_rows(
+        self, X: np.ndarray, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw rows -> detector features, carrying the imputed-row context.
 
         Parameters
@@ -275,6 +294,8 @@ class LinePipeline(BaseEstimator):
         features : ndarray of shape (n_samples, n_features_out)
         new_context : ndarray of shape (n_context', n_sensors)
             Context to pass with the next batch.
+        imputed : ndarray of shape (n_samples, n_sensors)
+            ``X`` with missing readings filled (raw units), for the checks.
 
         Notes
         -----
@@ -299,7 +320,7 @@ class LinePipeline(BaseEstimator):
         history = np.concatenate([ctx, X_imp], axis=0)
         # Keep >= 1 row even for window=1 so forward fill can cross batches.
         keep = min(max(n_ctx, 1), history.shape[0])
-        return F, history[history.shape[0] - keep :].copy()
+        return F, history[history.shape[0] - keep :].copy(), X_imp
 
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
@@ -338,12 +359,15 @@ class ScoringState:
     last_time_us : int or None
         Time of the last scored row when the caller passes times; the next
         batch's first row is compared with it to detect a gap.
+    checks : CheckState or None
+        The sensor checks' run lengths and last mode (None: none yet).
     """
 
     context: np.ndarray | None = None
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     alerted: bool = False
     last_time_us: int | None = None
+    checks: CheckState | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (any NaN becomes None)."""
@@ -357,6 +381,9 @@ class ScoringState:
             "flags": [bool(f) for f in self.flags],
             "alerted": bool(self.alerted),
             "last_time_us": None if self.last_time_us is None else int(self.last_time_us),
+            "checks": None
+            if self.checks is None
+            else {"runs": self.checks.runs.tolist(), "mode": int(self.checks.mode)},
         }
 
     @classmethod
@@ -371,11 +398,15 @@ class ScoringState:
             )
         flags = np.asarray(data.get("flags", []), dtype=bool)
         last = data.get("last_time_us")
+        checks = data.get("checks")
         return cls(
             context=context,
             flags=flags,
             alerted=bool(data.get("alerted", False)),
             last_time_us=None if last is None else int(last),
+            checks=None
+            if checks is None
+            else CheckState(np.asarray(checks["runs"], dtype=np.int64), int(checks["mode"])),
         )
 
 
@@ -397,13 +428,19 @@ class BatchResult:
         Indices (into ``pipeline.sensors``) of the sensors contributing most
         to each row's score, largest first; -1 where a sensor contributed
         nothing (row exactly at the normal centre) and on quiet rows, which
-        are not explained (see :func:`explained_rows`).
+        are not explained (see :func:`explained_rows`). Where a sensor check
+        fired, the sensor it blames comes first.
+    reason : ndarray of int8, shape (n,)
+        Why a row exceeds: a code into
+        :data:`lineguard.detectors.sensor_checks.REASONS` (0 none, 1 the
+        score, 2 freeze, 3 step, 4 relation, 5 unseen mode).
     """
 
     score: np.ndarray
     raw_exceed: np.ndarray
     anomaly: np.ndarray
     top_sensors: np.ndarray
+    reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
 
 def debounce(
@@ -511,7 +548,11 @@ def score_batch(
         # Empty poll: nothing to score, history unchanged.
         top = min(TOP_K_SENSORS, len(pipeline.sensors))
         empty = BatchResult(
-            np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.zeros((0, top), int)
+            np.zeros(0),
+            np.zeros(0, bool),
+            np.zeros(0, bool),
+            np.zeros((0, top), int),
+            np.zeros(0, np.int8),
         )
         return empty, state
     if time_us is not None:
@@ -552,9 +593,22 @@ def score_batch(
             )
             parts.append(part)
         return _concat(parts), state
-    features, context = pipeline.transform(X, state.context)
+    features, context, X_imp = pipeline.transform_rows(X, state.context)
     score = pipeline.detector_.decision_function(features)
     raw = score > threshold
+    reason = raw.astype(np.int8)
+    checks = getattr(pipeline, "checks_", None)
+    check_state = None
+    if checks is not None:
+        prev = None
+        if state.context is not None and state.context.shape[0]:
+            prev = state.context[-1]
+            prev = None if np.isnan(prev).any() else prev
+        found, check_state = checks.check(X_imp, prev, state.checks)
+        fired = found.reason > 0
+        # A check names its cause and its sensor: it takes precedence.
+        reason = np.where(fired, found.reason, reason)
+        raw = raw | fired
     # At stream start the first window - 1 rows have a partial trailing
     # window, unlike every training row (fit skips them): they are scored
     # but do not count towards an alert. The context holds min(window - 1,
@@ -562,6 +616,7 @@ def score_batch(
     warm_up = pipeline.window - 1 - (0 if state.context is None else state.context.shape[0])
     if warm_up > 0:
         raw[:warm_up] = False
+        reason[:warm_up] = 0
     anomaly, flags = debounce(raw, state.flags, k, n)
     top = min(TOP_K_SENSORS, len(pipeline.sensors))
     top_sensors = np.full((X.shape[0], top), -1, dtype=np.intp)
@@ -570,11 +625,24 @@ def score_batch(
         # Attribution only where someone reads it: most frames of a healthy
         # line are quiet, and attribution costs as much as the score.
         shares = pipeline.sensor_contributions(features[explain])
+        if checks is not None:
+            # Shares sum to at most 1, so +2 puts the blamed sensor first.
+            blamed = found.sensor[explain]
+            rows = np.flatnonzero(blamed >= 0)
+            shares[rows, blamed[rows]] += 2.0
         order = _top_k(shares, top)
         top_sensors[explain] = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
-    result = BatchResult(score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors)
+    result = BatchResult(
+        score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors, reason=reason
+    )
     alerted = bool(anomaly[-1])
-    return result, ScoringState(context=context, flags=flags, alerted=alerted)
+    return result, ScoringState(
+        context=context,
+        flags=flags,
+        alerted=alerted,
+        last_time_us=state.last_time_us,
+        checks=check_state,
+    )
 
 
 def _concat(parts: list[BatchResult]) -> BatchResult:
@@ -583,6 +651,7 @@ def _concat(parts: list[BatchResult]) -> BatchResult:
         raw_exceed=np.concatenate([p.raw_exceed for p in parts]),
         anomaly=np.concatenate([p.anomaly for p in parts]),
         top_sensors=np.concatenate([p.top_sensors for p in parts]),
+        reason=np.concatenate([p.reason for p in parts]),
     )
 
 

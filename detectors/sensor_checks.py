@@ -1,0 +1,369 @@
+"""Per-sensor fault checks beside the multivariate score, judged per operating mode.
+
+A multivariate detector asks "is this combination of readings plausible?".
+Three common sensor faults pass that test:
+
+* **Freeze (stuck reading).** A frozen level or temperature holds a value
+  the line visits every day. Only its *missing variation* gives it away: a
+  level that does not move while the fill valve is open, a temperature that
+  does not change while the heater is on.
+* **Step.** A reading that jumps outside the range its mode normally
+  shows (a level of 1.2 with the tank's outlet open).
+* **Broken relation.** A reading that drifts away from the value the other
+  readings imply (a tank temperature that no longer matches its outflow
+  temperature). Each sensor is predicted from all the others by a ridge
+  regression fitted on normal rows; its residual is judged per mode.
+
+Operating modes
+---------------
+What "normal" means for a sensor depends on what the line is doing. A batch
+line (fill, mix, heat, cool, discharge) announces its mode in 0/1 state
+channels -- valve, heater, cooler, mixer commands. :meth:`SensorChecks.fit`
+recognises such channels in the normal data (only the values 0 and 1, both
+seen) and takes each combination of their states seen in training as a
+mode. A continuous line without state channels has one mode. Every limit
+below is learned per mode, from normal rows only:
+
+* freeze: the longest run of rows, within the mode, over which the sensor's
+  reading did not change. A reading that stays unchanged for
+  ``freeze_factor`` times that, plus ``freeze_slack`` rows, is stuck.
+  Sensors that often stand still in a mode (a level while nothing flows)
+  get a long limit there and are in effect not checked in it.
+* step: the mode's [min, max] widened by ``range_margin`` of the sensor's
+  overall training range.
+* relation: ``relation_factor`` times the largest absolute residual seen in
+  the mode.
+
+A combination of state channels never seen in training is reported as an
+**unseen mode** (its own alert reason), not scored as if it were normal:
+nothing in the training data says what normal looks like there. Modes with
+fewer than ``min_mode_rows`` training rows fall back to the limits learned
+over all rows (freeze: not checked).
+
+Streaming
+---------
+The run lengths and the previous row's mode are what the checks carry from
+one micro-batch to the next (:class:`CheckState`); the scorer resets them
+with the rest of the line's state after a gap in the data, so a check never
+compares readings across a pause. Everything is vectorized over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["REASONS", "CheckResult", "CheckState", "SensorChecks", "unchanged_runs"]
+
+#: Alert reasons, by code: 0 quiet, 1 the multivariate score, then the checks.
+REASONS: tuple[str, ...] = ("", "score", "freeze", "step", "relation", "unseen_mode")
+FREEZE, STEP, RELATION, UNSEEN_MODE = 2, 3, 4, 5
+
+# No limit: a check that does not apply to a sensor in a mode.
+_NO_LIMIT = np.inf
+_MAX_STATE_CHANNELS = 62
+
+
+@dataclass(frozen=True)
+class CheckState:
+    """What the checks carry between micro-batches of one line.
+
+    Attributes
+    ----------
+    runs : ndarray of int64, shape (n_sensors,)
+        Rows, up to the last one, over which each reading has not changed
+        within the current mode.
+    mode : int
+        Mode index of the last row (-1: unseen mode).
+    """
+
+    runs: np.ndarray
+    mode: int
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Per-row outcome of the checks for one batch.
+
+    Attributes
+    ----------
+    reason : ndarray of int8, shape (n,)
+        Code into :data:`REASONS` of the strongest check that fired, 0 if none.
+    sensor : ndarray of intp, shape (n,)
+        Sensor the check blames, -1 where none fired.
+    mode : ndarray of intp, shape (n,)
+        Mode index per row, -1 for an unseen mode.
+    """
+
+    reason: np.ndarray
+    sensor: np.ndarray
+    mode: np.ndarray
+
+
+def unchanged_runs(same: np.ndarray, carry: np.ndarray | None) -> np.ndarray:
+    """Length of the run of True ending at each row, per column.
+
+    Parameters
+    ----------
+    same : ndarray of bool, shape (n, d)
+        Whether each row continues the run (reading unchanged, same mode).
+    carry : ndarray of int, shape (d,) or None
+        Run length at the row before the first one (None: 0).
+
+    Returns
+    -------
+    ndarray of int64, shape (n, d)
+    """
+    n = same.shape[0]
+    pos = np.arange(n, dtype=np.int64)[:, None]
+    last_break = np.where(same, -1, pos)
+    np.maximum.accumulate(last_break, axis=0, out=last_break)
+    runs = pos - last_break
+    if carry is not None:
+        unbroken = last_break < 0
+        runs = np.where(unbroken, runs + np.asarray(carry, dtype=np.int64)[None, :], runs)
+    return runs
+
+
+class SensorChecks(BaseEstimator):
+    """Freeze, step, broken-relation and unseen-mode checks, per operating mode.
+
+    Parameters
+    ----------
+    freeze_factor : float, default=2.0
+        A reading is stuck when unchanged for more than ``freeze_factor``
+        times the longest unchanged run of normal rows in its mode, plus
+        ``freeze_slack``.
+    freeze_slack : int, default=3
+        Rows added to every freeze limit (a sensor that changes on every
+        normal row is stuck after this many unchanged rows).
+    range_margin : float, default=0.1
+        Step check: the mode's normal range is widened by this share of the
+        sensor's whole training range on both sides.
+    relation_factor : float, default=1.5
+        Relation check: a residual above this times the mode's largest
+        normal residual fires. None disables the relation check.
+    min_mode_rows : int, default=30
+        Modes with fewer training rows use the all-modes limits.
+    ridge : float, default=1e-3
+        Ridge penalty (on standardized sensors) of the relation regressions.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    state_channels_ : ndarray of bool, shape (n_sensors,)
+        0/1 state channels that define the modes.
+    checked_ : ndarray of bool, shape (n_sensors,)
+        Sensors the checks judge (not state channels, not constant).
+    modes_ : ndarray of int64, shape (n_modes,)
+        Seen state combinations, bit-packed, sorted.
+    mode_rows_ : ndarray of int64, shape (n_modes,)
+    freeze_limit_, low_, high_, relation_limit_ : ndarray, shape (n_modes, n_sensors)
+        Per-mode limits (``inf``/``-inf`` where a check does not apply).
+    coef_ : ndarray of shape (n_sensors, n_sensors)
+        Relation regressions on standardized sensors (row j predicts sensor
+        j; its diagonal is zero). ``mean_``, ``scale_`` standardize.
+    """
+
+    def __init__(
+        self,
+        freeze_factor: float = 2.0,
+        freeze_slack: int = 3,
+        range_margin: float = 0.1,
+        relation_factor: float | None = 1.5,
+        min_mode_rows: int = 30,
+        ridge: float = 1e-3,
+    ) -> None:
+        self.freeze_factor = freeze_factor
+        self.freeze_slack = freeze_slack
+        self.range_margin = range_margin
+        self.relation_factor = relation_factor
+        self.min_mode_rows = min_mode_rows
+        self.ridge = ridge
+
+    # -- fitting -------------------------------------------------------------
+    def fit(
+        self, X: np.ndarray, y: object = None, starts: np.ndarray | None = None
+    ) -> SensorChecks:
+        """Learn modes and per-mode limits from normal rows.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_sensors)
+            Normal rows in sensor units, finite (imputed), in time order.
+        y : ignored
+        starts : ndarray of int, optional
+            Rows where a gap-free segment starts (runs never span a gap).
+        """
+        X = _finite_2d(X)
+        n, d = X.shape
+        if n < 2:
+            raise ValueError(f"SensorChecks.fit needs at least 2 rows, got {n}.")
+        self.n_features_in_ = d
+        is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
+        both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
+        state = is01 & both
+        if state.sum() > _MAX_STATE_CHANNELS:
+            # More switches than a mode code can hold: keep the first ones.
+            state[np.flatnonzero(state)[_MAX_STATE_CHANNELS:]] = False
+        self.state_channels_ = state
+        self.bits_ = np.left_shift(np.int64(1), np.arange(int(state.sum()), dtype=np.int64))
+        codes = self._codes(X)
+        self.modes_, mode_idx, self.mode_rows_ = np.unique(
+            codes, return_inverse=True, return_counts=True
+        )
+        lo_all, hi_all = X.min(axis=0), X.max(axis=0)
+        self.checked_ = ~state & (hi_all > lo_all)
+        n_modes = self.modes_.size
+        big = self.mode_rows_ >= self.min_mode_rows
+
+        # Freeze: longest unchanged run within a mode.
+        runs = self._runs(X, mode_idx, starts)
+        max_run = np.zeros((n_modes, d))
+        np.maximum.at(max_run, mode_idx, runs)
+        limit = self.freeze_factor * max_run + self.freeze_slack
+        limit[~big] = _NO_LIMIT
+        limit[:, ~self.checked_] = _NO_LIMIT
+        self.freeze_limit_ = limit
+
+        # Step: the mode's range, widened.
+        margin = self.range_margin * (hi_all - lo_all)
+        low = np.full((n_modes, d), np.inf)
+        high = np.full((n_modes, d), -np.inf)
+        np.minimum.at(low, mode_idx, X)
+        np.maximum.at(high, mode_idx, X)
+        low[~big], high[~big] = lo_all, hi_all
+        self.low_ = np.where(self.checked_, low - margin, -np.inf)
+        self.high_ = np.where(self.checked_, high + margin, np.inf)
+
+        # Relation: each sensor from all the others (ridge on standardized data).
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        self.coef_ = np.zeros((d, d))
+        self.relation_limit_ = np.full((n_modes, d), _NO_LIMIT)
+        if self.relation_factor is not None and self.checked_.sum() >= 2:
+            Z = (X - self.mean_) / self.scale_
+            gram = Z.T @ Z / n
+            for j in np.flatnonzero(self.checked_):
+                others = np.ones(d, dtype=bool)
+                others[j] = False
+                A = gram[np.ix_(others, others)] + self.ridge * np.eye(d - 1)
+                self.coef_[j, others] = np.linalg.solve(A, gram[others, j])
+            resid = np.abs(self._residuals(X))
+            worst = np.zeros((n_modes, d))
+            np.maximum.at(worst, mode_idx, resid)
+            overall = resid.max(axis=0)
+            worst[~big] = overall
+            limit = self.relation_factor * worst
+            # A sensor the others predict exactly (a zero residual) is judged
+            # against the resolution of its own readings, not against 0.
+            floor = 1e-6 * np.maximum(np.abs(self.mean_), 1.0) / self.scale_
+            limit = np.maximum(limit, floor)
+            limit[:, ~self.checked_] = _NO_LIMIT
+            self.relation_limit_ = limit
+        return self
+
+    def _codes(self, X: np.ndarray) -> np.ndarray:
+        if not self.bits_.size:
+            return np.zeros(X.shape[0], dtype=np.int64)
+        bits = X[:, self.state_channels_] >= 0.5
+        return bits.astype(np.int64) @ self.bits_
+
+    def _mode_index(self, X: np.ndarray) -> np.ndarray:
+        codes = self._codes(X)
+        idx = np.searchsorted(self.modes_, codes)
+        idx = np.minimum(idx, self.modes_.size - 1)
+        return np.where(self.modes_[idx] == codes, idx, -1)
+
+    def _runs(
+        self,
+        X: np.ndarray,
+        mode_idx: np.ndarray,
+        starts: np.ndarray | None,
+        prev: np.ndarray | None = None,
+        state: CheckState | None = None,
+    ) -> np.ndarray:
+        n, d = X.shape
+        same = np.zeros((n, d), dtype=bool)
+        same[1:] = X[1:] == X[:-1]
+        same[1:] &= (mode_idx[1:] == mode_idx[:-1])[:, None]
+        carry = None
+        if prev is not None and state is not None:
+            same[0] = (X[0] == prev) & (mode_idx[0] == state.mode)
+            carry = state.runs
+        if starts is not None:
+            same[np.asarray(starts, dtype=np.intp)] = False
+        return unchanged_runs(same, carry)
+
+    def _residuals(self, X: np.ndarray) -> np.ndarray:
+        Z = (X - self.mean_) / self.scale_
+        return Z - Z @ self.coef_.T
+
+    # -- scoring -------------------------------------------------------------
+    def check(
+        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+    ) -> tuple[CheckResult, CheckState]:
+        """Run the checks on a batch; pure (the state is passed in and out).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_sensors)
+            Rows in sensor units, imputed, in time order.
+        prev : ndarray of shape (n_sensors,) or None
+            The row before ``X`` (imputed); None at stream start.
+        state : CheckState or None
+            As returned for the previous batch; None at stream start.
+        """
+        check_is_fitted(self, "freeze_limit_")
+        X = _finite_2d(X)
+        n, d = X.shape
+        mode = self._mode_index(X)
+        seen = mode >= 0
+        m = np.where(seen, mode, 0)
+        runs = self._runs(X, mode, None, prev, state if prev is not None else None)
+        severity = np.zeros((n, d))
+        reason = np.zeros((n, d), dtype=np.int8)
+        # Severity: how far past its limit each check is (> 1 fires).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            freeze = runs / self.freeze_limit_[m]
+            width = np.maximum(self.high_[m] - self.low_[m], 1e-12)
+            step = 1.0 + np.maximum(self.low_[m] - X, X - self.high_[m]) / width
+            rel = np.abs(self._residuals(X)) / self.relation_limit_[m]
+        for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
+            sev = np.where(seen[:, None], np.nan_to_num(sev, nan=0.0, posinf=0.0), 0.0)
+            stronger = (sev > 1.0) & (sev > severity)
+            severity = np.where(stronger, sev, severity)
+            reason = np.where(stronger, np.int8(code), reason)
+        sensor = severity.argmax(axis=1)
+        rows = np.arange(n)
+        row_reason = reason[rows, sensor]
+        sensor = np.where(row_reason > 0, sensor, -1)
+        if not seen.all():
+            unseen = np.flatnonzero(~seen)
+            row_reason[unseen] = UNSEEN_MODE
+            sensor[unseen] = self._new_switch(X[unseen])
+        result = CheckResult(reason=row_reason.astype(np.int8), sensor=sensor, mode=mode)
+        return result, CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
+
+    def _new_switch(self, X: np.ndarray) -> np.ndarray:
+        """State channel that differs from the nearest seen mode (first such)."""
+        channels = np.flatnonzero(self.state_channels_)
+        bits = (X[:, self.state_channels_] >= 0.5).astype(np.int64)
+        seen = ((self.modes_[:, None] & self.bits_[None, :]) > 0).astype(np.int64)
+        distance = np.abs(bits[:, None, :] - seen[None, :, :]).sum(axis=2)
+        nearest = seen[distance.argmin(axis=1)]
+        differs = bits != nearest
+        return channels[differs.argmax(axis=1)]
+
+
+def _finite_2d(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"SensorChecks expects a 2-D array (rows, sensors), got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError("SensorChecks expects finite readings (impute missing values first).")
+    return X
