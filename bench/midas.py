@@ -148,7 +148,7 @@ def evaluate(data: Path, detector: str, folds: int, train_kwargs: dict[str, Any]
     caught = [x for x in out["faults"] if x["caught"]]
     out["summary"] = {
         "detector": detector,
-        "train_kwargs": train_kwargs,
+        "train_kwargs": {k: str(v) for k, v in train_kwargs.items()},
         "far_normal_runs": round(100 * sum(x["fp"] for x in out["normal"]) / n_rows, 2),
         "far_pre_fault": round(100 * sum(x["pre_fp"] for x in out["faults"]) / pre_rows, 2),
         "faults_caught": f"{len(caught)}/{len(out['faults'])}",
@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
     kwargs = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if isinstance(kwargs.get("sensor_checks"), dict):
+        from lineguard.detectors.sensor_checks import SensorChecks
+
+        kwargs["sensor_checks"] = SensorChecks(**kwargs["sensor_checks"])
     res = evaluate(args.data, args.detector, args.folds, kwargs)
     if args.runs:
         for x in res["normal"]:

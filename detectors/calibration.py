@@ -154,7 +154,7 @@ def train_pipeline(
     refit: bool = True,
     detrend_slow: float | None = DEFAULT_DETREND_SLOW,
     time_us: np.ndarray | None = None,
-    sensor_checks: bool = True,
+    sensor_checks: bool | SensorChecks = True,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -184,9 +184,10 @@ def train_pipeline(
         trailing window span a gap, in fitting, in calibration and in live
         scoring (:func:`lineguard.detectors.scoring.gap_bound_us`); several
         normal runs can be passed concatenated, oldest first.
-    sensor_checks : bool, default=True
+    sensor_checks : bool or SensorChecks, default=True
         Run the per-sensor, per-mode checks (freeze, step, relation, unseen
-        mode; :mod:`lineguard.detectors.sensor_checks`) beside the detector.
+        mode; :mod:`lineguard.detectors.sensor_checks`) beside the detector:
+        True for the defaults, or an unfitted :class:`SensorChecks`.
 
     Returns
     -------
@@ -216,7 +217,7 @@ def train_pipeline(
         detector=make_detector(detector_name, seed),
         window=window,
         detrend_slow=detrend_slow,
-        sensor_checks=SensorChecks() if sensor_checks else None,
+        sensor_checks=_checks(sensor_checks),
     ).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
     if t is None:
         # The holdout continues the fit rows in time, so its first rows get
@@ -232,7 +233,7 @@ def train_pipeline(
             detector=make_detector(detector_name, seed),
             window=window,
             detrend_slow=detrend_slow,
-            sensor_checks=SensorChecks() if sensor_checks else None,
+            sensor_checks=_checks(sensor_checks),
         ).fit(X, time_us=t)
     info = {
         "detector": detector_name,
@@ -254,6 +255,12 @@ def train_pipeline(
         "max_gap_us": getattr(pipeline, "max_gap_us_", None),
     }
     return pipeline, threshold, info
+
+
+def _checks(sensor_checks: bool | SensorChecks) -> SensorChecks | None:
+    if isinstance(sensor_checks, SensorChecks):
+        return sensor_checks
+    return SensorChecks() if sensor_checks else None
 
 
 def _holdout_scores(

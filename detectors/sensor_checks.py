@@ -50,13 +50,23 @@ compares readings across a pause. Everything is vectorized over the batch.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["REASONS", "CheckResult", "CheckState", "SensorChecks", "unchanged_runs"]
+__all__ = [
+    "MIN_EFFECTIVE_ROWS",
+    "REASONS",
+    "CheckResult",
+    "CheckState",
+    "SensorChecks",
+    "effective_rows",
+    "unchanged_runs",
+]
 
 #: Alert reasons, by code: 0 quiet, 1 the multivariate score, then the checks.
 REASONS: tuple[str, ...] = ("", "score", "freeze", "step", "relation", "unseen_mode")
@@ -65,6 +75,12 @@ FREEZE, STEP, RELATION, UNSEEN_MODE = 2, 3, 4, 5
 # No limit: a check that does not apply to a sensor in a mode.
 _NO_LIMIT = np.inf
 _MAX_STATE_CHANNELS = 62
+
+#: Effective independent rows (:func:`effective_rows`) a sensor's fit rows
+#: need before its step and relation checks are trusted from one stretch of
+#: history: about the sample size at which a range's extremes stop growing
+#: quickly (the expected maximum of 30 normal draws is ~2 sd).
+MIN_EFFECTIVE_ROWS = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,16 +149,16 @@ class SensorChecks(BaseEstimator):
 
     Parameters
     ----------
-    freeze_factor : float, default=2.0
+    freeze_factor : float or None, default=2.0
         A reading is stuck when unchanged for more than ``freeze_factor``
         times the longest unchanged run of normal rows in its mode, plus
-        ``freeze_slack``.
+        ``freeze_slack``. None disables the freeze check.
     freeze_slack : int, default=3
         Rows added to every freeze limit (a sensor that changes on every
         normal row is stuck after this many unchanged rows).
-    range_margin : float, default=0.1
+    range_margin : float or None, default=0.1
         Step check: the mode's normal range is widened by this share of the
-        sensor's whole training range on both sides.
+        sensor's whole training range on both sides. None disables it.
     relation_factor : float, default=1.5
         Relation check: a residual above this times the mode's largest
         normal residual fires. None disables the relation check.
@@ -150,6 +166,12 @@ class SensorChecks(BaseEstimator):
         Modes with fewer training rows use the all-modes limits.
     ridge : float, default=1e-3
         Ridge penalty (on standardized sensors) of the relation regressions.
+    validation_fraction : float or None, default=0.3
+        Most recent share of the training rows on which each check is tried
+        before it is trusted (see :meth:`fit`); None trusts every check.
+    validation_max_rate : float, default=0.001
+        A check firing on more than this share of a sensor's validation
+        rows is switched off for that sensor.
 
     Attributes
     ----------
@@ -166,16 +188,21 @@ class SensorChecks(BaseEstimator):
     coef_ : ndarray of shape (n_sensors, n_sensors)
         Relation regressions on standardized sensors (row j predicts sensor
         j; its diagonal is zero). ``mean_``, ``scale_`` standardize.
+    disabled_ : ndarray of bool, shape (3, n_sensors)
+        Freeze, step and relation checks switched off per sensor because
+        they fired on held-back normal rows (:meth:`fit`).
     """
 
     def __init__(
         self,
-        freeze_factor: float = 2.0,
+        freeze_factor: float | None = 2.0,
         freeze_slack: int = 3,
-        range_margin: float = 0.1,
+        range_margin: float | None = 0.1,
         relation_factor: float | None = 1.5,
         min_mode_rows: int = 30,
         ridge: float = 1e-3,
+        validation_fraction: float | None = 0.3,
+        validation_max_rate: float = 0.001,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -183,12 +210,23 @@ class SensorChecks(BaseEstimator):
         self.relation_factor = relation_factor
         self.min_mode_rows = min_mode_rows
         self.ridge = ridge
+        self.validation_fraction = validation_fraction
+        self.validation_max_rate = validation_max_rate
 
     # -- fitting -------------------------------------------------------------
     def fit(
         self, X: np.ndarray, y: object = None, starts: np.ndarray | None = None
     ) -> SensorChecks:
-        """Learn modes and per-mode limits from normal rows.
+        """Learn modes and per-mode limits from normal rows; keep the checks that hold.
+
+        The limits are first learned on the older ``1 - validation_fraction``
+        of the rows and run over the most recent rows, as live scoring would.
+        A check that fires there on more than ``validation_max_rate`` of a
+        sensor's rows does not describe that sensor's normal behaviour well
+        enough (its history is too short to cover the range a slow sensor
+        visits, or the relation moves with conditions), so it is switched off
+        for that sensor (``disabled_``). Then the limits are learned on all
+        rows. The choice uses normal rows only.
 
         Parameters
         ----------
@@ -202,6 +240,65 @@ class SensorChecks(BaseEstimator):
         n, d = X.shape
         if n < 2:
             raise ValueError(f"SensorChecks.fit needs at least 2 rows, got {n}.")
+        starts = np.zeros(1, dtype=np.intp) if starts is None else np.asarray(starts, np.intp)
+        disabled = np.zeros((3, d), dtype=bool)
+        if self.validation_fraction:
+            disabled = self._untrusted(X, starts)
+        self._fit_limits(X, starts)
+        self.freeze_limit_[:, disabled[0]] = _NO_LIMIT
+        self.low_[:, disabled[1]] = -np.inf
+        self.high_[:, disabled[1]] = np.inf
+        self.relation_limit_[:, disabled[2]] = _NO_LIMIT
+        self.disabled_ = disabled
+        return self
+
+    def _untrusted(self, X: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """(check, sensor) pairs that normal rows unseen by the limits contradict.
+
+        With three or more gap-free segments (batches, runs) each segment is
+        checked against limits learned from the others: a batch line shows
+        whether its levels recur. Otherwise the most recent
+        ``validation_fraction`` of the rows is checked against limits from the
+        older rows; and because a short stretch of a slowly wandering sensor
+        shows neither its range nor its relations (a casing temperature over
+        a few minutes), its step and relation checks also need an effective
+        sample size of at least :data:`MIN_EFFECTIVE_ROWS` in the fit rows.
+        """
+        n, d = X.shape
+        bounds = [*starts.tolist(), n]
+        pieces = list(itertools.pairwise(bounds))
+        fired = np.zeros((3, d))
+        disabled = np.zeros((3, d), dtype=bool)
+        if len(pieces) >= 3:
+            for a, b in pieces:
+                keep = np.ones(n, dtype=bool)
+                keep[a:b] = False
+                rest = X[keep]
+                rest_starts = np.array(
+                    [0, *[s - (b - a if s >= b else 0) for s in starts if s not in (0, a)]],
+                    dtype=np.intp,
+                )
+                self._fit_limits(rest, np.unique(rest_starts))
+                sev, mode, _ = self._severities(X[a:b], None, None)
+                fired += np.array([(v[mode >= 0] > 1.0).sum(axis=0) for v in sev])
+            n_val = n
+        else:
+            n_val = math.ceil(n * self.validation_fraction)
+            n_fit = n - n_val
+            if n_val < 1 or n_fit < 2:
+                return disabled
+            self._fit_limits(X[:n_fit], starts[starts < n_fit])
+            for a, b in itertools.pairwise([n_fit, *starts[starts > n_fit].tolist(), n]):
+                sev, mode, _ = self._severities(X[a:b], None, None)
+                fired += np.array([(v[mode >= 0] > 1.0).sum(axis=0) for v in sev])
+            few = effective_rows(X[:n_fit]) < MIN_EFFECTIVE_ROWS
+            few_resid = effective_rows(self._residuals(X[:n_fit])) < MIN_EFFECTIVE_ROWS
+            disabled[1] |= few
+            disabled[2] |= few_resid
+        return disabled | (fired / n_val > self.validation_max_rate)
+
+    def _fit_limits(self, X: np.ndarray, starts: np.ndarray) -> None:
+        n, d = X.shape
         self.n_features_in_ = d
         is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
         both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
@@ -224,13 +321,15 @@ class SensorChecks(BaseEstimator):
         runs = self._runs(X, mode_idx, starts)
         max_run = np.zeros((n_modes, d))
         np.maximum.at(max_run, mode_idx, runs)
-        limit = self.freeze_factor * max_run + self.freeze_slack
+        limit = (self.freeze_factor or 0.0) * max_run + self.freeze_slack
         limit[~big] = _NO_LIMIT
+        if self.freeze_factor is None:
+            limit[:] = _NO_LIMIT
         limit[:, ~self.checked_] = _NO_LIMIT
         self.freeze_limit_ = limit
 
         # Step: the mode's range, widened.
-        margin = self.range_margin * (hi_all - lo_all)
+        margin = (self.range_margin or 0.0) * (hi_all - lo_all)
         low = np.full((n_modes, d), np.inf)
         high = np.full((n_modes, d), -np.inf)
         np.minimum.at(low, mode_idx, X)
@@ -238,6 +337,8 @@ class SensorChecks(BaseEstimator):
         low[~big], high[~big] = lo_all, hi_all
         self.low_ = np.where(self.checked_, low - margin, -np.inf)
         self.high_ = np.where(self.checked_, high + margin, np.inf)
+        if self.range_margin is None:
+            self.low_[:], self.high_[:] = -np.inf, np.inf
 
         # Relation: each sensor from all the others (ridge on standardized data).
         self.mean_ = X.mean(axis=0)
@@ -265,7 +366,6 @@ class SensorChecks(BaseEstimator):
             limit = np.maximum(limit, floor)
             limit[:, ~self.checked_] = _NO_LIMIT
             self.relation_limit_ = limit
-        return self
 
     def _codes(self, X: np.ndarray) -> np.ndarray:
         if not self.bits_.size:
@@ -321,20 +421,11 @@ class SensorChecks(BaseEstimator):
         check_is_fitted(self, "freeze_limit_")
         X = _finite_2d(X)
         n, d = X.shape
-        mode = self._mode_index(X)
+        (freeze, step, rel), mode, runs = self._severities(X, prev, state)
         seen = mode >= 0
-        m = np.where(seen, mode, 0)
-        runs = self._runs(X, mode, None, prev, state if prev is not None else None)
         severity = np.zeros((n, d))
         reason = np.zeros((n, d), dtype=np.int8)
-        # Severity: how far past its limit each check is (> 1 fires).
-        with np.errstate(divide="ignore", invalid="ignore"):
-            freeze = runs / self.freeze_limit_[m]
-            width = np.maximum(self.high_[m] - self.low_[m], 1e-12)
-            step = 1.0 + np.maximum(self.low_[m] - X, X - self.high_[m]) / width
-            rel = np.abs(self._residuals(X)) / self.relation_limit_[m]
         for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
-            sev = np.where(seen[:, None], np.nan_to_num(sev, nan=0.0, posinf=0.0), 0.0)
             stronger = (sev > 1.0) & (sev > severity)
             severity = np.where(stronger, sev, severity)
             reason = np.where(stronger, np.int8(code), reason)
@@ -349,6 +440,25 @@ class SensorChecks(BaseEstimator):
         result = CheckResult(reason=row_reason.astype(np.int8), sensor=sensor, mode=mode)
         return result, CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
 
+    def _severities(
+        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """Freeze, step and relation severities (> 1 fires; 0 in unseen modes)."""
+        mode = self._mode_index(X)
+        seen = mode >= 0
+        m = np.where(seen, mode, 0)
+        runs = self._runs(X, mode, None, prev, state if prev is not None else None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            freeze = runs / self.freeze_limit_[m]
+            width = np.maximum(self.high_[m] - self.low_[m], 1e-12)
+            step = 1.0 + np.maximum(self.low_[m] - X, X - self.high_[m]) / width
+            rel = np.abs(self._residuals(X)) / self.relation_limit_[m]
+        out = tuple(
+            np.where(seen[:, None], np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+            for v in (freeze, step, rel)
+        )
+        return out, mode, runs
+
     def _new_switch(self, X: np.ndarray) -> np.ndarray:
         """State channel that differs from the nearest seen mode (first such)."""
         channels = np.flatnonzero(self.state_channels_)
@@ -358,6 +468,30 @@ class SensorChecks(BaseEstimator):
         nearest = seen[distance.argmin(axis=1)]
         differs = bits != nearest
         return channels[differs.argmax(axis=1)]
+
+
+def effective_rows(X: np.ndarray, lag: int = 10) -> np.ndarray:
+    """Effective number of independent rows per column, ``n (1 - r) / (1 + r)``.
+
+    ``r`` is the lag-1 autocorrelation of an AR(1) process with the
+    column's lag-``lag`` autocorrelation (floored at 0). A slowly wandering
+    sensor's rows are nearly copies of each other: 400 rows of a casing
+    temperature (r ~ 0.999) are worth well under one independent
+    observation of its level, so no range learned from them is evidence of
+    where it will be next.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    if n <= lag + 1:
+        return np.zeros(X.shape[1])
+    c = X - X.mean(axis=0)
+    energy = np.einsum("ij,ij->j", c, c)
+    cross = np.einsum("ij,ij->j", c[lag:], c[:-lag])
+    r_lag = np.divide(cross, energy, out=np.zeros_like(energy), where=energy > 0)
+    # Implied lag-1 correlation of an AR(1) with this lag-``lag`` one: read
+    # at a distance, measurement noise does not hide the slow part.
+    r = np.clip(r_lag, 0.0, 1.0) ** (1.0 / lag)
+    return n * (1.0 - r) / (1.0 + r)
 
 
 def _finite_2d(X: np.ndarray) -> np.ndarray:
