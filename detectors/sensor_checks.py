@@ -58,6 +58,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._numeric import ordered_matmul
+
 __all__ = [
     "MIN_EFFECTIVE_ROWS",
     "REASONS",
@@ -250,7 +252,20 @@ class SensorChecks(BaseEstimator):
         self.high_[:, disabled[1]] = np.inf
         self.relation_limit_[:, disabled[2]] = _NO_LIMIT
         self.disabled_ = disabled
+        self._step_bounds()
         return self
+
+    def _freeze_columns(self) -> np.ndarray:
+        """Sensors with a freeze limit in some mode (only they need run lengths)."""
+        return np.flatnonzero(np.isfinite(self.freeze_limit_).any(axis=0))
+
+    def _step_bounds(self) -> None:
+        """Step limits as centre and half-width (inf: no step check)."""
+        finite = np.isfinite(self.low_) & np.isfinite(self.high_)
+        low, high = np.where(finite, self.low_, 0.0), np.where(finite, self.high_, 0.0)
+        self.center_ = (low + high) / 2
+        half = np.where(finite, (high - low) / 2, np.inf)
+        self.half_ = np.maximum(half, 1e-12)
 
     def _untrusted(self, X: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """(check, sensor) pairs that normal rows unseen by the limits contradict.
@@ -366,6 +381,7 @@ class SensorChecks(BaseEstimator):
             limit = np.maximum(limit, floor)
             limit[:, ~self.checked_] = _NO_LIMIT
             self.relation_limit_ = limit
+        self._step_bounds()
 
     def _codes(self, X: np.ndarray) -> np.ndarray:
         if not self.bits_.size:
@@ -386,22 +402,34 @@ class SensorChecks(BaseEstimator):
         starts: np.ndarray | None,
         prev: np.ndarray | None = None,
         state: CheckState | None = None,
+        columns: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Unchanged-in-mode run length per row, for ``columns`` (others 0)."""
         n, d = X.shape
-        same = np.zeros((n, d), dtype=bool)
-        same[1:] = X[1:] == X[:-1]
-        same[1:] &= (mode_idx[1:] == mode_idx[:-1])[:, None]
+        runs = np.zeros((n, d), dtype=np.int64)
+        cols = np.arange(d) if columns is None else columns
+        if cols.size == 0 or n == 0:
+            return runs
+        Xc = X[:, cols]
+        same = np.zeros((n, cols.size), dtype=bool)
+        same[1:] = Xc[1:] == Xc[:-1]
+        if self.modes_.size > 1:
+            same[1:] &= (mode_idx[1:] == mode_idx[:-1])[:, None]
         carry = None
         if prev is not None and state is not None:
-            same[0] = (X[0] == prev) & (mode_idx[0] == state.mode)
-            carry = state.runs
+            same[0] = (Xc[0] == prev[cols]) & (mode_idx[0] == state.mode)
+            carry = state.runs[cols]
         if starts is not None:
             same[np.asarray(starts, dtype=np.intp)] = False
-        return unchanged_runs(same, carry)
+        if not same.any():
+            return runs  # a noisy sensor never repeats a reading: the usual case
+        runs[:, cols] = unchanged_runs(same, carry)
+        return runs
 
     def _residuals(self, X: np.ndarray) -> np.ndarray:
         Z = (X - self.mean_) / self.scale_
-        return Z - Z @ self.coef_.T
+        # Row-independent product: a row's residual never depends on the batch.
+        return Z - ordered_matmul(Z, self.coef_.T)
 
     # -- scoring -------------------------------------------------------------
     def check(
@@ -423,6 +451,12 @@ class SensorChecks(BaseEstimator):
         n, d = X.shape
         (freeze, step, rel), mode, runs = self._severities(X, prev, state)
         seen = mode >= 0
+        new_state = CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
+        worst = np.maximum(np.maximum(freeze, step), rel)
+        if seen.all() and not (worst > 1.0).any():
+            # The usual batch of a healthy line: nothing fired, nothing to rank.
+            quiet = CheckResult(np.zeros(n, np.int8), np.full(n, -1, np.intp), mode)
+            return quiet, new_state
         severity = np.zeros((n, d))
         reason = np.zeros((n, d), dtype=np.int8)
         for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
@@ -438,26 +472,39 @@ class SensorChecks(BaseEstimator):
             row_reason[unseen] = UNSEEN_MODE
             sensor[unseen] = self._new_switch(X[unseen])
         result = CheckResult(reason=row_reason.astype(np.int8), sensor=sensor, mode=mode)
-        return result, CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
+        return result, new_state
 
     def _severities(
         self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-        """Freeze, step and relation severities (> 1 fires; 0 in unseen modes)."""
+        """Freeze, step and relation severities (> 1 fires; 0 in unseen modes).
+
+        Only the checks in force for some sensor are computed, and with one
+        mode the limits broadcast instead of being gathered per row: this is
+        the hot path (one call per micro-batch).
+        """
         mode = self._mode_index(X)
         seen = mode >= 0
         m = np.where(seen, mode, 0)
-        runs = self._runs(X, mode, None, prev, state if prev is not None else None)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            freeze = runs / self.freeze_limit_[m]
-            width = np.maximum(self.high_[m] - self.low_[m], 1e-12)
-            step = 1.0 + np.maximum(self.low_[m] - X, X - self.high_[m]) / width
-            rel = np.abs(self._residuals(X)) / self.relation_limit_[m]
-        out = tuple(
-            np.where(seen[:, None], np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-            for v in (freeze, step, rel)
+        one = self.modes_.size == 1
+
+        def limits(table: np.ndarray) -> np.ndarray:
+            return table[:1] if one else table[m]
+
+        runs = self._runs(
+            X, mode, None, prev, state if prev is not None else None, self._freeze_columns()
         )
-        return out, mode, runs
+        zero = np.zeros(X.shape)
+        freeze = step = rel = zero
+        if np.isfinite(self.freeze_limit_).any():
+            freeze = runs / limits(self.freeze_limit_)
+        if np.isfinite(self.half_).any():
+            step = np.abs(X - limits(self.center_)) / limits(self.half_)
+        if np.isfinite(self.relation_limit_).any():
+            rel = np.abs(self._residuals(X)) / limits(self.relation_limit_)
+        if not seen.all():
+            freeze, step, rel = (np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel))
+        return (freeze, step, rel), mode, runs
 
     def _new_switch(self, X: np.ndarray) -> np.ndarray:
         """State channel that differs from the nearest seen mode (first such)."""
