@@ -260,12 +260,21 @@ class SensorChecks(BaseEstimator):
         return np.flatnonzero(np.isfinite(self.freeze_limit_).any(axis=0))
 
     def _step_bounds(self) -> None:
-        """Step limits as centre and half-width (inf: no step check)."""
+        """Hot-path forms of the limits: step as centre and half-width (inf: no
+        step check), the columns each check is in force for, and the relation
+        residuals as one matrix product."""
         finite = np.isfinite(self.low_) & np.isfinite(self.high_)
         low, high = np.where(finite, self.low_, 0.0), np.where(finite, self.high_, 0.0)
         self.center_ = (low + high) / 2
         half = np.where(finite, (high - low) / 2, np.inf)
         self.half_ = np.maximum(half, 1e-12)
+        self.inv_half_ = 1.0 / self.half_
+        self.step_columns_ = np.flatnonzero(np.isfinite(self.half_).any(axis=0))
+        self.relation_columns_ = np.flatnonzero(np.isfinite(self.relation_limit_).any(axis=0))
+        d = self.coef_.shape[0]
+        full = (np.eye(d) - self.coef_.T) / self.scale_[:, None]
+        self.relation_matrix_ = np.ascontiguousarray(full[:, self.relation_columns_])
+        self.relation_bias_ = self.mean_ @ self.relation_matrix_
 
     def _untrusted(self, X: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """(check, sensor) pairs that normal rows unseen by the limits contradict.
@@ -452,27 +461,28 @@ class SensorChecks(BaseEstimator):
         (freeze, step, rel), mode, runs = self._severities(X, prev, state)
         seen = mode >= 0
         new_state = CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
-        worst = np.maximum(np.maximum(freeze, step), rel)
-        if seen.all() and not (worst > 1.0).any():
-            # The usual batch of a healthy line: nothing fired, nothing to rank.
-            quiet = CheckResult(np.zeros(n, np.int8), np.full(n, -1, np.intp), mode)
-            return quiet, new_state
-        severity = np.zeros((n, d))
-        reason = np.zeros((n, d), dtype=np.int8)
-        for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
-            stronger = (sev > 1.0) & (sev > severity)
-            severity = np.where(stronger, sev, severity)
-            reason = np.where(stronger, np.int8(code), reason)
-        sensor = severity.argmax(axis=1)
-        rows = np.arange(n)
-        row_reason = reason[rows, sensor]
-        sensor = np.where(row_reason > 0, sensor, -1)
+        worst = np.maximum(freeze, step)
+        np.maximum(worst, rel, out=worst)
+        hot = np.flatnonzero(worst.max(axis=1) > 1.0)
+        row_reason = np.zeros(n, dtype=np.int8)
+        sensor = np.full(n, -1, dtype=np.intp)
+        if hot.size:
+            # Rank the checks only on the rows where one fired (few).
+            severity = np.zeros((hot.size, d))
+            reason = np.zeros((hot.size, d), dtype=np.int8)
+            for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
+                sev = sev[hot]
+                stronger = (sev > 1.0) & (sev > severity)
+                severity = np.where(stronger, sev, severity)
+                reason = np.where(stronger, np.int8(code), reason)
+            blamed = severity.argmax(axis=1)
+            row_reason[hot] = reason[np.arange(hot.size), blamed]
+            sensor[hot] = blamed
         if not seen.all():
             unseen = np.flatnonzero(~seen)
             row_reason[unseen] = UNSEEN_MODE
             sensor[unseen] = self._new_switch(X[unseen])
-        result = CheckResult(reason=row_reason.astype(np.int8), sensor=sensor, mode=mode)
-        return result, new_state
+        return CheckResult(reason=row_reason, sensor=sensor, mode=mode), new_state
 
     def _severities(
         self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
@@ -494,14 +504,25 @@ class SensorChecks(BaseEstimator):
         runs = self._runs(
             X, mode, None, prev, state if prev is not None else None, self._freeze_columns()
         )
-        zero = np.zeros(X.shape)
-        freeze = step = rel = zero
-        if np.isfinite(self.freeze_limit_).any():
+        freeze = step = rel = np.zeros(X.shape)
+        if runs.any():
             freeze = runs / limits(self.freeze_limit_)
-        if np.isfinite(self.half_).any():
-            step = np.abs(X - limits(self.center_)) / limits(self.half_)
-        if np.isfinite(self.relation_limit_).any():
-            rel = np.abs(self._residuals(X)) / limits(self.relation_limit_)
+        cols = self.step_columns_
+        if cols.size:
+            sub = X[:, cols] - limits(self.center_[:, cols])
+            np.abs(sub, out=sub)
+            sub *= limits(self.inv_half_[:, cols])
+            step = np.zeros(X.shape)
+            step[:, cols] = sub
+        cols = self.relation_columns_
+        if cols.size:
+            # Residuals folded into one product: (X - mean) / scale @ (I - C') = X M - b.
+            sub = ordered_matmul(X, self.relation_matrix_)
+            sub -= self.relation_bias_
+            np.abs(sub, out=sub)
+            sub /= limits(self.relation_limit_[:, cols])
+            rel = np.zeros(X.shape)
+            rel[:, cols] = sub
         if not seen.all():
             freeze, step, rel = (np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel))
         return (freeze, step, rel), mode, runs
