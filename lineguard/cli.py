@@ -159,8 +159,9 @@ def gateway_replay(
 
 # -- training and models ---------------------------------------------------
 @main.command()
+# Several FILEs: one history of normal runs of the line (issue 16).
 @click.argument(
-    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "file", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--line", "line_id", required=True, help="Production line id.")
 @click.option("--rows", type=int, default=None, help="Train on the first N rows only.")
@@ -183,7 +184,7 @@ def gateway_replay(
 @click.option("--end", default=None, help="With --from-influx: until (inclusive).")
 @registry_option
 def train(
-    file: Path | None,
+    file: tuple[Path, ...],
     line_id: str,
     rows: int | None,
     detector: str | None,
@@ -194,8 +195,9 @@ def train(
     end: str | None,
     registry: Path | None,
 ) -> None:
-    """Train a line's model on normal rows of FILE (or of InfluxDB history), store
-    a new version and print its evaluation against the active version."""
+    """Train a line's model on normal rows of FILE... (one or more runs, taken as
+    one history, oldest first; or of InfluxDB history), store a new version and
+    print its evaluation against the active version."""
     from lineguard.models.commands import run_training
 
     run_training(

@@ -7,6 +7,7 @@ Registered on the main CLI by :mod:`lineguard.cli`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def _announce_note(error: str | None) -> None:
 
 def run_training(
     *,
-    file: Path | None,
+    file: Path | Sequence[Path] | None,
     line_id: str,
     rows: int | None,
     detector: str | None,
@@ -146,7 +147,7 @@ def run_training(
                 progress.update(task, description=text, completed=fraction)
 
             if from_influx:
-                if file is not None:
+                if file:
                     raise click.UsageError("give FILE or --from-influx, not both")
                 start_us, end_us = _time_us(start, "start"), _time_us(end, "end")
                 if start_us is None or end_us is None:
@@ -174,13 +175,16 @@ def run_training(
                     )
                 progress.update(reading, completed=end_us - start_us)
             else:
-                if file is None:
-                    raise click.UsageError("give FILE, or --from-influx --start T --end T")
+                paths = [file] if isinstance(file, Path) else list(file or [])
+                if not paths:
+                    raise click.UsageError("give FILE..., or --from-influx --start T --end T")
                 from lineguard.ingest.csv_runs import read_run
+                from lineguard.models.training import concat_runs
 
+                # Several files: one history of normal runs, oldest first.
                 candidate = train_candidate_from_run(
                     reg,
-                    read_run(file),
+                    concat_runs([read_run(p) for p in paths]),
                     line_id,
                     rows=rows,
                     config=config,
