@@ -149,3 +149,21 @@ def test_check_state_survives_json() -> None:
     back = ScoringState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert back.checks.runs.tolist() == [3, 0, 7] and back.checks.mode == 1
     assert back.last_time_us == 12
+
+
+def test_a_frozen_stretch_in_the_training_window_does_not_blind_the_freeze_check() -> None:
+    """Dirty training window: 10 frozen rows among 2,400 open-valve rows (0.4 %)."""
+    X = _batches(np.random.default_rng(7), 40)
+    X[1005:1015, LEVEL] = X[1005, LEVEL]  # batch 10, valve open: stuck for 10 rows
+    starts = np.arange(0, len(X), 100)
+    test = _batches(np.random.default_rng(8), 1)
+    test[20:, LEVEL] = test[20, LEVEL]
+
+    def first_freeze(checks: SensorChecks) -> int:
+        result, _ = checks.check(test, None, None)
+        return int(np.flatnonzero(result.reason == FREEZE)[0])
+
+    tolerant = SensorChecks().fit(X, starts=starts)  # trim = 0.5 % of the mode's rows
+    plain = SensorChecks(trim=0.0).fit(X, starts=starts)
+    assert first_freeze(tolerant) < 20 + 10
+    assert first_freeze(plain) > 20 + 20  # its limit learned from the frozen stretch
