@@ -50,13 +50,15 @@ stationary normal history rather than a different threshold rule.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 
 from .registry import DEFAULT_DETECTOR, make_detector
-from .scoring import LinePipeline
+from .scoring import LinePipeline, segment_starts
+from .sensor_checks import SensorChecks
 
 __all__ = [
     "DEFAULT_DETREND_SLOW",
@@ -151,6 +153,8 @@ def train_pipeline(
     window: int = DEFAULT_WINDOW,
     refit: bool = True,
     detrend_slow: float | None = DEFAULT_DETREND_SLOW,
+    time_us: np.ndarray | None = None,
+    sensor_checks: bool | SensorChecks = True,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -175,6 +179,15 @@ def train_pipeline(
     detrend_slow : float or None
         Autocorrelation above which a sensor is judged by its dynamics, not
         its level (see :mod:`lineguard.detectors.features`); None disables.
+    time_us : ndarray of int64, shape (n_rows,), optional
+        Frame times. The pipeline then learns its gap bound and never lets a
+        trailing window span a gap, in fitting, in calibration and in live
+        scoring (:func:`lineguard.detectors.scoring.gap_bound_us`); several
+        normal runs can be passed concatenated, oldest first.
+    sensor_checks : bool or SensorChecks, default=True
+        Run the per-sensor, per-mode checks (freeze, step, relation, unseen
+        mode; :mod:`lineguard.detectors.sensor_checks`) beside the detector:
+        True for the defaults, or an unfitted :class:`SensorChecks`.
 
     Returns
     -------
@@ -194,6 +207,9 @@ def train_pipeline(
             f"Expected X_normal of shape (n_rows, {len(sensors)}) for sensors {list(sensors)}, "
             f"got {X.shape}."
         )
+    t = None if time_us is None else np.asarray(time_us, dtype=np.int64).ravel()
+    if t is not None and t.size != X.shape[0]:
+        raise ValueError(f"time_us must hold one time per row ({X.shape[0]}), got {t.size}.")
     n_hold = math.ceil(X.shape[0] * holdout_fraction)
     n_fit = X.shape[0] - n_hold
     pipeline = LinePipeline(
@@ -201,11 +217,15 @@ def train_pipeline(
         detector=make_detector(detector_name, seed),
         window=window,
         detrend_slow=detrend_slow,
-    ).fit(X[:n_fit])
-    # The holdout continues the fit rows in time, so its first rows get their
-    # full feature window from the end of the fit part, as in live scoring.
-    context = X[max(n_fit - (window - 1), 0) : n_fit] if window > 1 else None
-    hold_scores = pipeline.decision_function(X[n_fit:], context)
+        sensor_checks=_checks(sensor_checks),
+    ).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
+    if t is None:
+        # The holdout continues the fit rows in time, so its first rows get
+        # their full feature window from the end of the fit part, as live.
+        context = X[max(n_fit - (window - 1), 0) : n_fit] if window > 1 else None
+        hold_scores = pipeline.decision_function(X[n_fit:], context)
+    else:
+        hold_scores = _holdout_scores(pipeline, X, t, n_fit, window)
     threshold = fit_threshold(hold_scores, target_far)
     if refit:
         pipeline = LinePipeline(
@@ -213,7 +233,8 @@ def train_pipeline(
             detector=make_detector(detector_name, seed),
             window=window,
             detrend_slow=detrend_slow,
-        ).fit(X)
+            sensor_checks=_checks(sensor_checks),
+        ).fit(X, time_us=t)
     info = {
         "detector": detector_name,
         "window": int(window),
@@ -231,5 +252,37 @@ def train_pipeline(
         },
         "refit": bool(refit),
         "seed": seed,
+        "max_gap_us": getattr(pipeline, "max_gap_us_", None),
     }
     return pipeline, threshold, info
+
+
+def _checks(sensor_checks: bool | SensorChecks) -> SensorChecks | None:
+    if isinstance(sensor_checks, SensorChecks):
+        return sensor_checks
+    return SensorChecks() if sensor_checks else None
+
+
+def _holdout_scores(
+    pipeline: LinePipeline, X: np.ndarray, t: np.ndarray, n_fit: int, window: int
+) -> np.ndarray:
+    """Scores of the held-back rows as live scoring would give them.
+
+    The holdout continues the fit rows; rows whose trailing window is not
+    full (right after a gap, where live scoring never alerts) are left out,
+    so the threshold is set on the same kind of rows it will judge.
+    """
+    bound = pipeline.max_gap_us_
+    lo = max(n_fit - (window - 1), 0)
+    starts = segment_starts(t[lo:], bound, X.shape[0] - lo) + lo
+    scores = []
+    for a, b in itertools.pairwise([*starts.tolist(), X.shape[0]]):
+        s = pipeline.decision_function(X[a:b])
+        # Rows of [a, b) that are in the holdout and have a full window.
+        first = max(n_fit, a + window - 1)
+        keep = np.arange(a, b) >= first
+        scores.append(s[keep])
+    out = np.concatenate(scores)
+    if out.size == 0:
+        raise ValueError("No held-back row has a full trailing window; give more normal rows.")
+    return out

@@ -231,7 +231,12 @@ def carry_state(
     window = int(getattr(new.pipeline, "window", 1))
     if context is not None:
         context = context[max(context.shape[0] - max(window - 1, 1), 0) :]
-    return ScoringState(context=context, flags=flags.copy(), alerted=state.alerted)
+    return ScoringState(
+        context=context,
+        flags=flags.copy(),
+        alerted=state.alerted,
+        last_time_us=state.last_time_us,
+    )
 
 
 def shadow_lines(
@@ -256,7 +261,9 @@ def shadow_lines(
         ``frames`` and ``alerted`` (frames its debounced flag would have set).
     """
     k, n = bundle.debounce
-    result, new_state = score_batch(bundle.pipeline, X, state, threshold=bundle.threshold, k=k, n=n)
+    result, new_state = score_batch(
+        bundle.pipeline, X, state, threshold=bundle.threshold, k=k, n=n, time_us=time_us
+    )
     tags = {
         "site": site,
         "line": line,

@@ -357,7 +357,7 @@ class TelemetryProcessor:
         is_historical = np.concatenate(historical)
         k, n = bundle.debounce
         result, served.state = score_batch(
-            bundle.pipeline, X, served.state, threshold=bundle.threshold, k=k, n=n
+            bundle.pipeline, X, served.state, threshold=bundle.threshold, k=k, n=n, time_us=time_us
         )
         # Sensor names are needed only where someone reads them: frames over
         # the threshold or in alert (points, incidents) and alert edges.

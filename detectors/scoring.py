@@ -16,7 +16,9 @@ whole file at once reproduces exactly what the live worker would have raised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
+from .sensor_checks import CheckState, SensorChecks
 
 __all__ = [
     "DEFAULT_DEBOUNCE",
@@ -36,7 +39,9 @@ __all__ = [
     "SensorGaps",
     "debounce",
     "explained_rows",
+    "gap_bound_us",
     "score_batch",
+    "segment_starts",
     "sensor_gaps",
     "warm_up",
 ]
@@ -55,8 +60,62 @@ TOP_K_SENSORS = 3
 DEFAULT_DEBOUNCE: tuple[int, int] = (2, 5)
 
 _MIN_SCALE = 1e-9
+
+#: A gap longer than this many trailing windows of the training sampling
+#: interval resets a line's streaming state (see :func:`gap_bound_us`).
+GAP_WINDOWS = 1.0
 # Rows per scoring step inside score_batch (see there).
 _CHUNK_ROWS = 512
+
+
+def gap_bound_us(time_us: np.ndarray, window: int) -> int | None:
+    """Longest pause between two frames that still continues a line's stream.
+
+    A trailing window of ``window`` rows spans ``window`` sampling intervals
+    of continuous telemetry. After a pause at least that long, every row the
+    window would still hold predates the pause: it describes the line before
+    a shift change or batch changeover, not now, and mixing it with the new
+    rows makes a step out of nothing (issue 18: scores of 75-185 against a
+    threshold of 5 on the first frames after a 40-minute pause). So the bound
+    is ``GAP_WINDOWS * window`` times the training data's median sampling
+    interval -- a property of the line's data, stored in the model, applied
+    identically by offline evaluation and the live worker.
+
+    Parameters
+    ----------
+    time_us : ndarray of int64, shape (n,)
+        Training frame times, increasing.
+    window : int
+        Trailing window in rows.
+
+    Returns
+    -------
+    int or None
+        Bound in microseconds; None when fewer than 2 frames give no interval.
+    """
+    t = np.asarray(time_us, dtype=np.int64).ravel()
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        return None
+    return math.ceil(GAP_WINDOWS * max(int(window), 1) * float(np.median(steps)))
+
+
+def segment_starts(time_us: np.ndarray | None, bound_us: int | None, n_rows: int) -> np.ndarray:
+    """Row indices where a gap-free segment starts (always includes 0).
+
+    A row starts a new segment when the time since the previous row exceeds
+    ``bound_us`` or goes backwards (a clock reset or an unsorted merge: the
+    window cannot be trusted across it either).
+    """
+    if time_us is None or bound_us is None or n_rows == 0:
+        return np.zeros(1 if n_rows else 0, dtype=np.intp)
+    t = np.asarray(time_us, dtype=np.int64).ravel()
+    if t.size != n_rows:
+        raise ValueError(f"time_us must hold one time per row ({n_rows}), got {t.size}.")
+    d = np.diff(t)
+    cuts = np.flatnonzero((d > bound_us) | (d < 0)) + 1
+    return np.concatenate([[0], cuts]).astype(np.intp)
 
 
 class LinePipeline(BaseEstimator):
@@ -75,6 +134,10 @@ class LinePipeline(BaseEstimator):
         Passed to :class:`TemporalFeatures`: sensors whose training readings
         10 samples apart correlate above this are judged by their dynamics,
         not their level (thermal drift). None: every sensor by its level.
+    sensor_checks : SensorChecks or None, default=None
+        Unfitted per-sensor, per-mode checks (freeze, step, relation, unseen
+        mode) run beside the detector; ``fit`` trains a clone (``checks_``).
+        None: the detector alone.
 
     Attributes
     ----------
@@ -91,6 +154,11 @@ class LinePipeline(BaseEstimator):
         Fitted clone of ``detector``.
     feature_names_out_ : ndarray of str
         Names of the detector's input features.
+    max_gap_us_ : int or None
+        Gap bound learned from the training times (:func:`gap_bound_us`);
+        None when fitted without times (no resets).
+    checks_ : SensorChecks or None
+        Fitted clone of ``sensor_checks``.
 
     Notes
     -----
@@ -105,14 +173,30 @@ class LinePipeline(BaseEstimator):
         detector: Detector,
         window: int = 10,
         detrend_slow: float | None = None,
+        sensor_checks: SensorChecks | None = None,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
         self.window = window
         self.detrend_slow = detrend_slow
+        self.sensor_checks = sensor_checks
 
-    def fit(self, X: np.ndarray, y: object = None) -> LinePipeline:
-        """Learn scaling and the detector from consecutive normal rows."""
+    def fit(
+        self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
+    ) -> LinePipeline:
+        """Learn scaling and the detector from normal rows in time order.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_sensors)
+            Raw normal rows, oldest first (NaN = missing).
+        y : ignored
+        time_us : ndarray of int64, shape (n_rows,), optional
+            Frame times. With them the pipeline learns its gap bound
+            (``max_gap_us_``, see :func:`gap_bound_us`) and treats the rows
+            as segments split at such gaps -- several recorded runs, or a
+            history with pauses -- so no training window spans a gap either.
+        """
         if not isinstance(self.window, (int, np.integer)) or self.window < 1:
             raise ValueError(f"window must be an int >= 1, got {self.window!r}.")
         X = self._check_raw(X, fitted=False)
@@ -133,12 +217,28 @@ class LinePipeline(BaseEstimator):
         std = np.nanstd(X, axis=0)
         scale = np.where(iqr_sigma > _MIN_SCALE, iqr_sigma, std)
         self.scale_ = np.where(scale > _MIN_SCALE, scale, 1.0)
-        Z = self._standardize(self._impute(X, None))
+        self.max_gap_us_ = None if time_us is None else gap_bound_us(time_us, self.window)
+        starts = segment_starts(time_us, self.max_gap_us_, X.shape[0])
+        X_imp = self._impute(X, None)
+        Z = self._standardize(X_imp)
+        checks = getattr(self, "sensor_checks", None)
+        self.checks_ = None if checks is None else clone(checks).fit(X_imp, starts=starts)
         self.features_ = TemporalFeatures(
             window=self.window, detrend_slow=getattr(self, "detrend_slow", None)
         ).fit(Z)
-        F, _ = self.features_.transform(Z)
-        self.detector_ = clone(self.detector).fit(F[n_warm:])
+        # Each gap-free segment starts a fresh window, as live scoring does
+        # after a gap; its first window - 1 rows are not full windows.
+        parts = []
+        for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]]):
+            F, _ = self.features_.transform(Z[lo:hi])
+            parts.append(F[n_warm:])
+        F = np.concatenate(parts, axis=0)
+        if F.shape[0] < 2:
+            raise ValueError(
+                f"LinePipeline.fit found fewer than 2 full-window rows in {len(starts)} "
+                f"gap-free segments of {X.shape[0]} rows (window={self.window})."
+            )
+        self.detector_ = clone(self.detector).fit(F)
         self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
         return self
 
@@ -173,6 +273,13 @@ class LinePipeline(BaseEstimator):
     def transform(
         self, X: np.ndarray, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows -> detector features and the next context (:meth:`transform_rows`)."""
+        F, new_context, _ = self.transform_rows(X, context)
+        return F, new_context
+
+    def transform_rows(
+        self, X: np.ndarray, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw rows -> detector features, carrying the imputed-row context.
 
         Parameters
@@ -189,6 +296,8 @@ class LinePipeline(BaseEstimator):
         features : ndarray of shape (n_samples, n_features_out)
         new_context : ndarray of shape (n_context', n_sensors)
             Context to pass with the next batch.
+        imputed : ndarray of shape (n_samples, n_sensors)
+            ``X`` with missing readings filled (raw units), for the checks.
 
         Notes
         -----
@@ -213,7 +322,7 @@ class LinePipeline(BaseEstimator):
         history = np.concatenate([ctx, X_imp], axis=0)
         # Keep >= 1 row even for window=1 so forward fill can cross batches.
         keep = min(max(n_ctx, 1), history.shape[0])
-        return F, history[history.shape[0] - keep :].copy()
+        return F, history[history.shape[0] - keep :].copy(), X_imp
 
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
@@ -249,11 +358,18 @@ class ScoringState:
     alerted : bool
         Whether the last row was in alert (the next row, if quiet, is where
         the alert clears and its sensors are reported).
+    last_time_us : int or None
+        Time of the last scored row when the caller passes times; the next
+        batch's first row is compared with it to detect a gap.
+    checks : CheckState or None
+        The sensor checks' run lengths and last mode (None: none yet).
     """
 
     context: np.ndarray | None = None
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     alerted: bool = False
+    last_time_us: int | None = None
+    checks: CheckState | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (any NaN becomes None)."""
@@ -266,6 +382,10 @@ class ScoringState:
             "context": ctx,
             "flags": [bool(f) for f in self.flags],
             "alerted": bool(self.alerted),
+            "last_time_us": None if self.last_time_us is None else int(self.last_time_us),
+            "checks": None
+            if self.checks is None
+            else {"runs": self.checks.runs.tolist(), "mode": int(self.checks.mode)},
         }
 
     @classmethod
@@ -279,7 +399,17 @@ class ScoringState:
                 [[np.nan if v is None else v for v in row] for row in ctx], dtype=np.float64
             )
         flags = np.asarray(data.get("flags", []), dtype=bool)
-        return cls(context=context, flags=flags, alerted=bool(data.get("alerted", False)))
+        last = data.get("last_time_us")
+        checks = data.get("checks")
+        return cls(
+            context=context,
+            flags=flags,
+            alerted=bool(data.get("alerted", False)),
+            last_time_us=None if last is None else int(last),
+            checks=None
+            if checks is None
+            else CheckState(np.asarray(checks["runs"], dtype=np.int64), int(checks["mode"])),
+        )
 
 
 @dataclass(frozen=True)
@@ -300,13 +430,19 @@ class BatchResult:
         Indices (into ``pipeline.sensors``) of the sensors contributing most
         to each row's score, largest first; -1 where a sensor contributed
         nothing (row exactly at the normal centre) and on quiet rows, which
-        are not explained (see :func:`explained_rows`).
+        are not explained (see :func:`explained_rows`). Where a sensor check
+        fired, the sensor it blames comes first.
+    reason : ndarray of int8, shape (n,)
+        Why a row exceeds: a code into
+        :data:`lineguard.detectors.sensor_checks.REASONS` (0 none, 1 the
+        score, 2 freeze, 3 step, 4 relation, 5 unseen mode).
     """
 
     score: np.ndarray
     raw_exceed: np.ndarray
     anomaly: np.ndarray
     top_sensors: np.ndarray
+    reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
 
 def debounce(
@@ -376,6 +512,7 @@ def score_batch(
     threshold: float,
     k: int = 1,
     n: int = 1,
+    time_us: np.ndarray | None = None,
 ) -> tuple[BatchResult, ScoringState]:
     """Score one micro-batch of a line's telemetry.
 
@@ -392,6 +529,12 @@ def score_batch(
         Score above which a row counts as an exceedance (from calibration).
     k, n : int, default=1
         Debounce: alert when >= k of the last n rows exceed.
+    time_us : ndarray of int64, shape (m,), optional
+        Frame times. Where the pause before a row exceeds the pipeline's
+        ``max_gap_us_`` (also against the previous batch's last row), the
+        state is reset there: the row starts a fresh stream, its trailing
+        window never reaches across the gap, and like any stream's first
+        rows it does not alert until the window has filled.
 
     Returns
     -------
@@ -407,9 +550,39 @@ def score_batch(
         # Empty poll: nothing to score, history unchanged.
         top = min(TOP_K_SENSORS, len(pipeline.sensors))
         empty = BatchResult(
-            np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.zeros((0, top), int)
+            np.zeros(0),
+            np.zeros(0, bool),
+            np.zeros(0, bool),
+            np.zeros((0, top), int),
+            np.zeros(0, np.int8),
         )
         return empty, state
+    if time_us is not None:
+        t = np.asarray(time_us, dtype=np.int64).ravel()
+        if X.ndim != 2 or t.size != X.shape[0]:
+            raise ValueError(
+                f"time_us must hold one time per row of X ({X.shape[0] if X.ndim else 0}), "
+                f"got {t.size}."
+            )
+        bound = getattr(pipeline, "max_gap_us_", None)
+        if bound is not None:
+            starts = segment_starts(t, bound, t.size)
+            last = state.last_time_us
+            if last is not None and (t[0] - last > bound or t[0] < last):
+                state = ScoringState()  # the gap sits before this batch's first row
+            if starts.size > 1:
+                # One call per gap-free segment (a handful per batch at most):
+                # each segment after a gap starts from a fresh state.
+                parts = []
+                bounds = [*starts.tolist(), t.size]
+                for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                    part, state = score_batch(
+                        pipeline, X[lo:hi], state if i == 0 else None, threshold, k, n, t[lo:hi]
+                    )
+                    parts.append(part)
+                return _concat(parts), state
+        result, state = score_batch(pipeline, X, state, threshold, k, n)
+        return result, replace(state, last_time_us=int(t[-1]))
     if X.ndim == 2 and X.shape[0] > _CHUNK_ROWS:
         # Results do not depend on batching (see the module docstring), so a
         # large batch is scored in cache-sized chunks: the window features
@@ -421,18 +594,23 @@ def score_batch(
                 pipeline, X[start : start + _CHUNK_ROWS], state, threshold, k, n
             )
             parts.append(part)
-        return (
-            BatchResult(
-                score=np.concatenate([p.score for p in parts]),
-                raw_exceed=np.concatenate([p.raw_exceed for p in parts]),
-                anomaly=np.concatenate([p.anomaly for p in parts]),
-                top_sensors=np.concatenate([p.top_sensors for p in parts]),
-            ),
-            state,
-        )
-    features, context = pipeline.transform(X, state.context)
+        return _concat(parts), state
+    features, context, X_imp = pipeline.transform_rows(X, state.context)
     score = pipeline.detector_.decision_function(features)
     raw = score > threshold
+    reason = raw.astype(np.int8)
+    checks = getattr(pipeline, "checks_", None)
+    check_state = None
+    if checks is not None:
+        prev = None
+        if state.context is not None and state.context.shape[0]:
+            prev = state.context[-1]
+            prev = None if np.isnan(prev).any() else prev
+        found, check_state = checks.check(X_imp, prev, state.checks)
+        fired = found.reason > 0
+        # A check names its cause and its sensor: it takes precedence.
+        reason = np.where(fired, found.reason, reason)
+        raw = raw | fired
     # At stream start the first window - 1 rows have a partial trailing
     # window, unlike every training row (fit skips them): they are scored
     # but do not count towards an alert. The context holds min(window - 1,
@@ -440,6 +618,7 @@ def score_batch(
     warm_up = pipeline.window - 1 - (0 if state.context is None else state.context.shape[0])
     if warm_up > 0:
         raw[:warm_up] = False
+        reason[:warm_up] = 0
     anomaly, flags = debounce(raw, state.flags, k, n)
     top = min(TOP_K_SENSORS, len(pipeline.sensors))
     top_sensors = np.full((X.shape[0], top), -1, dtype=np.intp)
@@ -448,11 +627,34 @@ def score_batch(
         # Attribution only where someone reads it: most frames of a healthy
         # line are quiet, and attribution costs as much as the score.
         shares = pipeline.sensor_contributions(features[explain])
+        if checks is not None:
+            # Shares sum to at most 1, so +2 puts the blamed sensor first.
+            blamed = found.sensor[explain]
+            rows = np.flatnonzero(blamed >= 0)
+            shares[rows, blamed[rows]] += 2.0
         order = _top_k(shares, top)
         top_sensors[explain] = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
-    result = BatchResult(score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors)
+    result = BatchResult(
+        score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors, reason=reason
+    )
     alerted = bool(anomaly[-1])
-    return result, ScoringState(context=context, flags=flags, alerted=alerted)
+    return result, ScoringState(
+        context=context,
+        flags=flags,
+        alerted=alerted,
+        last_time_us=state.last_time_us,
+        checks=check_state,
+    )
+
+
+def _concat(parts: list[BatchResult]) -> BatchResult:
+    return BatchResult(
+        score=np.concatenate([p.score for p in parts]),
+        raw_exceed=np.concatenate([p.raw_exceed for p in parts]),
+        anomaly=np.concatenate([p.anomaly for p in parts]),
+        top_sensors=np.concatenate([p.top_sensors for p in parts]),
+        reason=np.concatenate([p.reason for p in parts]),
+    )
 
 
 @dataclass(frozen=True)

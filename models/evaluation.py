@@ -2,9 +2,10 @@
 
 ``lineguard evaluate DIR`` treats every labelled CSV run under ``DIR`` (SKAB
 layout) as one production line: it trains that line's model on the run's
-first ``N`` rows exactly as ``lineguard train`` does (same
-:func:`~lineguard.models.training.train_line_model`, into a throw-away
-registry), cuts the whole run into the records an edge gateway would send
+first ``N`` rows as ``lineguard train`` does (same
+:func:`~lineguard.models.training.train_from_rows`, into a throw-away
+registry; labelled training rows are kept and reported, see
+:func:`evaluate_folder`), cuts the whole run into the records an edge gateway would send
 (:func:`lineguard.ingest.gateway.plan_records`, encoded with the wire
 format), groups them into the stream worker's micro-batches and feeds them to
 :class:`lineguard.detectors.processor.TelemetryProcessor` -- the very object
@@ -30,7 +31,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.ingest.gateway import plan_records
 from lineguard.models.metrics import AlertScore, score_alerts, segments
 from lineguard.models.registry import Registry
-from lineguard.models.training import TrainingConfig, train_line_model
+from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_rows
 
 __all__ = [
     "NAB_PROFILES",
@@ -54,6 +55,7 @@ __all__ = [
     "alert_events",
     "detection_delays",
     "evaluate_folder",
+    "evaluate_history",
     "evaluate_run",
     "find_runs",
     "nab_score",
@@ -168,6 +170,7 @@ class Evaluation:
     runs: list[RunEvaluation]
     skipped: list[tuple[str, str]]
     seconds: float = 0.0
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def counts(self) -> AlertScore:
@@ -417,12 +420,37 @@ def evaluate_run(
 
     The whole run is streamed (as the line's telemetry would be), and the
     rows after ``train_rows`` are the test part that is returned and scored.
+    The training rows are used as they are, labelled or not: in a plant
+    nobody labels the training window, so the model has to live with
+    whatever it holds (:func:`evaluate_folder` reports such runs).
     """
     if run.anomaly is None:
         raise ValueError(f"{run.path}: no 'anomaly' label column; cannot evaluate")
     if len(run) <= train_rows:
         raise ValueError(f"{run.path}: {len(run)} rows leave no test rows after {train_rows}")
-    bundle = train_line_model(registry, run, line, rows=train_rows, config=config)
+    bundle = train_from_rows(
+        registry,
+        line,
+        sensors=list(run.sensors),
+        time_us=run.time_us[:train_rows],
+        X=run.values[:train_rows],
+        source=str(Path(run.path).name),
+        config=config,
+    )
+    return _scored_run(run, name, line, registry, bundle, train_rows, config, plan)
+
+
+def _scored_run(
+    run: RecordedRun,
+    name: str,
+    line: str,
+    registry: Registry,
+    bundle: Any,
+    first_test_row: int,
+    config: TrainingConfig,
+    plan: GatewayPlan | None,
+) -> RunEvaluation:
+    """Stream the whole run through the processor; evaluate rows from ``first_test_row``."""
     processor = TelemetryProcessor(registry)
     times, scores, flags, tops = [], [], [], []
     for micro_batch in _worker_batches(run, line, plan or GatewayPlan()):
@@ -437,7 +465,7 @@ def evaluate_run(
     time_us = np.concatenate(times)
     if time_us.shape[0] != len(run):
         raise RuntimeError(f"{run.path}: scored {time_us.shape[0]} of {len(run)} frames")
-    test = slice(train_rows, len(run))
+    test = slice(first_test_row, len(run))
     labels = run.anomaly[test].astype(bool)
     changepoints = (
         run.changepoint[test].astype(np.int64)
@@ -468,6 +496,87 @@ def evaluate_run(
     )
 
 
+def evaluate_history(
+    train_root: str | Path,
+    test_root: str | Path,
+    config: TrainingConfig | None = None,
+    plan: GatewayPlan | None = None,
+    registry_dir: str | Path | None = None,
+) -> Evaluation:
+    """Train one model on every run under ``train_root``; score every run under ``test_root``.
+
+    The protocol of a plant that trains a line on weeks of normal operation
+    (complete batches of a batch line) and then runs it: the training runs
+    are concatenated oldest first (the pause between two runs resets the
+    trailing window, as it does live), one model is fitted and calibrated
+    on them, and each test run is streamed from its first frame through
+    the stream worker's processor with that model; all its rows count.
+
+    No run is skipped. A training run with labelled anomalies is still used
+    (a plant's history is not labelled) and reported in
+    ``Evaluation.warnings``; a test run without labels counts as normal
+    (every alert on it is a false alarm).
+
+    Raises
+    ------
+    ValueError
+        If a folder has no CSV run, or the runs' sensor columns differ.
+    """
+    started = time.perf_counter()
+    config = config or TrainingConfig()
+    train_paths, test_paths = find_runs(train_root), find_runs(test_root)
+    for root, paths in ((train_root, train_paths), (test_root, test_paths)):
+        if not paths:
+            raise ValueError(f"expected ';'-separated CSV runs under {root}; found none")
+    train = sorted((read_run(p) for p in train_paths), key=lambda r: int(r.time_us[0]))
+    sensors = list(train[0].sensors)
+    warned: list[tuple[str, str]] = []
+    for r in train:
+        if list(r.sensors) != sensors:
+            raise ValueError(
+                f"{r.path}: expected the sensors {sensors} of {train[0].path}; "
+                f"got {list(r.sensors)}"
+            )
+        if r.anomaly is not None and r.anomaly.any():
+            warned.append(
+                (
+                    Path(r.path).name,
+                    f"{int(r.anomaly.sum())} training rows are labelled anomalous; "
+                    "trained on them anyway",
+                )
+            )
+    X = np.concatenate([r.values for r in train])
+    t = np.concatenate([r.time_us for r in train])
+    runs: list[RunEvaluation] = []
+    used: set[str] = set()
+    test_root = Path(test_root)
+    with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
+        registry = Registry(registry_dir or tmp)
+        fitted = fit_from_rows(sensors, X, config, t)
+        source = f"{len(train)} runs under {Path(train_root).name}"
+        for path in test_paths:
+            rel = path.relative_to(test_root) if test_root.is_dir() else Path(path.name)
+            run = read_run(path)
+            if list(run.sensors) != sensors:
+                raise ValueError(f"{path}: expected the sensors {sensors}; got {list(run.sensors)}")
+            if run.anomaly is None:
+                zeros = np.zeros(len(run), dtype=np.int8)
+                run = replace(run, anomaly=zeros, changepoint=zeros.copy())
+            line = _line_id(rel, used)
+            bundle = train_from_rows(
+                registry,
+                line,
+                sensors=sensors,
+                time_us=t,
+                X=X,
+                source=source,
+                config=config,
+                fitted=fitted,
+            )
+            runs.append(_scored_run(run, str(rel), line, registry, bundle, 0, config, plan))
+    return Evaluation(runs=runs, skipped=[], seconds=time.perf_counter() - started, warnings=warned)
+
+
 def evaluate_folder(
     root: str | Path,
     train_rows: int,
@@ -477,15 +586,17 @@ def evaluate_folder(
 ) -> Evaluation:
     """Evaluate every labelled CSV run under ``root``.
 
-    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run), too
-    short for ``train_rows``, or with labelled anomalies inside the training
-    rows (which ``lineguard train`` refuses) are skipped and listed in
-    ``Evaluation.skipped``.
+    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run) or too
+    short for ``train_rows`` cannot be evaluated and are listed in
+    ``Evaluation.skipped``. A run whose training rows hold labelled anomalies
+    is evaluated all the same (trained on those rows, as a plant would be)
+    and listed in ``Evaluation.warnings``.
     """
     started = time.perf_counter()
     root = Path(root)
     config = config or TrainingConfig()
     runs, skipped = [], []
+    warned: list[tuple[str, str]] = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
@@ -499,13 +610,22 @@ def evaluate_folder(
                 skipped.append((str(rel), f"{len(run)} rows, no test part"))
                 continue
             if run.anomaly[:train_rows].any():
+                # A plant's training window is not labelled: the run is
+                # evaluated all the same, and the dirty window reported.
                 first = int(np.flatnonzero(run.anomaly[:train_rows])[0])
-                # `lineguard train` refuses such rows; a model must learn normal only.
-                skipped.append((str(rel), f"row {first} of the training rows is labelled"))
-                continue
+                dirty = int(run.anomaly[:train_rows].sum())
+                warned.append(
+                    (
+                        str(rel),
+                        f"{dirty} of the {train_rows} training rows are labelled anomalous "
+                        f"(first: row {first}); trained on them anyway",
+                    )
+                )
             line = _line_id(rel, used)
             runs.append(evaluate_run(run, str(rel), line, registry, train_rows, config, plan))
-    return Evaluation(runs=runs, skipped=skipped, seconds=time.perf_counter() - started)
+    return Evaluation(
+        runs=runs, skipped=skipped, seconds=time.perf_counter() - started, warnings=warned
+    )
 
 
 # -- outputs ---------------------------------------------------------------
@@ -557,6 +677,7 @@ def write_predictions(evaluation: Evaluation, out: str | Path) -> list[Path]:
             for r in evaluation.runs
         ],
         "skipped": [{"file": f, "reason": why} for f, why in evaluation.skipped],
+        "warnings": [{"file": f, "warning": why} for f, why in evaluation.warnings],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

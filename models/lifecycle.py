@@ -80,7 +80,7 @@ def _store(
     sensor_change: dict[str, Any] | None = None,
 ) -> Candidate:
     step("fitting", 0.0)
-    fitted = fit_from_rows(sensors, X_train, config)
+    fitted = fit_from_rows(sensors, X_train, config, time_train)
     pipeline, threshold, _ = fitted
     step("evaluating against the active version", 0.5)
     k, n = config.debounce

@@ -10,6 +10,7 @@ a fault is needed, which is what makes the same procedure work on a new line.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from lineguard.models.registry import ModelBundle, Registry
 __all__ = [
     "DEFAULT_DEBOUNCE",
     "TrainingConfig",
+    "concat_runs",
     "fingerprint",
     "fit_from_rows",
     "train_from_rows",
@@ -97,6 +99,58 @@ def training_rows(run: RecordedRun, rows: int | None) -> slice:
     return slice(0, stop)
 
 
+def concat_runs(runs: list[RecordedRun]) -> RecordedRun:
+    """Several recorded runs of one line as one history, oldest first.
+
+    A plant trains a line on its history -- weeks of normal operation,
+    complete batches of a batch line -- not on one file. The runs are put in
+    time order and concatenated; the pause between two runs is longer than
+    any model's gap bound, so no trailing window spans it, in training as in
+    live scoring (:func:`lineguard.detectors.scoring.gap_bound_us`).
+
+    Raises
+    ------
+    ValueError
+        If there is no run, the runs' sensor columns differ, or two runs
+        overlap in time.
+    """
+    if not runs:
+        raise ValueError("expected at least one recorded run; got none")
+    ordered = sorted(runs, key=lambda r: int(r.time_us[0]) if len(r) else 0)
+    if len(ordered) == 1:
+        return ordered[0]
+    first = ordered[0]
+    for prev, run in itertools.pairwise(ordered):
+        if run.sensors != first.sensors:
+            raise ValueError(
+                f"{run.path}: expected the sensors {list(first.sensors)} of {first.path}; "
+                f"got {list(run.sensors)}"
+            )
+        if len(prev) and len(run) and int(run.time_us[0]) <= int(prev.time_us[-1]):
+            raise ValueError(
+                f"{run.path} starts at {utc_from_us(int(run.time_us[0])).isoformat()}, "
+                f"before {prev.path} ends ({utc_from_us(int(prev.time_us[-1])).isoformat()}); "
+                "expected runs that do not overlap in time"
+            )
+
+    def cat(name: str) -> np.ndarray | None:
+        parts = [getattr(r, name) for r in ordered]
+        if any(p is None for p in parts):
+            return None
+        return np.concatenate(parts)
+
+    names = [Path(r.path).name for r in ordered]
+    label = names[0] if len(names) == 1 else f"{len(names)} runs ({names[0]} .. {names[-1]})"
+    return RecordedRun(
+        path=Path(label),
+        sensors=first.sensors,
+        time_us=np.concatenate([r.time_us for r in ordered]),
+        values=np.concatenate([r.values for r in ordered]),
+        anomaly=cat("anomaly"),
+        changepoint=cat("changepoint"),
+    )
+
+
 def train_line_model(
     registry: Registry,
     run: RecordedRun,
@@ -142,13 +196,17 @@ def train_line_model(
 
 
 def fit_from_rows(
-    sensors: list[str], X: np.ndarray, config: TrainingConfig | None = None
+    sensors: list[str],
+    X: np.ndarray,
+    config: TrainingConfig | None = None,
+    time_us: np.ndarray | None = None,
 ) -> tuple[Any, float, dict[str, Any]]:
     """Fit and calibrate a pipeline on normal rows, without storing it.
 
     Returns ``(pipeline, threshold, calibration info)``; deterministic for a
     given ``config.seed``, so the same rows give the same model whatever
-    their source (a file or InfluxDB history).
+    their source (a file or InfluxDB history). With ``time_us`` the model
+    learns its gap bound and no trailing window spans a gap in the rows.
     """
     config = config or TrainingConfig()
     return train_pipeline(
@@ -158,6 +216,7 @@ def fit_from_rows(
         target_far=config.target_far,
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
+        time_us=time_us,
     )
 
 
@@ -222,7 +281,7 @@ def train_from_rows(
         )
     if len(time_us) < 20:
         raise ValueError(f"expected at least 20 training rows; got {len(time_us)}")
-    pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config)
+    pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config, time_us)
     k, n = config.debounce
     envelope: dict[str, Any] = {
         "sensors": list(sensors),

@@ -64,6 +64,8 @@ def print_folder_evaluation(evaluation: Any) -> None:
     )
     for name, why in evaluation.skipped:
         console.print(f"skipped {name}: {why}")
+    for name, why in getattr(evaluation, "warnings", []):
+        console.print(f"warning {name}: {why}")
 
 
 @click.command("evaluate")
@@ -73,8 +75,15 @@ def print_folder_evaluation(evaluation: Any) -> None:
 @click.option(
     "--train-rows",
     type=click.IntRange(min=20),
-    required=True,
+    default=None,
     help="Train each run's model on its first N rows (SKAB's protocol: 400).",
+)
+# Issue 16: the history protocol, beside SKAB's prefix protocol.
+@click.option(
+    "--train-dir",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Train one model on every run under this folder, score every run under DIR.",
 )
 @click.option(
     "--detector",
@@ -104,7 +113,8 @@ def print_folder_evaluation(evaluation: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
 def evaluate(
     directory: Path,
-    train_rows: int,
+    train_rows: int | None,
+    train_dir: Path | None,
     detector: str | None,
     predictions: Path,
     report_path: Path | None,
@@ -119,7 +129,7 @@ def evaluate(
     metrics over the test rows (after the training rows) of all runs.
     """
     from lineguard.detectors.registry import DETECTORS
-    from lineguard.models.evaluation import evaluate_folder, write_predictions
+    from lineguard.models.evaluation import evaluate_folder, evaluate_history, write_predictions
     from lineguard.models.training import TrainingConfig
 
     if detector is not None and detector not in DETECTORS:
@@ -141,8 +151,13 @@ def evaluate(
     with warnings.catch_warnings():
         # MinCovDet's convergence chatter on short, quantized training windows.
         warnings.filterwarnings("ignore", message="Determinant has increased", module="sklearn")
+        if (train_rows is None) == (train_dir is None):
+            raise click.UsageError("give --train-rows N (prefix protocol) or --train-dir DIR")
         try:
-            result = evaluate_folder(directory, train_rows, config)
+            if train_dir is not None:
+                result = evaluate_history(train_dir, directory, config)
+            else:
+                result = evaluate_folder(directory, train_rows, config)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     if not result.runs:

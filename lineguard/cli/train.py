@@ -3,6 +3,7 @@ its evaluation against the active one."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -14,8 +15,9 @@ __all__ = ["run_training", "train"]
 
 
 @click.command()
+# Several FILEs: one history of normal runs of the line, oldest first.
 @click.argument(
-    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "file", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--line", "line_id", required=True, help="Production line id.")
 @click.option("--rows", type=int, default=None, help="Train on the first N rows only.")
@@ -44,7 +46,7 @@ __all__ = ["run_training", "train"]
 )
 @registry_option
 def train(
-    file: Path | None,
+    file: tuple[Path, ...],
     line_id: str,
     rows: int | None,
     detector: str | None,
@@ -56,8 +58,9 @@ def train(
     sensors_change: bool,
     registry: Path | None,
 ) -> None:
-    """Train a line's model on normal rows of FILE (or of InfluxDB history), store
-    a new version and print its evaluation against the active version."""
+    """Train a line's model on normal rows of FILE... (one or more runs, taken as
+    one history, oldest first; or of InfluxDB history), store a new version and
+    print its evaluation against the active version."""
     run_training(
         file=file,
         line_id=line_id,
@@ -75,7 +78,7 @@ def train(
 
 def run_training(
     *,
-    file: Path | None,
+    file: Path | Sequence[Path] | None,
     line_id: str,
     rows: int | None,
     detector: str | None,
@@ -121,7 +124,7 @@ def run_training(
                 progress.update(task, description=text, completed=fraction)
 
             if from_influx:
-                if file is not None:
+                if file:
                     raise click.UsageError("give FILE or --from-influx, not both")
                 start_us, end_us = time_range(start, end, required=True)
                 assert start_us is not None and end_us is not None
@@ -149,13 +152,16 @@ def run_training(
                     )
                 progress.update(reading, completed=end_us - start_us)
             else:
-                if file is None:
-                    raise click.UsageError("give FILE, or --from-influx --start T --end T")
+                paths = [file] if isinstance(file, Path) else list(file or [])
+                if not paths:
+                    raise click.UsageError("give FILE..., or --from-influx --start T --end T")
                 from lineguard.ingest.csv_runs import read_run
+                from lineguard.models.training import concat_runs
 
+                # Several files: one history of normal runs, oldest first.
                 candidate = train_candidate_from_run(
                     reg,
-                    read_run(file),
+                    concat_runs([read_run(p) for p in paths]),
                     line_id,
                     rows=rows,
                     config=config,

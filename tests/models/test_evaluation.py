@@ -256,10 +256,11 @@ def test_same_predictions_at_live_speed_and_equal_to_score_batch(tmp_path: Path)
     np.testing.assert_array_equal(whole.anomaly[TRAIN_ROWS:], results[0].anomaly)
 
 
-def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
+def test_unusable_files_are_skipped_and_dirty_training_windows_reported(tmp_path: Path) -> None:
     source = (DATA / "valve2" / "1.csv").read_text().splitlines()
     (tmp_path / "ok.csv").write_text("\n".join(source) + "\n")
-    # Labelled anomaly inside the training rows: `lineguard train` refuses it.
+    # Labelled anomaly inside the training rows: a plant's history is not
+    # labelled, so the run is evaluated all the same, with a warning.
     header, *rows = source
     cells = rows[5].split(";")
     cells[-2] = "1.0"
@@ -269,9 +270,11 @@ def test_unusable_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
     unlabelled = [";".join(line.split(";")[:-2]) for line in source]
     (tmp_path / "free.csv").write_text("\n".join(unlabelled) + "\n")
     result = evaluate_folder(tmp_path, TRAIN_ROWS)
-    assert [r.name for r in result.runs] == ["ok.csv"]
-    reasons = dict(result.skipped)
-    assert "labelled" in reasons["dirty.csv"] and "no anomaly labels" in reasons["free.csv"]
+    assert [r.name for r in result.runs] == ["dirty.csv", "ok.csv"]
+    assert dict(result.skipped) == {"free.csv": "no anomaly labels"}
+    warned = dict(result.warnings)
+    assert list(warned) == ["dirty.csv"]
+    assert "1 of the 400 training rows are labelled anomalous (first: row 5)" in warned["dirty.csv"]
 
 
 def test_any_sensors_and_sampling_interval(tmp_path: Path) -> None:
