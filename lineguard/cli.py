@@ -291,6 +291,16 @@ def _add_evaluate_command() -> None:
 _add_evaluate_command()
 
 
+def _add_live_gateway_commands() -> None:
+    # lineguard gateway run --config gateway.toml, lineguard sim opcua|sparkplug
+    from lineguard.ingest.commands import add_commands
+
+    add_commands(main, gateway)
+
+
+_add_live_gateway_commands()
+
+
 # -- worker ----------------------------------------------------------------
 @main.command()
 @click.option(
