@@ -70,7 +70,9 @@ def _faults(specs: tuple[str, ...]) -> tuple:
 _RUNS = click.argument(
     "runs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-_SPEED = click.option("--speed", type=float, default=1.0, show_default=True, help="Times real time.")
+_SPEED = click.option(
+    "--speed", type=float, default=1.0, show_default=True, help="Times real time."
+)
 _RETIME = click.option("--retime", is_flag=True, help="Stamp the first row now.")
 _LOOP = click.option("--loop", is_flag=True, help="Play the runs again and again.")
 _FAULT = click.option(
@@ -107,6 +109,49 @@ def sim_opcua(runs, port, speed, retime, loop, faults, cert, key, users, wait_fo
         users=dict(u.split(":", 1) for u in users) if users else None,
         wait_for_items=wait_for_items,
     )
+
+
+@sim.command("sparkplug")
+@_RUNS
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=1883, show_default=True)
+@click.option("--group", default="LineGuard", show_default=True, help="Sparkplug group id.")
+@click.option("--node", default="sim", show_default=True, help="Edge node id.")
+@click.option("--username", default=None)
+@click.option("--password", default=None)
+@_SPEED
+@_RETIME
+@_LOOP
+@_FAULT
+@click.option("--start-after", type=float, default=0.0, help="Seconds between births and rows.")
+def sim_sparkplug(
+    runs, host, port, group, node, username, password, speed, retime, loop, faults, start_after
+) -> None:  # type: ignore[no-untyped-def]
+    """Publish recorded runs as a Sparkplug B edge node (one device per run)."""
+    import signal
+    import threading
+    import time
+
+    from lineguard.ingest.sim.sparkplug import EdgeNodeSim, publish_runs
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    node_sim = EdgeNodeSim(
+        _runs(runs), host, port, group, node, username, password, _faults(faults)
+    ).start()
+    click.echo(f"sparkplug simulator: edge node {group}/{node} on {host}:{port}")
+    time.sleep(start_after)
+    try:
+        while not stop.is_set():
+            publish_runs(node_sim, speed=speed, retime=retime, should_stop=stop.is_set)
+            if not loop:
+                break
+        click.echo("sparkplug simulator: all rows played")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node_sim.stop()
 
 
 def add_commands(main: click.Group, gateway: click.Group) -> None:

@@ -83,7 +83,10 @@ class TagUpdates:
     def empty(cls) -> TagUpdates:
         """No updates."""
         return cls(
-            np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.int64)
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
         )
 
     @classmethod

@@ -15,10 +15,10 @@ complete file.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from lineguard.settings import KafkaSettings
@@ -388,9 +388,7 @@ def _cross_check(config: GatewayConfig, lines: TomlLines, path: str) -> list[str
         names.setdefault(name_key, i)
     for line in config.lines:
         if not any(s.line == line for s in config.sensors):
-            problems.append(
-                f"{_where(path, lines, ('lines', line))}: line {line!r} has no sensors"
-            )
+            problems.append(f"{_where(path, lines, ('lines', line))}: line {line!r} has no sensors")
     return problems
 
 

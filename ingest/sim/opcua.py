@@ -85,8 +85,8 @@ async def serve_runs(
     user/password pairs may connect.
     """
     from asyncua import Server, ua
-    from asyncua.server.user_managers import UserManager
     from asyncua.crypto.permission_rules import User, UserRole
+    from asyncua.server.user_managers import UserManager
 
     class _Users(UserManager):
         def get_user(self, iserver, username=None, password=None, certificate=None):  # type: ignore[no-untyped-def]
@@ -113,6 +113,18 @@ async def serve_runs(
         server.set_identity_tokens([ua.UserNameIdentityToken])
     idx = await server.register_namespace(NAMESPACE)
     nodes = await _build(server, runs, idx)
+    # Until the first row is played the tags hold no reading: a client that
+    # subscribes early gets "waiting for initial data", stamped just before
+    # the run starts, not a made-up 0.0 stamped now.
+    first_us = time.time_ns() // 1000 if retime else min(int(r.time_us[0]) for _, r in runs)
+    waiting = ua.DataValue(
+        ua.Variant(math.nan, ua.VariantType.Double),
+        StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData),
+        SourceTimestamp=datetime.fromtimestamp((first_us - 1_000_000) / 1e6, tz=timezone.utc),
+    )
+    for line_nodes in nodes.values():
+        for node in line_nodes:
+            await server.write_attribute_value(node.nodeid, waiting)
     fault_map: dict[tuple[str, int], list[SimFault]] = {}
     for fault in faults:
         line_sensors = dict(runs)[fault.line].sensors
@@ -177,7 +189,9 @@ async def _play(server, runs, nodes, speed, retime, fault_map, stop, ua) -> None
 def _faulty(kind: str, value: float, ua):  # type: ignore[no-untyped-def]
     good = ua.StatusCode(ua.StatusCodes.Good)
     if kind == "bad_quality":
-        return ua.Variant(value, ua.VariantType.Double), ua.StatusCode(ua.StatusCodes.BadSensorFailure)
+        return ua.Variant(value, ua.VariantType.Double), ua.StatusCode(
+            ua.StatusCodes.BadSensorFailure
+        )
     if kind == "string":
         return ua.Variant(f"{value:.3f}", ua.VariantType.String), good
     if kind == "bool":

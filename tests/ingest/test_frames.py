@@ -99,7 +99,9 @@ def test_missing_source_timestamp_uses_receive_time():
 def test_late_update_for_a_closed_period_is_counted_and_held_forward():
     state = new_line_state(1.0, [10.0], lateness_s=0.0)
     state, _ = assemble_frames(state, _updates([(0, 1.0, T0, T0)]), T0 + 2 * S)
-    state, frames = assemble_frames(state, _updates([(0, 5.0, T0 + S // 2, T0 + 2 * S)]), T0 + 3 * S)
+    state, frames = assemble_frames(
+        state, _updates([(0, 5.0, T0 + S // 2, T0 + 2 * S)]), T0 + 3 * S
+    )
     assert state.counters["late"] == 1
     assert frames.values.tolist() == [[5.0]]
 
@@ -107,7 +109,12 @@ def test_late_update_for_a_closed_period_is_counted_and_held_forward():
 def test_state_passed_in_is_not_modified():
     state = new_line_state(1.0, [10.0], lateness_s=0.0)
     state, _ = assemble_frames(state, _updates([(0, 1.0, T0, T0)]), T0 + S // 2)
-    before = (state.next_start_us, state.held_value.copy(), len(state.pending), dict(state.counters))
+    before = (
+        state.next_start_us,
+        state.held_value.copy(),
+        len(state.pending),
+        dict(state.counters),
+    )
     assemble_frames(state, _updates([(0, 2.0, T0 + S, T0 + S)]), T0 + 5 * S)
     after = (state.next_start_us, state.held_value, len(state.pending), state.counters)
     assert before[0] == after[0] and len(before[1]) == len(after[1]) and before[2] == after[2]

@@ -69,7 +69,9 @@ def test_type_error_points_at_the_key():
 
 
 def test_misspelt_key_is_refused():
-    text = BASE.replace('endpoint = "opc.tcp://127.0.0.1:4840"', 'endpoint = "opc.tcp://x:1"\nendpiont = "x"')
+    text = BASE.replace(
+        'endpoint = "opc.tcp://127.0.0.1:4840"', 'endpoint = "opc.tcp://x:1"\nendpiont = "x"'
+    )
     with pytest.raises(ConfigError) as err:
         parse_config(text, "gw.toml")
     assert "gw.toml:8: sources.0.endpiont" in str(err.value)
