@@ -67,6 +67,9 @@ class OpcUaSource(_Model):
     certificate: Path | None = None
     private_key: Path | None = None
     server_certificate: Path | None = None
+    #: The gateway's OPC UA application URI; the client certificate's
+    #: subjectAltName URI must be this (servers check it).
+    application_uri: str = "urn:lineguard:gateway"
     username: str | None = None
     password: SecretStr | None = None
     #: How often the server samples each tag, and how often it publishes.

@@ -69,6 +69,7 @@ class EdgeNodeSim:
         self._bd_seq = 0
         self._lock = threading.Lock()
         self.aliases: dict[str, list[int]] = {}
+        self._last: dict[str, tuple[int, int]] = {}
         alias = 1
         for line, run in runs:
             self.aliases[line] = list(range(alias, alias + len(run.sensors)))
@@ -120,9 +121,23 @@ class EdgeNodeSim:
     def _dbirth(self, line: str) -> None:
         run = dict(self.runs)[line]
         p = self._payload()
-        for sensor, alias in zip(run.sensors, self.aliases[line], strict=True):
+        # A birth carries the current values: the last row played, or, before
+        # the first row, null stamped just before the run starts.
+        last = self._last.get(line)
+        for column, (sensor, alias) in enumerate(zip(run.sensors, self.aliases[line], strict=True)):
             m = p.metrics.add()
-            m.name, m.alias, m.datatype, m.double_value = sensor, alias, _DOUBLE, 0.0
+            m.name, m.alias, m.datatype = sensor, alias, _DOUBLE
+            if last is None:
+                m.timestamp = (int(run.time_us[0]) - 1_000_000) // 1000
+                m.is_null = True
+            else:
+                i, offset = last
+                m.timestamp = (int(run.time_us[i]) + offset) // 1000
+                value = float(run.values[i, column])
+                if math.isnan(value):
+                    m.is_null = True
+                else:
+                    m.double_value = value
         self.client.publish(f"{self.base}/DBIRTH/{self.node}/{line}", p.SerializeToString())
 
     def ddata(self, line: str, run: RecordedRun, i: int, offset_us: int) -> None:
@@ -157,6 +172,7 @@ class EdgeNodeSim:
                 else:
                     m.double_value = value
             self.client.publish(f"{self.base}/DDATA/{self.node}/{line}", p.SerializeToString())
+            self._last[line] = (i, offset_us)
 
     def _message_fault(self, kind: str, line: str) -> None:
         topic = f"{self.base}/DDATA/{self.node}/{line}"

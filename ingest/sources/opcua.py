@@ -103,6 +103,8 @@ class OpcUaReader:
         cfg = self.config
         client = Client(cfg.endpoint, timeout=cfg.timeout_s)
         client.session_timeout = 30_000
+        client.application_uri = cfg.application_uri
+        client.name = client.description = f"LineGuard gateway ({cfg.name})"
         if cfg.security_policy == "Basic256Sha256":
             mode = getattr(ua.MessageSecurityMode, cfg.security_mode)
             await client.set_security(

@@ -82,6 +82,7 @@ def _run_gateway(gateway: LiveGateway, done, expected: int, timeout: float = 180
         time.sleep(0.1)
     for reader in gateway.readers:
         reader.stop()
+    assert gateway.stats.frames == expected, gateway.snapshot()
     assert gateway._forward is not None
     assert gateway._forward.drain(30.0), gateway._forward.stats()
 
