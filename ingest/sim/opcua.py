@@ -124,7 +124,7 @@ async def serve_runs(
     )
     for line_nodes in nodes.values():
         for node in line_nodes:
-            await server.write_attribute_value(node.nodeid, waiting)
+            await _write(server, node.nodeid, waiting)
     fault_map: dict[tuple[str, int], list[SimFault]] = {}
     for fault in faults:
         line_sensors = dict(runs)[fault.line].sensors
@@ -181,9 +181,26 @@ async def _play(server, runs, nodes, speed, retime, fault_map, stop, ua) -> None
                 if fault.start <= i < fault.stop:
                     variant, status = _faulty(fault.kind, value, ua)
             dv = ua.DataValue(variant, StatusCode=status, SourceTimestamp=stamp)
-            await server.write_attribute_value(node.nodeid, dv)
+            await _write(server, node.nodeid, dv)
         if speed <= 0 and i % 50 == 0:
             await asyncio.sleep(0)
+
+
+async def _write(server, nodeid, dv) -> None:  # type: ignore[no-untyped-def]
+    """Set a variable's value and notify its monitored items.
+
+    asyncua's own write refuses a value whose type differs from the
+    variable's (a string into a Double): the simulator plays a PLC that
+    serves exactly that, so it sets the value itself and runs the same
+    data-change callbacks the server's write runs.
+    """
+    from asyncua import ua
+
+    attval = server.iserver.aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
+    attval.value = dv
+    attval.value_callback = None
+    for handle, callback in list(attval.datachange_callbacks.items()):
+        await callback(handle, dv)
 
 
 def _faulty(kind: str, value: float, ua):  # type: ignore[no-untyped-def]
