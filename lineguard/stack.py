@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import importlib.util
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -773,6 +774,9 @@ class MosquittoServer(_ServerProcess):
             "persistence false",
             "log_dest stdout",
             "max_queued_messages 100000",
+            # Started as root, mosquitto switches to user "mosquitto", which
+            # cannot read files under a private temp dir: stay who we are.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
         ]
         if self.password_file is not None:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]

@@ -171,6 +171,7 @@ class SparkplugReader(_MqttReader):
         self._devices_born: set[str] = set()
         self._seq: int | None = None
         self._last_rebirth = 0.0
+        self._awaiting_rebirth = False
         self._payload_cls = _pb().Payload
 
     def _subscribe(self, client: Any) -> None:
@@ -187,6 +188,7 @@ class SparkplugReader(_MqttReader):
         if not force and now - self._last_rebirth < _REBIRTH_EVERY_S:
             return
         self._last_rebirth = now
+        self._awaiting_rebirth = True
         self.sink.faults["rebirth_requests"] += 1
         log.info("Sparkplug %s/%s: requesting rebirth (%s)", self.config.group_id, self._node, why)
         self.client.publish(self._ncmd, rebirth_payload(), qos=0)
@@ -222,7 +224,10 @@ class SparkplugReader(_MqttReader):
             self.sink.source_down(name, "NDEATH")
             return
         if kind == "NBIRTH":
-            if self._born:
+            # A birth we asked for (rebirth) is expected; one out of the blue
+            # while the node is alive means two nodes share an id, or a
+            # restart whose NDEATH was lost.
+            if self._born and not self._awaiting_rebirth:
                 self.sink.fault(
                     "duplicate_birth",
                     f"{name}:{topic}",
@@ -230,6 +235,7 @@ class SparkplugReader(_MqttReader):
                     "(it replaces the first)",
                 )
             self._aliases = {a: k for a, k in self._aliases.items() if k[0] is not None}
+            self._awaiting_rebirth = False
             self._born = True
             self._devices_born.clear()
             self._seq = payload.seq

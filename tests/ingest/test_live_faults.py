@@ -353,3 +353,171 @@ def test_opcua_sign_and_encrypt_with_certificates_and_a_password(tmp_path, state
 @pytest.fixture
 def state_dir(tmp_path):
     return tmp_path / "state"
+
+
+# -- Sparkplug B over mosquitto ---------------------------------------------------------
+
+
+def _spb_config(
+    port: int, sensors: tuple[str, ...], state: Path, extra: str = "", line: str = ""
+) -> str:
+    body = "".join(
+        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "plc"\ndevice = "valve1-0"\ntag = "{s}"\n'
+        for s in sensors
+    )
+    return (
+        f'site = "s1"\ngateway_id = "gw1"\nstate_dir = "{state}"\n'
+        '[[sources]]\ntype = "sparkplug"\nname = "plc"\nhost = "127.0.0.1"\n'
+        f'port = {port}\ngroup_id = "Plant"\nedge_node = "sim"\nreconnect_min_s = 0.5\n'
+        f"reconnect_max_s = 2.0\n{extra}[lines.l1]\n{line or _DEFAULT_LINE}{body}"
+    )
+
+
+class _Node:
+    """The Sparkplug edge-node simulator playing a run in a thread."""
+
+    def __init__(self, run, port: int, speed: float, retime: bool, faults=(), **auth) -> None:
+        from lineguard.ingest.sim.sparkplug import EdgeNodeSim
+
+        self.sim = EdgeNodeSim(
+            [("valve1-0", run)], "127.0.0.1", port, "Plant", "sim", faults=faults, **auth
+        )
+        self.speed, self.retime = speed, retime
+        self.done = threading.Event()
+        self._stop = threading.Event()
+
+    def start(self, gw: _Gateway | None = None) -> _Node:
+        from lineguard.ingest.sim.sparkplug import publish_runs
+
+        self.sim.start()
+        if gw is not None:  # rows only once the gateway holds the births
+            reader = gw.gateway.readers[0]
+            gw.wait(lambda: reader._born and "valve1-0" in reader._devices_born, 30, "births")
+
+        def play() -> None:
+            publish_runs(
+                self.sim, speed=self.speed, retime=self.retime, should_stop=self._stop.is_set
+            )
+            self.done.set()
+
+        threading.Thread(target=play, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sim.stop()
+
+
+def _spb_outage_checks(gw: _Gateway, before: int) -> None:
+    src = gw.sources
+    assert src["outages"] >= 1 and src["reconnects"] >= 1, src
+    assert src["outage_seconds"]["plc"] > 1.0, src
+    assert src["rebirth_requests"] >= 2, src  # one per connection
+    assert gw.line()["gap_frames"] >= 2, gw.snapshot()
+    times, values = gw.frames()
+    assert len(times) > before
+    assert np.diff(times).max() >= 3_000_000, np.diff(times)
+    assert not np.isnan(values).all(axis=1).any()
+
+
+def test_sparkplug_broker_restart_ends_in_reconnection_and_a_reported_gap(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    with MosquittoServer() as broker:
+        with _Gateway(_spb_config(broker.port, run.sensors, tmp_path / "state")) as gw:
+            node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+            try:
+                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+                broker.stop()
+                gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+                time.sleep(3.0)
+                before = len(gw.frames()[0])
+                broker.start()
+                gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+                gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
+                _spb_outage_checks(gw, before)
+            finally:
+                node.stop()
+
+
+def test_sparkplug_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    with MosquittoServer() as broker, PausableTcpProxy("127.0.0.1", broker.port) as proxy:
+        with _Gateway(_spb_config(proxy.port, run.sensors, tmp_path / "state")) as gw:
+            node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+            try:
+                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+                proxy.pause()
+                gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+                time.sleep(3.0)
+                before = len(gw.frames()[0])
+                proxy.resume()
+                gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+                gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
+                _spb_outage_checks(gw, before)
+            finally:
+                node.stop()
+
+
+def test_sparkplug_with_a_mosquitto_password_file(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(passwords), "lineguard", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    with MosquittoServer(password_file=passwords) as broker:
+        auth = 'username = "lineguard"\npassword = "s3cret"\n'
+        good = _spb_config(broker.port, run.sensors, tmp_path / "a", extra=auth)
+        with _Gateway(good) as gw:
+            node = _Node(run, broker.port, 1, True, username="lineguard", password="s3cret").start(
+                gw
+            )
+            try:
+                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "frames with a password")
+            finally:
+                node.stop()
+        for extra, sub in (('username = "lineguard"\npassword = "wrong"\n', "b"), ("", "c")):
+            with _Gateway(_spb_config(broker.port, run.sensors, tmp_path / sub, extra=extra)) as gw:
+                gw.wait(lambda gw=gw: gw.sources["outages"] >= 1, 30, "the refusal")
+                assert gw.sources["updates"] == 0 and len(gw.frames()[0]) == 0
+
+
+def test_sparkplug_bad_messages_through_the_broker_are_counted_and_rows_keep_flowing(tmp_path):
+    from lineguard.ingest.sim.opcua import SimFault
+
+    run = read_run(_short_run(tmp_path, 80))
+    faults = (
+        SimFault("valve1-0", "Pressure", "seq_gap", 10, 11),
+        SimFault("valve1-0", "Pressure", "malformed", 20, 21),
+        SimFault("valve1-0", "Pressure", "duplicate_birth", 30, 31),
+        SimFault("valve1-0", "Pressure", "unknown_alias", 40, 41),
+        SimFault("valve1-0", "Current", "string", 50, 53),
+        SimFault("valve1-0", "Voltage", "bool", 53, 55),
+        SimFault("valve1-0", "Temperature", "nan", 55, 57),
+        SimFault("valve1-0", "Thermocouple", "inf", 57, 59),
+        SimFault("valve1-0", "Accelerometer1RMS", "bad_quality", 60, 62),
+    )
+    line = 'lateness_s = 5.0\nstaleness_s = 5.0\nframes = "on_update"\n'
+    with MosquittoServer() as broker:
+        config = _spb_config(broker.port, (*run.sensors, "Ghost"), tmp_path / "s", line=line)
+        with _Gateway(config) as gw:
+            node = _Node(run, broker.port, speed=10, retime=False, faults=faults).start(gw)
+            try:
+                gw.wait(lambda: node.done.is_set() and len(gw.frames()[0]) >= len(run), 60, "rows")
+            finally:
+                node.stop()
+            src = gw.sources
+    assert src["seq_gap"] >= 1 and src["malformed_payload"] == 1, src
+    assert src["duplicate_birth"] == 1 and src["unknown_alias"] == 1, src
+    assert src["wrong_type"] == 5 and src["not_finite"] == 4, src
+    assert src["unknown_tag"] >= 1, src  # Ghost is in no birth
+    times, values = gw.frames()
+    expected = np.hstack([run.values, np.full((len(run), 1), np.nan)])
+    for f in faults:
+        if f.kind in ("string", "bool", "nan", "inf", "bad_quality"):
+            expected[f.start : f.stop, run.sensors.index(f.sensor)] = np.nan
+    # Every row once: lost or malformed messages cost no row here, because
+    # each fault is an extra message, not a replaced one.
+    np.testing.assert_array_equal(times, run.time_us)
+    np.testing.assert_array_equal(values, expected)
