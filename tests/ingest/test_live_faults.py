@@ -362,7 +362,8 @@ def _spb_config(
     port: int, sensors: tuple[str, ...], state: Path, extra: str = "", line: str = ""
 ) -> str:
     body = "".join(
-        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "plc"\ndevice = "valve1-0"\ntag = "{s}"\n'
+        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "plc"\n'
+        f'device = "valve1-0"\ntag = "{s}"\n'
         for s in sensors
     )
     return (
@@ -422,40 +423,45 @@ def _spb_outage_checks(gw: _Gateway, before: int) -> None:
 
 def test_sparkplug_broker_restart_ends_in_reconnection_and_a_reported_gap(tmp_path):
     run = read_run(_short_run(tmp_path, 600))
-    with MosquittoServer() as broker:
-        with _Gateway(_spb_config(broker.port, run.sensors, tmp_path / "state")) as gw:
-            node = _Node(run, broker.port, speed=1, retime=True).start(gw)
-            try:
-                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
-                broker.stop()
-                gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
-                time.sleep(3.0)
-                before = len(gw.frames()[0])
-                broker.start()
-                gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
-                gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
-                _spb_outage_checks(gw, before)
-            finally:
-                node.stop()
+    with (
+        MosquittoServer() as broker,
+        _Gateway(_spb_config(broker.port, run.sensors, tmp_path / "state")) as gw,
+    ):
+        node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+        try:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            broker.stop()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            broker.start()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
+            _spb_outage_checks(gw, before)
+        finally:
+            node.stop()
 
 
 def test_sparkplug_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path):
     run = read_run(_short_run(tmp_path, 600))
-    with MosquittoServer() as broker, PausableTcpProxy("127.0.0.1", broker.port) as proxy:
-        with _Gateway(_spb_config(proxy.port, run.sensors, tmp_path / "state")) as gw:
-            node = _Node(run, broker.port, speed=1, retime=True).start(gw)
-            try:
-                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
-                proxy.pause()
-                gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
-                time.sleep(3.0)
-                before = len(gw.frames()[0])
-                proxy.resume()
-                gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
-                gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
-                _spb_outage_checks(gw, before)
-            finally:
-                node.stop()
+    with (
+        MosquittoServer() as broker,
+        PausableTcpProxy("127.0.0.1", broker.port) as proxy,
+        _Gateway(_spb_config(proxy.port, run.sensors, tmp_path / "state")) as gw,
+    ):
+        node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+        try:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            proxy.pause()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            proxy.resume()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
+            _spb_outage_checks(gw, before)
+        finally:
+            node.stop()
 
 
 def test_sparkplug_with_a_mosquitto_password_file(tmp_path):
