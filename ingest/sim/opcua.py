@@ -155,6 +155,9 @@ async def _wait_for_items(server, count: int, stop: asyncio.Event) -> None:  # t
 
 async def _play(server, runs, nodes, speed, retime, fault_map, stop, ua) -> None:  # type: ignore[no-untyped-def]
     # All runs in one timeline, by row time relative to each run's start.
+    if retime:
+        # Start on a whole second: rows are written when they are stamped.
+        await asyncio.sleep(1.0 - (time.time_ns() // 1000 % 1_000_000) / 1e6)
     started = time.monotonic()
     now_us = time.time_ns() // 1000
     events = []
@@ -168,8 +171,9 @@ async def _play(server, runs, nodes, speed, retime, fault_map, stop, ua) -> None
             return
         due = rel_us / 1e6 / speed if speed > 0 else 0.0
         wait = due - (time.monotonic() - started)
-        if wait > 0:
-            await asyncio.sleep(wait)
+        # Behind schedule, still yield every row: the server publishes from
+        # the same event loop, and a writer that never awaits starves it.
+        await asyncio.sleep(max(wait, 0.0))
         stamp = datetime.fromtimestamp((int(run.time_us[i]) + offset) / 1e6, tz=timezone.utc)
         for column, node in enumerate(nodes[line]):
             value = float(run.values[i, column])
@@ -182,8 +186,6 @@ async def _play(server, runs, nodes, speed, retime, fault_map, stop, ua) -> None
                     variant, status = _faulty(fault.kind, value, ua)
             dv = ua.DataValue(variant, StatusCode=status, SourceTimestamp=stamp)
             await _write(server, node.nodeid, dv)
-        if speed <= 0 and i % 50 == 0:
-            await asyncio.sleep(0)
 
 
 async def _write(server, nodeid, dv) -> None:  # type: ignore[no-untyped-def]
