@@ -209,6 +209,8 @@ class _Handler:
         # asyncua gives naive datetimes in UTC; epoch microseconds from them.
         source_us = _epoch_us(stamp) if stamp is not None else -1
         good = dv.StatusCode is None or dv.StatusCode.is_good()
+        if not good and dv.StatusCode.value == _WAITING_FOR_INITIAL_DATA:
+            return  # no reading yet (a server starting up): nothing to hold or count
         if not good:
             val = f"status {dv.StatusCode.name}"  # what the log shows instead of a value
         self.reader.sink.push(self.source, self.nodes.get(node), val, source_us, good)
@@ -218,6 +220,7 @@ class _Handler:
 
 
 _EPOCH = None
+_WAITING_FOR_INITIAL_DATA = 0x80320000  # StatusCodes.BadWaitingForInitialData
 
 
 def _epoch_us(stamp: Any) -> int:
