@@ -142,7 +142,7 @@ def test_recorded_run_played_as_tags_gives_its_rows_back():
 def test_on_update_sends_only_periods_in_which_a_sensor_reported():
     # A recording with a missing second (T0 + 2 s): every_period holds the
     # values into it, on_update gives the recording's rows back.
-    rows = [(0, 1.0, T0, T0), (0, 2.0, T0 + S, T0), (0, 4.0, T0 + 3 * S, T0)]
+    rows = [(0, 1.0, T0, T0), (0, 2.0, T0 + S, T0 + S), (0, 4.0, T0 + 3 * S, T0 + 3 * S)]
     every = new_line_state(1.0, [5.0], lateness_s=0.0)
     every, frames = assemble_frames(every, _updates(rows), T0 + 4 * S)
     assert frames.time_us.tolist() == [T0, T0 + S, T0 + 2 * S, T0 + 3 * S]
