@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format influxdb clean
+.PHONY: demo test lint format influxdb mosquitto clean
 
 $(BIN)/lineguard: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,28 @@ influxdb:
 		exit 1; \
 	fi
 
-demo: $(BIN)/lineguard influxdb
+# MQTT broker for the gateway's Sparkplug B / MQTT JSON tests and demo:
+# Debian's mosquitto package (the stack starts it on a free port; the
+# package's own service is not used).
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's mosquitto package ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto not found and apt is not available: install an MQTT broker (mosquitto)."; \
+		exit 1; \
+	fi
+
+demo: $(BIN)/lineguard influxdb mosquitto
 	$(BIN)/lineguard demo
 
 # Coverage includes the worker and gateway subprocesses the tests start
 # (pyproject's [tool.coverage.run] patch = subprocess); the table per package
 # at the end fails the run below the floors in [tool.lineguard.coverage-floor].
-test: $(BIN)/lineguard influxdb
+test: $(BIN)/lineguard influxdb mosquitto
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m coverage run -m pytest
 	$(BIN)/python -m coverage combine -q

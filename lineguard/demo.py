@@ -202,6 +202,111 @@ def _evaluate(client: InfluxV1Client, line: DemoLine, train_rows: int) -> AlertS
     return score_alerts(line.run.anomaly[test], predictions)
 
 
+#: The demo's default source; see :func:`run_demo`.
+DEFAULT_SOURCE = "opcua"
+
+
+def _live_source(
+    source: str,
+    lines: dict[str, DemoLine],
+    files: list[Path],
+    root: Path,
+    speed: float,
+    follow: bool,
+    settings: Settings,
+    workdir: Path,
+    stop: threading.Event,
+) -> None:
+    """Play the runs through a live source simulator into a live gateway."""
+    from lineguard.ingest.gateway_config import parse_config
+    from lineguard.ingest.live import LiveGateway
+    from lineguard.ingest.sim.opcua import line_name
+    from lineguard.stack import MosquittoServer, free_port
+
+    paths = [p for p in files if line_id_for(p, root) in lines]
+    broker = MosquittoServer().start() if source == "sparkplug" else None
+    port = broker.port if broker else free_port()
+    # Played faster than real time, a source's publishing delay is `speed`
+    # times longer in source time: wait that long before closing a period.
+    lateness = max(1.0, speed * 0.2)
+    text = [
+        f'site = "{settings.site}"\ngateway_id = "gw-demo-{source}"\n'
+        f'topic = "{settings.topics.telemetry}"\nstate_dir = "{workdir / "gateway"}"\n'
+        f'tick_s = 0.1\n[kafka]\nbootstrap_servers = "{settings.kafka.bootstrap_servers}"\n'
+    ]
+    if source == "opcua":
+        text.append(
+            f'[[sources]]\ntype = "opcua"\nname = "sim"\n'
+            f'endpoint = "opc.tcp://127.0.0.1:{port}/lineguard/"\n'
+            "publishing_interval_s = 0.05\nsampling_interval_s = 0.0\nqueue_size = 1000\n"
+        )
+    else:
+        text.append(
+            f'[[sources]]\ntype = "sparkplug"\nname = "sim"\nhost = "127.0.0.1"\n'
+            f'port = {port}\ngroup_id = "LineGuard"\nedge_node = "sim"\n'
+        )
+    n_tags = 0
+    for path in paths:
+        line, run = line_id_for(path, root), lines[line_id_for(path, root)].run
+        text.append(
+            f'[lines."{line}"]\nlateness_s = {lateness}\nstaleness_s = {lateness + 5}\n'
+            'frames = "on_update"\n'
+        )
+        for sensor in run.sensors:
+            tag = (
+                f'tag = "ns=2;s={line_name(path)}.{sensor}"'
+                if source == "opcua"
+                else f'device = "{line_name(path)}"\ntag = "{sensor}"'
+            )
+            text.append(f'[[sensors]]\nline = "{line}"\nname = "{sensor}"\nsource = "sim"\n{tag}\n')
+            n_tags += 1
+    gateway = LiveGateway(parse_config("".join(text), "demo-gateway.toml")).start()
+    args = [sys.executable, "-m", "lineguard.cli", "sim", source, *map(str, paths)]
+    args += ["--port", str(port), "--speed", str(speed)]
+    args += ["--loop", "--retime"] if follow else []
+    args += ["--wait-for-items", str(n_tags)] if source == "opcua" else ["--start-after", "3"]
+    log_file = (workdir / f"sim-{source}.log").open("wb")
+    sim = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+    played_at: float | None = None
+    try:
+        while not stop.is_set():
+            gateway.tick()
+            for line in lines.values():
+                line.sent = gateway.states[line.line_id].counters["frames"]
+            if (
+                played_at is None
+                and b"all rows played" in (workdir / f"sim-{source}.log").read_bytes()
+            ):
+                played_at = time.monotonic()
+            complete = all(ln.sent >= len(ln.run) for ln in lines.values())
+            if (
+                not follow
+                and played_at is not None
+                and (complete or time.monotonic() - played_at > 30 + lateness)
+            ):
+                break
+            time.sleep(0.1)
+    except Exception as exc:  # shown in the view, not swallowed
+        for line in lines.values():
+            line.error = str(exc)
+    finally:
+        for reader in gateway.readers:
+            reader.stop()
+        if gateway._forward is not None:
+            gateway._forward.drain(30.0)
+        sim.terminate()
+        sim.wait(15)
+        log_file.close()
+        if broker is not None:
+            broker.stop()
+        summary = gateway.snapshot()
+        for line in lines.values():
+            line.sent = summary["lines"][line.line_id]["frames"]
+            line.times_replayed += 1
+            line.done = True
+        logging.getLogger(__name__).info("demo gateway: %s", summary)
+
+
 def run_demo(
     *,
     data_dir: Path | None = None,
@@ -210,8 +315,16 @@ def run_demo(
     max_lines: int = 5,
     train_rows: int = 400,
     timeout_s: float = 300.0,
+    source: str = DEFAULT_SOURCE,
 ) -> int:
-    """Run the demo; return the process exit code."""
+    """Run the demo; return the process exit code.
+
+    ``source`` is how the recorded runs reach the gateway: ``opcua`` (the
+    default: an asyncua server plays them as live tags and ``gateway run``'s
+    code subscribes, so the demo shows the path a plant uses, and needs no
+    server beyond Python), ``sparkplug`` (an edge node publishing into a
+    mosquitto broker) or ``replay`` (the CSV replay, straight to Kafka).
+    """
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
@@ -292,12 +405,22 @@ def run_demo(
                 line.done = True
 
         console.print(
-            f"[bold]4/5[/] replaying {len(lines)} lines at {speed:g}x "
-            + ("until Ctrl-C" if follow else "(finite replay)")
+            f"[bold]4/5[/] {'replaying' if source == 'replay' else f'playing through {source}'} "
+            f"{len(lines)} lines at {speed:g}x " + ("until Ctrl-C" if follow else "(finite replay)")
         )
-        threads = [
-            threading.Thread(target=replay_line, args=(ln,), daemon=True) for ln in lines.values()
-        ]
+        if source == "replay":
+            threads = [
+                threading.Thread(target=replay_line, args=(ln,), daemon=True)
+                for ln in lines.values()
+            ]
+        else:
+            threads = [
+                threading.Thread(
+                    target=_live_source,
+                    args=(source, lines, files, root, speed, follow, settings, workdir, stop),
+                    daemon=True,
+                )
+            ]
         for thread in threads:
             thread.start()
         interrupted = False

@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import importlib.util
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -44,10 +45,12 @@ from lineguard.settings import InfluxSettings, KafkaSettings
 __all__ = [
     "InfluxServer",
     "LocalStack",
+    "MosquittoServer",
     "PausableTcpProxy",
     "StackError",
     "TansuBroker",
     "find_influxd",
+    "find_mosquitto",
     "find_tansu",
     "free_port",
     "influx_ping_ok",
@@ -715,6 +718,102 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------
+# MQTT broker (for the gateway's Sparkplug B and MQTT JSON sources)
+# --------------------------------------------------------------------------
+
+
+def find_mosquitto() -> Path:
+    """Locate Debian's ``mosquitto`` broker binary (``/usr/sbin`` is not always on PATH)."""
+    found = shutil.which("mosquitto") or shutil.which(
+        "mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+    )
+    if found:
+        return Path(found)
+    raise StackError(
+        "MQTT broker 'mosquitto' not found on PATH or in /usr/sbin. "
+        "Fix: on Debian/Ubuntu run `apt-get install -y mosquitto` (or `make mosquitto`)."
+    )
+
+
+def _tcp_ok(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout):
+            return True
+    except OSError:
+        return False
+
+
+class MosquittoServer(_ServerProcess):
+    """A mosquitto MQTT broker on 127.0.0.1, its config and log in its work directory.
+
+    Parameters
+    ----------
+    workdir : Path or str, optional
+        Directory for config and log; a temporary one if omitted.
+    port : int, optional
+        Listener port; a free one if omitted. Fixed across :meth:`stop` and
+        :meth:`start`, so a restarted broker is found where clients left it.
+    password_file : Path, optional
+        A ``mosquitto_passwd`` file: anonymous clients are then refused.
+    binary : Path, optional
+        ``mosquitto`` binary; :func:`find_mosquitto` if omitted.
+    """
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        port: int | None = None,
+        password_file: Path | None = None,
+        binary: Path | None = None,
+    ) -> None:
+        super().__init__(workdir, binary)
+        self._auto_port = port is None
+        self.port = port if port is not None else free_port()
+        self.password_file = password_file
+
+    def _find_binary(self) -> Path:
+        return find_mosquitto()
+
+    def _command(self, binary: Path) -> list[str]:
+        assert self.workdir is not None
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {_HOST}",
+            "persistence false",
+            "log_dest stdout",
+            "max_queued_messages 100000",
+            # Started as root, mosquitto switches to user "mosquitto", which
+            # cannot read files under a private temp dir: stay who we are.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+        ]
+        if self.password_file is not None:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines) + "\n")
+        return [str(binary), "-c", str(conf)]
+
+    def _probe(self) -> bool:
+        return _tcp_ok(_HOST, self.port)
+
+    def _new_ports(self) -> bool:
+        if not self._auto_port:
+            return False
+        self.port = free_port()
+        return True
+
+    def start(self, timeout: float = 30.0) -> MosquittoServer:
+        """Start mosquitto and wait until it accepts connections."""
+        super().start(timeout)
+        return self
+
+    def __enter__(self) -> MosquittoServer:
+        return self.start()
 
 
 # --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from lineguard.cli.feedback import feedback
 from lineguard.cli.gateway import gateway
 from lineguard.cli.models import models
 from lineguard.cli.settings import settings
+from lineguard.cli.sim import gateway_run, sim
 from lineguard.cli.stack import stack
 from lineguard.cli.train import train
 from lineguard.cli.worker import worker
@@ -143,6 +144,8 @@ _GROUPS = (
     stack,
     demo,
     settings,
+    sim,
 )
 for _command in _GROUPS:
     main.add_command(_command)
+gateway.add_command(gateway_run)

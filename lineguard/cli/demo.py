@@ -36,11 +36,26 @@ __all__ = ["demo"]
     show_default=True,
     help="Rows of each run used for training (SKAB's protocol).",
 )
-def demo(follow: bool, speed: float, data: Path | None, max_lines: int, train_rows: int) -> None:
-    """Start the stack, train, replay several lines live, and summarise."""
+@click.option(
+    "--source",
+    type=click.Choice(["opcua", "sparkplug", "replay"]),
+    default="opcua",
+    show_default=True,
+    help="How the runs reach the gateway: a live OPC UA server or Sparkplug B edge node "
+    "(simulators), or the CSV replay.",
+)
+def demo(
+    follow: bool, speed: float, data: Path | None, max_lines: int, train_rows: int, source: str
+) -> None:
+    """Start the stack, train, play several lines live, and summarise."""
     from lineguard.demo import run_demo
 
     code = run_demo(
-        data_dir=data, speed=speed, follow=follow, max_lines=max_lines, train_rows=train_rows
+        data_dir=data,
+        speed=speed,
+        follow=follow,
+        max_lines=max_lines,
+        train_rows=train_rows,
+        source=source,
     )
     sys.exit(code)

@@ -1,0 +1,380 @@
+"""Live gateway bench: tag updates per gateway CPU-second, load, latency.
+
+Three measurements, each against real servers (the simulators of
+``lineguard sim``, a mosquitto broker, Tansu, influxd, a scoring worker):
+
+1. **Throughput, per source.** The simulator (another process, pinned to the
+   other core) plays synthetic lines as fast as it can; the gateway (this
+   process, pinned to core 0) turns the updates into telemetry records (v3,
+   encoded, handed to a counting sender: the Kafka client's cost is in
+   measurement 2). Reported: updates/s of wall time, and updates per second
+   of the gateway's CPU time, which is what one gateway core sustains (the
+   simulator, not the gateway, may be what limits the wall rate).
+2. **Plant load: 500 tags x 1 Hz** (10 lines x 50 sensors), per source,
+   through the real Kafka producer and disk buffer: ``lineguard gateway
+   run`` as its own process, its CPU (% of one core) and RSS sampled with
+   psutil over ``--load-s`` seconds after a warm-up.
+3. **End-to-end latency** during measurement 2: a scoring worker scores the
+   lines (models trained on the same synthetic process); InfluxDB is polled
+   every 0.2 s and each new ``lineguard_score`` point's latency is the poll
+   time minus its tag change time (rows are written at their stamps, on
+   whole seconds: ``--retime``). The poll interval adds up to 0.2 s.
+
+Ends with one JSON line. Usage::
+
+    python bench/gateway.py [--rows 2000] [--load-s 60] [--sources opcua sparkplug]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from lineguard.ingest.csv_runs import read_run
+from lineguard.ingest.gateway_config import parse_config
+from lineguard.ingest.live import LiveGateway
+from lineguard.ingest.sim.opcua import line_name
+from lineguard.stack import LocalStack, MosquittoServer, free_port
+
+LINES, SENSORS = 10, 50
+#: Wait past a period's end before closing it: above both sources' publishing
+#: delay here (OPC UA publishing interval 0.1 s). A frame's latency is at
+#: least period + lateness: its first tag change is at the period's start.
+LATENESS_S = 0.25
+
+
+def write_runs(directory: Path, rows: int, seed: int = 7) -> list[Path]:
+    """Synthetic lines in the SKAB layout: correlated random walks per line."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    start = np.datetime64("2026-01-01T00:00:00")
+    for k in range(LINES):
+        base = np.cumsum(rng.normal(size=(rows, 5)), axis=0) * 0.05
+        mix = rng.normal(size=(5, SENSORS))
+        values = base @ mix + rng.normal(scale=0.1, size=(rows, SENSORS)) + 10
+        path = directory / f"line{k:02d}" / "0.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamps = (start + np.arange(rows).astype("timedelta64[s]")).astype(str)
+        with path.open("w") as f:
+            f.write("datetime;" + ";".join(f"s{j:02d}" for j in range(SENSORS)) + "\n")
+            for t, row in zip(stamps, values, strict=True):
+                f.write(t.replace("T", " ") + ";" + ";".join(f"{v:.5f}" for v in row) + "\n")
+        paths.append(path)
+    return paths
+
+
+def _config(
+    source: str, paths: list[Path], state: Path, kafka: str = "127.0.0.1:9", topic: str = "t"
+) -> str:
+    sensors = []
+    for path in paths:
+        line = line_name(path)
+        for j in range(SENSORS):
+            tag = (
+                f'tag = "ns=2;s={line}.s{j:02d}"'
+                if source.startswith('[[sources]]\ntype = "opcua"')
+                else f'device = "{line}"\ntag = "s{j:02d}"'
+            )
+            sensors.append(
+                f'[[sensors]]\nline = "{line}"\nname = "s{j:02d}"\nsource = "src"\n{tag}\n'
+            )
+    lines = "".join(
+        f"[lines.{line_name(p)}]\nperiod_s = 1.0\nlateness_s = {LATENESS_S}\nstaleness_s = 5.0\n"
+        for p in paths
+    )
+    return (
+        f'site = "site-1"\ngateway_id = "gw-bench-{uuid.uuid4().hex[:6]}"\ntopic = "{topic}"\n'
+        f'state_dir = "{state}"\ntick_s = 0.25\n[kafka]\nbootstrap_servers = "{kafka}"\n'
+        f'[buffer]\nfsync = "never"\n{source}{lines}{"".join(sensors)}'
+    )
+
+
+def _opcua_source(port: int) -> str:
+    return (
+        '[[sources]]\ntype = "opcua"\nname = "src"\n'
+        f'endpoint = "opc.tcp://127.0.0.1:{port}/lineguard/"\n'
+        "publishing_interval_s = 0.1\nsampling_interval_s = 0.0\nqueue_size = 10000\n"
+    )
+
+
+def _spb_source(port: int) -> str:
+    return (
+        '[[sources]]\ntype = "sparkplug"\nname = "src"\nhost = "127.0.0.1"\n'
+        f'port = {port}\ngroup_id = "Bench"\nedge_node = "sim"\n'
+    )
+
+
+def _pinned(core: int):
+    def pin() -> None:
+        os.sched_setaffinity(0, {core % os.cpu_count()})
+
+    return pin
+
+
+def _sim(
+    kind: str, paths: list[Path], port: int, speed: float, extra: list[str]
+) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "lineguard.cli",
+        "sim",
+        kind,
+        *map(str, paths),
+        "--port",
+        str(port),
+    ]
+    args += ["--speed", str(speed), *extra]
+    if kind == "sparkplug":
+        args += ["--group", "Bench", "--node", "sim"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_pinned(1)
+    )
+    # Building 500 nodes takes a while on a busy machine: wait until it serves.
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if "serving on" in line or "edge node" in line:
+            break
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+    return proc
+
+
+def _end(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def throughput(kind: str, paths: list[Path], tmp: Path, opcua_speed: float = 20.0) -> dict:
+    """Measurement 1: updates the gateway turns into telemetry, per CPU-second."""
+    os.sched_setaffinity(0, {0})
+    total = LINES * SENSORS * len(read_run(paths[0]))
+    broker = MosquittoServer().start() if kind == "sparkplug" else None
+    port = broker.port if broker else free_port()
+    sent = {"records": 0}
+    source = _opcua_source(port) if kind == "opcua" else _spb_source(port)
+    gateway = LiveGateway(
+        parse_config(_config(source, paths, tmp / f"tp-{kind}")),
+        send=lambda k, p: sent.__setitem__("records", sent["records"] + 1),
+    )
+    extra = (
+        ["--wait-for-items", str(LINES * SENSORS)] if kind == "opcua" else ["--start-after", "3"]
+    )
+    sim = None
+    try:
+        if kind == "opcua":
+            # asyncua's server cannot write as fast as it is asked: unpaced,
+            # it stops answering the client's keep-alive reads. Offered load:
+            # speed x 500 updates/s.
+            sim = _sim(kind, paths, port, opcua_speed, extra)
+        gateway.start()
+        if kind == "sparkplug":
+            sim = _sim(kind, paths, port, 0, extra)
+        sink = gateway.sink
+        deadline = time.monotonic() + 600
+        # Past the first values (one per tag, at subscription or birth).
+        while sink.updates <= LINES * SENSORS and time.monotonic() < deadline:
+            gateway.tick()
+            time.sleep(0.05)
+        proc = psutil.Process()
+        cpu0, t0, u0 = sum(proc.cpu_times()[:2]), time.monotonic(), sink.updates
+        last, idle = sink.updates, time.monotonic()
+        while time.monotonic() < deadline:
+            gateway.tick()
+            time.sleep(0.05)
+            if sink.updates != last:
+                last, idle = sink.updates, time.monotonic()
+            elif time.monotonic() - idle > 5.0 or sink.updates >= total:
+                break
+        t1, cpu1, u1 = idle, sum(proc.cpu_times()[:2]), sink.updates
+        gateway.tick()
+    finally:
+        for reader in gateway.readers:
+            reader.stop()
+        _end(sim)
+        if broker is not None:
+            broker.stop()
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    updates = u1 - u0
+    return {
+        "source": kind,
+        "updates": updates,
+        "updates_expected": total,
+        "offered_updates_per_s": round(opcua_speed * LINES * SENSORS) if kind == "opcua" else None,
+        "frames": gateway.stats.frames,
+        "records": sent["records"],
+        "wall_s": round(t1 - t0, 2),
+        "updates_per_s_wall": round(updates / max(t1 - t0, 1e-9)),
+        "gateway_cpu_s": round(cpu1 - cpu0, 2),
+        "updates_per_cpu_s": round(updates / max(cpu1 - cpu0, 1e-9)),
+        "faults": {k: v for k, v in gateway.sink.stats().items() if isinstance(v, int) and v},
+    }
+
+
+def load_and_latency(
+    kind: str, paths: list[Path], tmp: Path, stack, settings, env, load_s: float
+) -> dict:
+    """Measurements 2 and 3: 500 tags x 1 Hz through Kafka to lineguard_score."""
+    from lineguard.detectors.processor import RESULT_MEASUREMENT
+    from lineguard.influx import InfluxV1Client
+
+    broker = MosquittoServer().start() if kind == "sparkplug" else None
+    port = broker.port if broker else free_port()
+    source = _opcua_source(port) if kind == "opcua" else _spb_source(port)
+    config_path = tmp / f"gateway-{kind}.toml"
+    config_path.write_text(
+        _config(
+            source, paths, tmp / f"load-{kind}", stack.kafka_bootstrap, settings.topics.telemetry
+        )
+    )
+    sim = gw = None
+    client = InfluxV1Client(settings.influx)
+    try:
+        if kind == "opcua":
+            sim = _sim(kind, paths, port, 1, ["--retime", "--wait-for-items", str(LINES * SENSORS)])
+        gw = subprocess.Popen(
+            [sys.executable, "-m", "lineguard.cli", "gateway", "run", "--config", str(config_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / f"gateway-{kind}.log", "wb"),  # noqa: SIM115
+            preexec_fn=_pinned(0),
+        )
+        if kind == "sparkplug":
+            time.sleep(3)
+            sim = _sim(kind, paths, port, 1, ["--retime", "--start-after", "2"])
+        started_wall = time.time()
+        time.sleep(15)  # warm-up: connections, births, the worker's first batches
+        proc = psutil.Process(gw.pid)
+        cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+        rss = []
+        seen: dict[tuple[str, int], float] = {}
+        latencies: list[float] = []
+        since_us = int(started_wall * 1e6)
+        first_poll = True
+        while time.monotonic() - t0 < load_s:
+            rss.append(proc.memory_info().rss)
+            try:
+                rows = client.query(
+                    f'SELECT "score", "line" FROM "{RESULT_MEASUREMENT}" '
+                    f"WHERE time > {since_us * 1000}",
+                    epoch="u",
+                )
+            except Exception:
+                rows = []
+            now = time.time()
+            for r in rows:
+                key = (r["line"], r["time"])
+                if key not in seen:
+                    seen[key] = now
+                    # The first poll finds the warm-up's points: not timed.
+                    if not first_poll:
+                        latencies.append(now - r["time"] / 1e6)
+            first_poll = False
+            if rows:
+                since_us = max(since_us, max(r["time"] for r in rows) - 5_000_000)
+            time.sleep(0.2)
+        cpu1, t1 = sum(proc.cpu_times()[:2]), time.monotonic()
+    finally:
+        client.close()
+        _end(sim)
+        _end(gw)
+        if broker is not None:
+            broker.stop()
+    lat = np.asarray(latencies)
+    return {
+        "source": kind,
+        "tags": LINES * SENSORS,
+        "rate_hz": 1.0,
+        "seconds": round(t1 - t0, 1),
+        "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        "rss_mb_max": round(max(rss) / 2**20, 1),
+        "score_points": len(lat),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 3) if len(lat) else None,
+        "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2000, help="rows per line (throughput)")
+    parser.add_argument("--load-s", type=float, default=60.0)
+    parser.add_argument("--sources", nargs="*", default=["opcua", "sparkplug"])
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--opcua-speed", type=float, default=20.0, help="OPC UA simulator pace (x 500 updates/s)"
+    )
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    result: dict = {"throughput": [], "load": []}
+    with tempfile.TemporaryDirectory(prefix="lineguard-gwbench-") as tmp_name:
+        tmp = Path(tmp_name)
+        paths = write_runs(tmp / "runs", args.rows)
+        for kind in [] if args.skip_throughput else args.sources:
+            row = throughput(kind, paths, tmp, args.opcua_speed)
+            result["throughput"].append(row)
+            print(json.dumps(row), flush=True)
+        if not args.skip_load:
+            from lineguard.demo import WorkerProcess
+            from lineguard.detectors.worker import ensure_topics
+            from lineguard.models.registry import Registry
+            from lineguard.models.training import train_line_model
+            from tests.pipeline_support import isolated_settings
+
+            with LocalStack() as stack:
+                env, settings = isolated_settings(stack, tmp, uuid.uuid4().hex[:8], "gwbench")
+                registry = Registry(settings.registry_dir)
+                for path in paths:
+                    train_line_model(registry, read_run(path), line_name(path), rows=600)
+                ensure_topics(settings)
+                worker = WorkerProcess("score", env, tmp / "score.log")
+                try:
+                    for kind in args.sources:
+                        row = load_and_latency(kind, paths, tmp, stack, settings, env, args.load_s)
+                        result["load"].append(row)
+                        print(json.dumps(row), flush=True)
+                finally:
+                    worker.stop()
+    print("\n| source | updates | wall updates/s | gateway CPU s | updates per CPU-s |")
+    print("|---|---|---|---|---|")
+    for r in result["throughput"]:
+        print(
+            f"| {r['source']} | {r['updates']} | {r['updates_per_s_wall']} | "
+            f"{r['gateway_cpu_s']} | {r['updates_per_cpu_s']} |"
+        )
+    if result["load"]:
+        print("\n| source | tags x Hz | CPU % of one core | RSS MB (max) | p50 s | p99 s | max s |")
+        print("|---|---|---|---|---|---|---|")
+        for r in result["load"]:
+            print(
+                f"| {r['source']} | {r['tags']} x 1 | {r['cpu_pct_of_one_core']} | "
+                f"{r['rss_mb_max']} | {r['latency_p50_s']} | {r['latency_p99_s']} | "
+                f"{r['latency_max_s']} |"
+            )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())

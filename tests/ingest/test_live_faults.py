@@ -1,0 +1,529 @@
+"""Faults at the live sources, against the real servers: bad input, a server or
+broker restart, a network cut, and security (OPC UA SignAndEncrypt with
+certificates made here, MQTT with a mosquitto password file).
+
+The gateway runs with a capturing sender (these tests are about the sources
+and the frames; the Kafka path is covered by test_live_sources.py and the
+store-and-forward tests). The servers are real: an asyncua server subprocess
+(``lineguard sim opcua``), mosquitto started by :mod:`lineguard.stack`, and
+the Sparkplug edge-node simulator publishing through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lineguard.ingest.contract import decode
+from lineguard.ingest.csv_runs import read_run
+from lineguard.ingest.gateway_config import parse_config
+from lineguard.ingest.live import LiveGateway
+from lineguard.stack import MosquittoServer, PausableTcpProxy, free_port
+
+pytestmark = pytest.mark.integration
+
+RUN = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
+
+
+def _short_run(tmp_path: Path, rows: int) -> Path:
+    lines = RUN.read_text().splitlines()[: rows + 1]
+    path = tmp_path / "valve1" / "0.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class _Sim:
+    """``lineguard sim opcua`` as a subprocess that can be stopped and restarted."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self) -> _Sim:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lineguard.cli", "sim", "opcua", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not any("serving on" in x for x in self.output):
+            assert self.proc.poll() is None, "".join(self.output)
+            assert time.monotonic() < deadline, "".join(self.output)
+            time.sleep(0.05)
+        return self
+
+    def played(self) -> bool:
+        return any("all rows played" in x for x in self.output)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+
+class _Gateway:
+    """A live gateway ticking in a thread, keeping the records it would send."""
+
+    def __init__(self, text: str) -> None:
+        self.records: list[bytes] = []
+        self.gateway = LiveGateway(parse_config(text), send=lambda k, p: self.records.append(p))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.gateway.tick()
+            time.sleep(0.05)
+
+    def __enter__(self) -> _Gateway:
+        self.gateway.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for reader in self.gateway.readers:
+            reader.stop()
+
+    @property
+    def sources(self) -> dict:
+        return self.gateway.sink.stats()
+
+    def line(self, name: str = "l1") -> dict:
+        return self.gateway.states[name].counters
+
+    def frames(self) -> tuple[np.ndarray, np.ndarray]:
+        batches = [decode(p) for p in list(self.records)]
+        if not batches:
+            return np.empty(0, np.int64), np.empty((0, 0))
+        return np.concatenate([b.time_us for b in batches]), np.vstack([b.values for b in batches])
+
+    def wait(self, condition, timeout: float = 60.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.snapshot()}"
+            time.sleep(0.1)
+
+    def snapshot(self) -> dict:
+        return {
+            "sources": self.sources,
+            "lines": {k: dict(s.counters) for k, s in self.gateway.states.items()},
+        }
+
+
+_DEFAULT_LINE = "lateness_s = 0.5\nstaleness_s = 3.0\n"
+
+
+def _opcua_config(
+    port: int, sensors: list[tuple[str, str]], *, line: str = "", source: str = ""
+) -> str:
+    body = "".join(
+        f'[[sensors]]\nline = "l1"\nname = "{name}"\nsource = "plc"\ntag = "{tag}"\n'
+        for name, tag in sensors
+    )
+    return (
+        'site = "s1"\ngateway_id = "gw1"\nstate_dir = "/tmp/lineguard-test-unused"\n'
+        '[[sources]]\ntype = "opcua"\nname = "plc"\n'
+        f'endpoint = "opc.tcp://127.0.0.1:{port}/lineguard/"\n'
+        "publishing_interval_s = 0.05\nsampling_interval_s = 0.0\nqueue_size = 1000\n"
+        "timeout_s = 2.0\nreconnect_min_s = 0.5\nreconnect_max_s = 2.0\n"
+        f"{source}[lines.l1]\n{line or _DEFAULT_LINE}{body}"
+    )
+
+
+def _node(sensor: str) -> str:
+    return f"ns=2;s=valve1-0.{sensor}"
+
+
+# -- OPC UA ------------------------------------------------------------------------
+
+
+def test_opcua_bad_inputs_are_counted_and_the_other_sensors_keep_flowing(tmp_path, state_dir):
+    path = _short_run(tmp_path, 60)
+    run = read_run(path)
+    port = free_port()
+    faults = {
+        "Pressure": ("bad_quality", 10, 20),
+        "Temperature": ("string", 20, 25),
+        "Current": ("bool", 25, 30),
+        "Voltage": ("nan", 30, 35),
+        "Thermocouple": ("inf", 35, 40),
+    }
+    args = [str(path), "--port", str(port), "--speed", "20", "--wait-for-items", "8"]
+    for sensor, (kind, a, b) in faults.items():
+        args += ["--fault", f"valve1-0/{sensor}:{kind}:{a}:{b}"]
+    sim = _Sim(args).start()
+    sensors = [(s, _node(s)) for s in run.sensors] + [("Ghost", _node("Ghost"))]
+    config = _opcua_config(
+        port, sensors, line='lateness_s = 3.0\nstaleness_s = 5.0\nframes = "on_update"\n'
+    )
+    try:
+        with _Gateway(config.replace("/tmp/lineguard-test-unused", str(state_dir))) as gw:
+            gw.wait(lambda: sim.played() and len(gw.frames()[0]) >= len(run), 90, "all frames")
+            src = gw.sources
+    finally:
+        sim.stop()
+    # The injected ones, each counted under its kind ("waiting for initial
+    # data" at subscription is no reading, not a fault).
+    assert src["bad_quality"] == 10, src
+    assert src["wrong_type"] == 10, src  # 5 strings, 5 bools
+    assert src["not_finite"] == 10, src  # 5 NaN, 5 infinities
+    assert src["unknown_tag"] == 1, src  # the Ghost node
+    times, values = gw.frames()
+    expected = np.hstack([run.values, np.full((len(run), 1), np.nan)])
+    for sensor, (_kind, a, b) in faults.items():
+        expected[a:b, run.sensors.index(sensor)] = np.nan
+    np.testing.assert_array_equal(times, run.time_us)
+    np.testing.assert_array_equal(values, expected)
+
+
+def _outage_checks(gw: _Gateway, frames_before: int) -> None:
+    src = gw.sources
+    assert src["outages"] >= 1 and src["reconnects"] >= 1, src
+    assert src["outage_seconds"]["plc"] > 1.0, src
+    assert gw.line()["gap_frames"] >= 2, gw.snapshot()
+    times, values = gw.frames()
+    assert len(times) > frames_before
+    # No frame was invented for the outage: a hole of at least two periods.
+    assert np.diff(times).max() >= 3_000_000, np.diff(times)
+    assert not np.isnan(values).all(axis=1).any()
+
+
+def test_opcua_server_restart_ends_in_reconnection_and_a_reported_gap(tmp_path, state_dir):
+    path = _short_run(tmp_path, 600)
+    port = free_port()
+    args = [str(path), "--port", str(port), "--speed", "1", "--retime"]
+    run = read_run(path)
+    config = _opcua_config(port, [(s, _node(s)) for s in run.sensors])
+    sim = _Sim(args).start()
+    try:
+        with _Gateway(config.replace("/tmp/lineguard-test-unused", str(state_dir))) as gw:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            sim.stop()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            sim = _Sim(args).start()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
+            _outage_checks(gw, before)
+    finally:
+        sim.stop()
+
+
+def test_opcua_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path, state_dir):
+    path = _short_run(tmp_path, 600)
+    port = free_port()
+    run = read_run(path)
+    sim = _Sim([str(path), "--port", str(port), "--speed", "1", "--retime"]).start()
+    proxy = PausableTcpProxy("127.0.0.1", port).start()
+    config = _opcua_config(proxy.port, [(s, _node(s)) for s in run.sensors])
+    try:
+        with _Gateway(config.replace("/tmp/lineguard-test-unused", str(state_dir))) as gw:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            proxy.pause()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            proxy.resume()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
+            _outage_checks(gw, before)
+    finally:
+        proxy.stop()
+        sim.stop()
+
+
+def _certificate(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
+    """A self-signed OPC UA application certificate (DER) and its key (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(uri), x509.DNSName(socket.gethostname())]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}-cert.der", directory / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_opcua_sign_and_encrypt_with_certificates_and_a_password(tmp_path, state_dir):
+    path = _short_run(tmp_path, 600)
+    run = read_run(path)
+    port = free_port()
+    server_cert, server_key = _certificate(tmp_path, "server", "urn:lineguard:sim")
+    client_cert, client_key = _certificate(tmp_path, "gateway", "urn:lineguard:gateway")
+    sim = _Sim(
+        [
+            str(path),
+            "--port",
+            str(port),
+            "--speed",
+            "1",
+            "--retime",
+            "--cert",
+            str(server_cert),
+            "--key",
+            str(server_key),
+            "--user",
+            "lineguard:s3cret",
+        ]
+    ).start()
+    security = (
+        'security_policy = "Basic256Sha256"\nsecurity_mode = "SignAndEncrypt"\n'
+        f'certificate = "{client_cert}"\nprivate_key = "{client_key}"\n'
+        'username = "lineguard"\n'
+    )
+    sensors = [(s, _node(s)) for s in run.sensors]
+    good = _opcua_config(port, sensors, source=security + 'password = "s3cret"\n')
+    bad = _opcua_config(port, sensors, source=security + 'password = "wrong"\n')
+    plain = _opcua_config(port, sensors)  # no security: the server offers none
+    try:
+        with _Gateway(good.replace("/tmp/lineguard-test-unused", str(state_dir / "a"))) as gw:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "frames over SignAndEncrypt")
+            assert gw.sources["unknown_tag"] == 0
+        for text, sub in ((bad, "b"), (plain, "c")):
+            with _Gateway(text.replace("/tmp/lineguard-test-unused", str(state_dir / sub))) as gw:
+                gw.wait(lambda gw=gw: gw.sources["outages"] >= 1, 30, "the refusal")
+                time.sleep(2.0)
+                assert len(gw.frames()[0]) == 0 and gw.sources["updates"] == 0
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+# -- Sparkplug B over mosquitto ---------------------------------------------------------
+
+
+def _spb_config(
+    port: int, sensors: tuple[str, ...], state: Path, extra: str = "", line: str = ""
+) -> str:
+    body = "".join(
+        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "plc"\n'
+        f'device = "valve1-0"\ntag = "{s}"\n'
+        for s in sensors
+    )
+    return (
+        f'site = "s1"\ngateway_id = "gw1"\nstate_dir = "{state}"\n'
+        '[[sources]]\ntype = "sparkplug"\nname = "plc"\nhost = "127.0.0.1"\n'
+        f'port = {port}\ngroup_id = "Plant"\nedge_node = "sim"\nreconnect_min_s = 0.5\n'
+        f"reconnect_max_s = 2.0\n{extra}[lines.l1]\n{line or _DEFAULT_LINE}{body}"
+    )
+
+
+class _Node:
+    """The Sparkplug edge-node simulator playing a run in a thread."""
+
+    def __init__(self, run, port: int, speed: float, retime: bool, faults=(), **auth) -> None:
+        from lineguard.ingest.sim.sparkplug import EdgeNodeSim
+
+        self.sim = EdgeNodeSim(
+            [("valve1-0", run)], "127.0.0.1", port, "Plant", "sim", faults=faults, **auth
+        )
+        self.speed, self.retime = speed, retime
+        self.done = threading.Event()
+        self._stop = threading.Event()
+
+    def start(self, gw: _Gateway | None = None) -> _Node:
+        from lineguard.ingest.sim.sparkplug import publish_runs
+
+        self.sim.start()
+        if gw is not None:  # rows only once the gateway holds the births
+            reader = gw.gateway.readers[0]
+            gw.wait(lambda: reader._born and "valve1-0" in reader._devices_born, 30, "births")
+
+        def play() -> None:
+            publish_runs(
+                self.sim, speed=self.speed, retime=self.retime, should_stop=self._stop.is_set
+            )
+            self.done.set()
+
+        threading.Thread(target=play, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sim.stop()
+
+
+def _spb_outage_checks(gw: _Gateway, before: int) -> None:
+    src = gw.sources
+    assert src["outages"] >= 1 and src["reconnects"] >= 1, src
+    assert src["outage_seconds"]["plc"] > 1.0, src
+    assert src["rebirth_requests"] >= 2, src  # one per connection
+    assert gw.line()["gap_frames"] >= 2, gw.snapshot()
+    times, values = gw.frames()
+    assert len(times) > before
+    assert np.diff(times).max() >= 3_000_000, np.diff(times)
+    assert not np.isnan(values).all(axis=1).any()
+
+
+def test_sparkplug_broker_restart_ends_in_reconnection_and_a_reported_gap(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    with (
+        MosquittoServer() as broker,
+        _Gateway(_spb_config(broker.port, run.sensors, tmp_path / "state")) as gw,
+    ):
+        node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+        try:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            broker.stop()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            broker.start()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
+            _spb_outage_checks(gw, before)
+        finally:
+            node.stop()
+
+
+def test_sparkplug_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    with (
+        MosquittoServer() as broker,
+        PausableTcpProxy("127.0.0.1", broker.port) as proxy,
+        _Gateway(_spb_config(proxy.port, run.sensors, tmp_path / "state")) as gw,
+    ):
+        node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+        try:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+            proxy.pause()
+            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+            time.sleep(3.0)
+            before = len(gw.frames()[0])
+            proxy.resume()
+            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
+            _spb_outage_checks(gw, before)
+        finally:
+            node.stop()
+
+
+def test_sparkplug_with_a_mosquitto_password_file(tmp_path):
+    run = read_run(_short_run(tmp_path, 600))
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(passwords), "lineguard", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    with MosquittoServer(password_file=passwords) as broker:
+        auth = 'username = "lineguard"\npassword = "s3cret"\n'
+        good = _spb_config(broker.port, run.sensors, tmp_path / "a", extra=auth)
+        with _Gateway(good) as gw:
+            node = _Node(run, broker.port, 1, True, username="lineguard", password="s3cret").start(
+                gw
+            )
+            try:
+                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "frames with a password")
+            finally:
+                node.stop()
+        for extra, sub in (('username = "lineguard"\npassword = "wrong"\n', "b"), ("", "c")):
+            with _Gateway(_spb_config(broker.port, run.sensors, tmp_path / sub, extra=extra)) as gw:
+                gw.wait(lambda gw=gw: gw.sources["outages"] >= 1, 30, "the refusal")
+                assert gw.sources["updates"] == 0 and len(gw.frames()[0]) == 0
+
+
+def test_sparkplug_bad_messages_through_the_broker_are_counted_and_rows_keep_flowing(tmp_path):
+    from lineguard.ingest.sim.opcua import SimFault
+
+    run = read_run(_short_run(tmp_path, 80))
+    faults = (
+        SimFault("valve1-0", "Pressure", "seq_gap", 10, 11),
+        SimFault("valve1-0", "Pressure", "malformed", 20, 21),
+        SimFault("valve1-0", "Pressure", "duplicate_birth", 30, 31),
+        SimFault("valve1-0", "Pressure", "unknown_alias", 40, 41),
+        SimFault("valve1-0", "Current", "string", 50, 53),
+        SimFault("valve1-0", "Voltage", "bool", 53, 55),
+        SimFault("valve1-0", "Temperature", "nan", 55, 57),
+        SimFault("valve1-0", "Thermocouple", "inf", 57, 59),
+        SimFault("valve1-0", "Accelerometer1RMS", "bad_quality", 60, 62),
+    )
+    line = 'lateness_s = 5.0\nstaleness_s = 5.0\nframes = "on_update"\n'
+    with MosquittoServer() as broker:
+        config = _spb_config(broker.port, (*run.sensors, "Ghost"), tmp_path / "s", line=line)
+        with _Gateway(config) as gw:
+            node = _Node(run, broker.port, speed=10, retime=False, faults=faults).start(gw)
+            try:
+                gw.wait(lambda: node.done.is_set() and len(gw.frames()[0]) >= len(run), 60, "rows")
+            finally:
+                node.stop()
+            src = gw.sources
+    assert src["seq_gap"] >= 1 and src["malformed_payload"] == 1, src
+    assert src["duplicate_birth"] == 1 and src["unknown_alias"] == 1, src
+    assert src["wrong_type"] == 5 and src["not_finite"] == 4, src
+    assert src["unknown_tag"] >= 1, src  # Ghost is in no birth
+    times, values = gw.frames()
+    expected = np.hstack([run.values, np.full((len(run), 1), np.nan)])
+    for f in faults:
+        if f.kind in ("string", "bool", "nan", "inf", "bad_quality"):
+            expected[f.start : f.stop, run.sensors.index(f.sensor)] = np.nan
+    # Every row once: lost or malformed messages cost no row here, because
+    # each fault is an extra message, not a replaced one.
+    np.testing.assert_array_equal(times, run.time_us)
+    np.testing.assert_array_equal(values, expected)
