@@ -15,13 +15,18 @@ complete file.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from lineguard.settings import KafkaSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the gateway extra installs tomli there
+    import tomli as tomllib
 
 __all__ = [
     "BufferSection",

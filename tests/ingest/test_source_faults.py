@@ -184,3 +184,13 @@ def test_ndeath_marks_the_source_down_until_the_next_birth():
     assert np.isnan(sink.take("l1").value[-2:]).all()
     _born(reader)
     assert not sink.is_down("uns") and sink.faults["reconnects"] == 1
+
+
+def test_unrequested_second_nbirth_is_a_duplicate_a_requested_rebirth_is_not():
+    reader, sink = _reader()
+    _born(reader)
+    reader.handle("spBv1.0/G/NBIRTH/N", _payload(0, [{"name": "bdSeq", "long_value": 0}]))
+    assert sink.faults["duplicate_birth"] == 1
+    reader._request_rebirth("test", force=True)  # the broker is not connected: dropped
+    reader.handle("spBv1.0/G/NBIRTH/N", _payload(0, [{"name": "bdSeq", "long_value": 0}]))
+    assert sink.faults["duplicate_birth"] == 1
