@@ -46,7 +46,6 @@ from lineguard.detectors.processor import (
     RawRecord,
     TelemetryProcessor,
 )
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.buffer import DiskBuffer
 from lineguard.ingest.contract import TelemetryBatch, encode
@@ -56,6 +55,7 @@ from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stack import LocalStack
+from lineguard.stream.worker import ensure_topics
 
 __all__ = [
     "SAMPLE_RUNS",

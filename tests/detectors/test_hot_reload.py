@@ -21,7 +21,6 @@ import pytest
 from kafka import KafkaProducer
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.dead_letter import from_headers
@@ -32,6 +31,7 @@ from lineguard.models.lifecycle import compare_versions
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.worker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,14 @@ import pytest
 
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.processor import RESULT_MEASUREMENT
-from lineguard.detectors.worker import WORKER_MEASUREMENT, ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
 from lineguard.models.registry import Registry
 from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.stats import WORKER_MEASUREMENT
+from lineguard.stream.worker import ensure_topics
 
 pytestmark = pytest.mark.integration
 
