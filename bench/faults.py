@@ -2,7 +2,7 @@
 
 Starts a local stack (Tansu behind a pausable TCP proxy, influxd), trains the
 five in-repo SKAB lines, and runs each scenario of
-:mod:`lineguard.faults` with its own topics, database and worker process:
+:mod:`tests.support.faults` with its own topics, database and worker process:
 
 * baseline (no fault);
 * the scoring worker killed with SIGKILL at random points during a replay,
@@ -33,8 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lineguard.faults import FaultRig, ScenarioResult, summarize
+# The fault rig is test support (tests/support/faults.py), not shipped.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from lineguard.stack import LocalStack
+from tests.support.faults import FaultRig, ScenarioResult, summarize
 
 SCENARIOS = ("baseline", "kill", "broker", "influx", "rebalance", "bad")
 

@@ -1,6 +1,6 @@
 """Nothing lost under faults, on the real broker and InfluxDB.
 
-The scenarios of ``bench/faults.py`` (see :mod:`lineguard.faults`), shorter:
+The scenarios of ``bench/faults.py`` (see :mod:`tests.support.faults`), shorter:
 two lines, three SIGKILLs, 8 s outages. Each asserts per frame: every frame
 sent has its score point in InfluxDB, no extra points, no incident twice,
 every bad record dead-lettered, and the worker still running.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lineguard.faults import FaultRig
+from tests.support.faults import FaultRig
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def _same_incidents(result) -> None:
     # The incidents of an uninterrupted offline run of the same frames:
     # same ids, bounds, frame counts and final state, none missing or extra.
     assert result.notes["incidents_expected"] > 0, result
-    assert result.notes["incidents_differing"] == 0, result
+    assert result.notes["incidents_differing"] == 0, result.notes
 
 
 def test_worker_killed_with_sigkill_three_times_loses_and_duplicates_nothing(rig) -> None:

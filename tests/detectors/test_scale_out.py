@@ -21,7 +21,6 @@ import pytest
 
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.processor import RESULT_MEASUREMENT
-from lineguard.faults import assignments_logged, reference_incidents, stored_incidents
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
@@ -29,6 +28,7 @@ from lineguard.models.registry import Registry
 from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stream.worker import ensure_topics
+from tests.support.faults import assignments_logged, reference_incidents, stored_incidents
 
 pytestmark = pytest.mark.integration
 

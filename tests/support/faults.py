@@ -1,9 +1,9 @@
 """Fault-injection scenarios on the real broker and the real InfluxDB.
 
-Shared by ``bench/faults.py`` (the printed table) and ``tests/test_faults.py``
-(the same scenarios, shorter). Each scenario replays recorded SKAB runs
-through the edge gateway into a scoring worker process, injects one fault,
-and then counts, per frame, what reached InfluxDB:
+Test support, not shipped: shared by ``bench/faults.py`` (the printed
+table) and ``tests/test_faults.py`` (the same scenarios, shorter). Each
+scenario replays recorded SKAB runs through the edge gateway into a
+scoring worker process, injects one fault, and then counts, per frame, what reached InfluxDB:
 
 * ``lost``: frames sent (and not meant to be dead-lettered) with no score
   point;
@@ -73,7 +73,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data" / "skab"
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
 #: (line id, file under examples/data/skab): the in-repo runs, one line each.
 SAMPLE_RUNS = (
     ("valve1-0", "valve1/0.csv"),
@@ -448,6 +448,10 @@ class FaultRig:
         return {
             "incidents_expected": len(reference),
             "incidents_differing": len(stored ^ reference),
+            # (id, end, frames, state): what an uninterrupted run has and not
+            # this one, and the other way round; a few, for the post-mortem.
+            "incidents_missing": sorted(reference - stored)[:5],
+            "incidents_extra": sorted(stored - reference)[:5],
         }
 
     def tally(
