@@ -217,7 +217,11 @@ def test_points_influxdb_refuses_become_dead_letters_of_the_batch_records() -> N
     assert journal.calls[-1][0] == "commit"  # the line is not blocked
 
 
-def test_sinks_out_of_order_are_refused() -> None:
-    sinks, *_ = _rig(Journal())
+def test_sinks_out_of_order_are_refused_before_any_step_runs() -> None:
+    journal = Journal()
+    sinks, *_ = _rig(journal)
     with pytest.raises(ValueError, match="in that order"):
-        check_order([sinks[1], sinks[0], *sinks[2:]])
+        asyncio.run(deliver(_delivery(), [sinks[1], sinks[0], *sinks[2:]]))
+    assert journal.calls == []
+    with pytest.raises(ValueError, match="in that order"):
+        check_order(sinks[:-1])  # no commit step
