@@ -16,8 +16,18 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def rig(proxied_stack, tmp_path_factory):
-    return FaultRig(proxied_stack, tmp_path_factory.mktemp("faults"), lines=2)
+def trained(tmp_path_factory):
+    """Where the lines' models are trained once for the module."""
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture
+def rig(proxied_stack, trained):
+    # A rig per test (its own topics, database, workers); the models trained
+    # once. The InfluxDB test restarts influxd and waits for /ping, so the
+    # next test meets a serving InfluxDB, whatever ran before it.
+    assert proxied_stack.influx.running, "InfluxDB left stopped by an earlier test"
+    return FaultRig(proxied_stack, trained, lines=2)
 
 
 def _nothing_lost(result) -> None:

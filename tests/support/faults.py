@@ -406,12 +406,21 @@ class FaultRig:
     def wait_progress(
         self, client: InfluxV1Client, above: int, worker: WorkerProcess, timeout: float = 90.0
     ) -> int:
-        """Wait until more than ``above`` points are stored; returns the count."""
+        """Wait until more than ``above`` points are stored; returns the count.
+
+        Raises if the worker dies or ``timeout`` passes first, naming what
+        never happened: a scenario must not go on as if it had.
+        """
         deadline = time.monotonic() + timeout
         count = self.scored_count(client)
-        while count <= above and time.monotonic() < deadline:
+        while count <= above:
             if not worker.alive():
                 raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"expected more than {above} score points within {timeout:.0f} s; "
+                    f"got {count}\n{worker.log_tail()}"
+                )
             time.sleep(0.2)
             count = self.scored_count(client)
         return count
