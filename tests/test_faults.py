@@ -79,7 +79,8 @@ def test_influxdb_outage_blocks_commits_with_bounded_retries(rig) -> None:
 
 
 def test_workers_joining_and_leaving_three_times_change_no_result(rig) -> None:
-    result = rig.run_rebalances(cycles=3, replay_s=60.0)
+    # Paced so that three cycles (two group joins each) fit inside the replay.
+    result = rig.run_rebalances(cycles=3, replay_s=120.0)
     _nothing_lost(result)
     assert result.notes["workers_left_cleanly"] == 3
     assert result.notes["cycles_during_replay"] == 3, result.notes

@@ -580,7 +580,7 @@ class FaultRig:
         name = f"rebalance x{cycles}"
         settings, env = self.settings_for("rebalance")
         client = InfluxV1Client(settings.influx)
-        speed = _speed_for(self.runs, replay_s if replay_s is not None else 20.0 * cycles)
+        speed = _speed_for(self.runs, replay_s if replay_s is not None else 30.0 * cycles)
         sent = {line: run.time_us for line, run in self.runs.items()}
         total = _total(sent)
         workers = [self.start_worker(env, "rebalance", 0)]
