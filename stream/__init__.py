@@ -16,6 +16,7 @@ module                    its one job
                           restore on assignment in bounded time
 ``serving``               model serving: preload on assignment, hot reload and
                           shadows (followed from the models topic)
+``feedback``              QA feedback consumer (a thread beside the scoring loop)
 ``kafka_internals``       the only module that touches Faust/aiokafka internals
 ``batching``              micro-batch splitting and stores kept in batch order
 ``stats``                 the worker's counters and its periodic report

@@ -14,11 +14,11 @@ import gc
 import logging
 from typing import Any
 
-from lineguard.detectors.feedback_worker import FeedbackConsumer
 from lineguard.detectors.model_updates import ModelUpdates
 from lineguard.detectors.processor import TelemetryProcessor
 from lineguard.models.registry import Registry
 from lineguard.settings import Settings
+from lineguard.stream.feedback import FeedbackConsumer
 
 __all__ = ["ModelServing", "freeze_long_lived_objects", "lines_on_partitions"]
 
