@@ -81,6 +81,7 @@ def _write(settings: InfluxSettings, lines: list[str], stats: WorkerStats, max_b
     return asyncio.run(write())
 
 
+@pytest.mark.integration
 def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) -> None:
     lines = blocks(12, 250)
     stats = WorkerStats()
@@ -90,6 +91,7 @@ def test_a_batch_larger_than_one_body_is_stored_whole(settings: InfluxSettings) 
     assert stats.write_retries == stats.write_errors == 0
 
 
+@pytest.mark.integration
 def test_a_refused_body_is_reported_and_the_others_are_stored(settings: InfluxSettings) -> None:
     lines = [*blocks(4, 100), "m,line=bad score=not-a-number 1"]
     stats = WorkerStats()
