@@ -47,7 +47,7 @@ def _same_incidents(result) -> None:
 
 def test_worker_killed_with_sigkill_three_times_loses_and_duplicates_nothing(rig) -> None:
     # Paced so that three restarts (a group join each) fit well inside the replay.
-    result = rig.run_worker_kills(kills=3, replay_s=60.0)
+    result = rig.run_worker_kills(kills=3, replay_s=90.0, last_kill_at=0.6)
     _nothing_lost(result)
     killed_at = result.notes["points_when_killed"]
     assert len(killed_at) == 3

@@ -519,7 +519,9 @@ class FaultRig:
             client.close()
             worker.stop()
 
-    def run_worker_kills(self, kills: int = 10, replay_s: float | None = None) -> ScenarioResult:
+    def run_worker_kills(
+        self, kills: int = 10, replay_s: float | None = None, last_kill_at: float = 0.95
+    ) -> ScenarioResult:
         """SIGKILL the worker at random points during a paced replay, ``kills`` times.
 
         The kill points are random fractions of the frames to score; the
@@ -534,7 +536,10 @@ class FaultRig:
         speed = _speed_for(self.runs, replay_s if replay_s is not None else 30.0 * kills)
         sent = {line: run.time_us for line, run in self.runs.items()}
         total = _total(sent)
-        points = sorted(int(self.rng.uniform(0.05, 0.95) * total) for _ in range(kills))
+        # Kill points up to ``last_kill_at`` of the frames: a restart (a group
+        # join) takes 5-15 s on a loaded machine, so the last points leave
+        # room for the kills to land before the replay ends.
+        points = sorted(int(self.rng.uniform(0.05, last_kill_at) * total) for _ in range(kills))
         worker = self.start_worker(env, "kill", 0)
         killed_at: list[int] = []
         try:
