@@ -2,13 +2,14 @@
 
 Starts a local stack (Tansu behind a pausable TCP proxy, influxd), trains the
 five in-repo SKAB lines, and runs each scenario of
-:mod:`lineguard.faults` with its own topics, database and worker process:
+:mod:`tests.support.faults` with its own topics, database and worker process:
 
 * baseline (no fault);
 * the scoring worker killed with SIGKILL at random points during a replay,
   ten times, restarted each time;
 * the network path to the broker cut mid-replay (gateways buffer on disk);
 * InfluxDB stopped for 60 s mid-replay, restarted on the same data;
+* workers joining and leaving one group ten times during a replay;
 * every kind of bad record between good ones.
 
 Prints a table (scenario, frames sent, frames in InfluxDB, lost, duplicated,
@@ -32,10 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from lineguard.faults import FaultRig, ScenarioResult, summarize
-from lineguard.stack import LocalStack
+# The fault rig is test support (tests/support/faults.py), not shipped.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SCENARIOS = ("baseline", "kill", "broker", "influx", "bad")
+from lineguard.stack import LocalStack
+from tests.support.faults import FaultRig, ScenarioResult, summarize
+
+SCENARIOS = ("baseline", "kill", "broker", "influx", "rebalance", "bad")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=10, help="worker SIGKILLs")
     parser.add_argument("--influx-outage", type=float, default=60.0, help="seconds")
     parser.add_argument("--broker-outage", type=float, default=20.0, help="seconds")
+    parser.add_argument("--rebalances", type=int, default=10, help="join/leave cycles")
     parser.add_argument("--lines", type=int, default=5, help="SKAB lines replayed (1-5)")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             "kill": lambda: rig.run_worker_kills(kills=args.kills),
             "broker": lambda: rig.run_broker_outage(outage_s=args.broker_outage),
             "influx": lambda: rig.run_influx_outage(outage_s=args.influx_outage),
+            "rebalance": lambda: rig.run_rebalances(cycles=args.rebalances),
             "bad": rig.run_bad_input,
         }
         for name in SCENARIOS:
@@ -75,7 +81,17 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(f"# {result.scenario}: done in {result.notes['seconds']} s", flush=True)
 
-    header = ("scenario", "frames sent", "in InfluxDB", "lost", "duplicated", "dead-lettered")
+    header = (
+        "scenario",
+        "frames sent",
+        "in InfluxDB",
+        "lost",
+        "duplicated",
+        "dead-lettered",
+        "incidents differing",
+        "assignments",
+        "assign->scored p50/p99/max s",
+    )
     rows = [
         (
             r.scenario,
@@ -84,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             str(r.lost),
             str(r.duplicated),
             f"{r.dead_lettered}/{r.dead_lettered_expected}",
+            f"{r.notes.get('incidents_differing', '-')}/{r.notes.get('incidents_expected', '-')}",
+            str(r.notes.get("assignments", "-")),
+            "/".join(
+                str(r.notes.get(f"assign_to_first_scored_{k}_s", "-"))
+                for k in ("p50", "p99", "max")
+            ),
         )
         for r in results
     ]
@@ -100,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary))
     ok = summary["lost"] == 0 and summary["duplicated"] == 0
+    ok = ok and summary["incidents_differing"] == 0
     ok = ok and summary["dead_lettered"] == summary["dead_lettered_expected"]
     return 0 if ok and all(r.worker_alive for r in results) else 1
 

@@ -336,9 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
         if not args.skip_load:
             from lineguard.demo import WorkerProcess
-            from lineguard.detectors.worker import ensure_topics
             from lineguard.models.registry import Registry
             from lineguard.models.training import train_line_model
+            from lineguard.stream.worker import ensure_topics
             from tests.pipeline_support import isolated_settings
 
             with LocalStack() as stack:

@@ -1,7 +1,7 @@
 """LineGuard's three Grafana dashboards, as code.
 
 What the panels read (written by :mod:`lineguard.detectors.points` and
-:mod:`lineguard.detectors.worker`):
+:mod:`lineguard.stream`):
 
 * ``lineguard_score``: tags ``site``, ``line``, ``model_version`` (and
   ``role=shadow`` for shadow points); fields ``score``, ``threshold`` and

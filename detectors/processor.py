@@ -5,7 +5,7 @@ mix of lines), decodes them, routes each line's frames to that line's active
 model, scores them in one vectorized call per line, applies the debounced
 threshold, and returns what must be written and published: InfluxDB line
 protocol, alert messages and dead letters. The Faust worker
-(:mod:`lineguard.detectors.worker`) only moves these to and from the network,
+(:mod:`lineguard.stream`) only moves these to and from the network,
 and offline evaluation drives the very same object, so what is measured is
 what runs.
 """
@@ -237,6 +237,15 @@ class TelemetryProcessor:
         """A line's scoring, alert and incident state as a JSON-friendly dict."""
         served = self._served.get(line)
         incident = self._incidents.get(line, IncidentState())
+        restored = self._restored.get(line)
+        if served is None and restored is not None:
+            # Restored but not scored yet (its records were all copies): its
+            # scoring state is still the restored one, not an empty one.
+            return {
+                **restored,
+                "incident": incident.to_dict(),
+                "seen": self._seen[line].to_dict() if line in self._seen else {},
+            }
         return {
             "model_version": served.bundle.version if served else None,
             "scoring": served.state.to_dict() if served and served.state else None,

@@ -385,10 +385,7 @@ class StoreAndForward:
             " through a new producer" if self.producer_factory else "",
         )
         if self.producer_factory is not None:
-            old, self.producer = self.producer, self.producer_factory()
-            self.producers_replaced += 1
-            with contextlib.suppress(Exception):
-                old.close(timeout=0)
+            self.producers_replaced += 1  # replaced by _failed's fence
         self._failed(TimeoutError(f"send not acknowledged after {waited:.0f} s"))
 
     def _failed(self, error: BaseException | None) -> None:
@@ -413,6 +410,23 @@ class StoreAndForward:
         # are sent again and the worker drops copies by (gateway, seq).
         self._in_flight.clear()
         self.buffer.rewind()
+        self._fence()
+
+    def _fence(self) -> None:
+        """Stop the producer from storing anything queued behind a failed record.
+
+        A record that failed (delivery timeout) is sent again; records queued
+        behind it in the client would otherwise still go out once the broker
+        is back, ahead of the resend, and the line's frames would reach the
+        worker out of order (measured: incidents differing from an
+        uninterrupted run after an 8 s cut). Closing the client at once
+        aborts what it has not sent; a new one sends from the failed record on.
+        """
+        if self.producer_factory is None:
+            return
+        old, self.producer = self.producer, self.producer_factory()
+        with contextlib.suppress(Exception):
+            old.close(timeout=0)
 
     def _dispatch(self) -> None:
         room = self.max_in_flight - len(self._in_flight)

@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "ALERT_SCHEMA",
     "ANNOUNCEMENT_SCHEMA",
+    "ASSIGNMENT_MEASUREMENT",
     "DEAD_LETTER_HEADERS",
     "DEAD_LETTER_HEADER_PREFIX",
     "FEEDBACK_MEASUREMENT",
@@ -59,6 +60,9 @@ INCIDENT_MEASUREMENT = "lineguard_incident"
 WORKER_MEASUREMENT = "lineguard_worker"
 #: Per (worker, line, sensor): frames scored with that sensor's reading imputed.
 IMPUTED_MEASUREMENT = "lineguard_worker_imputed"
+#: One point per partition assignment of a worker: its state restore and the
+#: time from assignment to its first stored batch.
+ASSIGNMENT_MEASUREMENT = "lineguard_assignment"
 #: QA labels (real defect, false alarm, maintenance) over a time range.
 FEEDBACK_MEASUREMENT = "lineguard_feedback"
 #: Value of the ``role`` tag on a shadow model's score points (active points

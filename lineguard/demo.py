@@ -329,11 +329,11 @@ def run_demo(
     from rich.live import Live
     from rich.table import Table
 
-    from lineguard.detectors.worker import ensure_topics
     from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
     from lineguard.models.registry import Registry
     from lineguard.models.training import train_line_model
     from lineguard.stack import LocalStack
+    from lineguard.stream.worker import ensure_topics
 
     console = Console()
     root = Path(data_dir) if data_dir else default_data_dir()

@@ -45,6 +45,7 @@ from lineguard.ingest.gateway import plan_records
 from lineguard.models.metrics import AlertScore, score_alerts, segments
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_rows
+from lineguard.stream.limits import BATCH_RECORDS, BATCH_WINDOW_S
 
 __all__ = [
     "NAB_PROFILES",
@@ -72,10 +73,9 @@ NAB_PROFILES: dict[str, tuple[float, float, float]] = {
 #: SKAB's changepoint window for NAB.
 NAB_WINDOW_S = 60.0
 
-# The worker's micro-batch limits (lineguard.detectors.worker.BATCH_RECORDS /
-# BATCH_WINDOW_S); repeated here because importing the worker loads Faust.
-WORKER_BATCH_RECORDS = 200
-WORKER_BATCH_WINDOW_S = 0.05
+# The worker's micro-batch limits: one definition, importable without Faust.
+WORKER_BATCH_RECORDS = BATCH_RECORDS
+WORKER_BATCH_WINDOW_S = BATCH_WINDOW_S
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 # demo line (skipped for lines that already have one, so re-runs are no-ops).
 set -eu
 python - <<'PY'
-from lineguard.detectors.worker import ensure_topics
+from lineguard.stream.worker import ensure_topics
 from lineguard.settings import get_settings
 ensure_topics(get_settings())
 print("topics ready")

@@ -23,6 +23,6 @@ __all__ = ["worker"]
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(role: str, registry: Path | None, loglevel: str) -> None:
     """Run a stream worker (Faust) until stopped."""
-    from lineguard.detectors.worker import run_worker
+    from lineguard.stream.worker import run_worker
 
     run_worker(settings_for(registry), role=role, loglevel=loglevel)

@@ -25,13 +25,13 @@ import pytest
 from kafka import KafkaProducer
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
 from lineguard.models.registry import ModelBundle, Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import Settings
+from lineguard.stream.worker import ensure_topics
 from tests.pipeline_support import isolated_settings, wait_for_count
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"

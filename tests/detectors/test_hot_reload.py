@@ -24,7 +24,6 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from lineguard.contracts import ALERT_SCHEMA, ANNOUNCEMENT_SCHEMA, INCIDENT_SCHEMA, message_schema
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.dead_letter import from_headers
@@ -35,6 +34,7 @@ from lineguard.models.lifecycle import compare_versions
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.worker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,11 @@
 """Scale-out on the real broker and InfluxDB: workers join and leave one group mid-replay.
 
-Two ``lineguard worker`` processes share one consumer group. The gateways
-keep replaying while a second worker joins (the group rebalances and the
-partitions are split) and then the first one leaves (they move back). Every
-frame must still have exactly one ``lineguard_score`` point, and both
-workers must have scored frames. Nothing is mocked.
+``lineguard worker`` processes share one consumer group. The gateways keep
+replaying while, three times, a worker joins (the group rebalances and the
+partitions are split) and then the oldest one leaves (they move to the
+newcomer). Every frame must still have exactly one ``lineguard_score``
+point, and the incidents must be those of an uninterrupted run of the same
+frames. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -20,19 +21,23 @@ import pytest
 
 from lineguard.demo import WorkerProcess
 from lineguard.detectors.processor import RESULT_MEASUREMENT
-from lineguard.detectors.worker import WORKER_MEASUREMENT, ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
 from lineguard.models.registry import Registry
 from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.worker import ensure_topics
+from tests.support.faults import assignments_logged, reference_incidents, stored_incidents
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
 LINES = [f"press-{i}" for i in range(8)]
 TRAIN_ROWS = 400
+# Join/leave cycles during the replay: each one a worker joining and the
+# oldest leaving, so partitions move twice per cycle.
+CYCLES = 3
 
 
 def _count_by_line(client: InfluxV1Client) -> dict[str, int]:
@@ -104,7 +109,7 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
 
     def gateway(line: str) -> None:
         try:
-            # ~1150 one-second frames at 25x: about 45 s of live replay.
+            # ~1150 one-second frames at 12x: about 95 s of live replay.
             replay(
                 run,
                 producer=producer,
@@ -113,42 +118,56 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
                 line=line,
                 gateway_id=f"gw-{line}",
                 sequence=SequenceCounter(),
-                speed=25,
+                speed=12,
                 flush_interval_s=0.25,
             )
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
 
-    first = WorkerProcess("score", env, tmp_path / "worker-a.log")
-    workers = [first]
+    workers = [WorkerProcess("score", env, tmp_path / "worker-0.log")]
     client = InfluxV1Client(settings.influx)
     gateways = [threading.Thread(target=gateway, args=(line,)) for line in LINES]
     try:
         for thread in gateways:
             thread.start()
         _wait(lambda: sum(_count_by_line(client).values()) > 0, workers, 90, "first results")
-
-        second = WorkerProcess("score", env, tmp_path / "worker-b.log")  # joins: rebalance
-        workers.append(second)
-        # The group rebalances and splits the partitions: both processes score
-        # (each reports its own frame count every 5 s) while both are members.
-        _wait(
-            lambda: len(_frames_by_worker(client)) >= 2,
-            workers,
-            60,
-            "both workers scoring at the same time",
-        )
-        assert all(thread.is_alive() for thread in gateways), "replay ended too early"
-        assert first.stop() == 0  # leaves the group: its partitions move to the second
+        for cycle in range(1, CYCLES + 1):
+            # A worker joins (the group rebalances and splits the partitions)...
+            newcomer = WorkerProcess("score", env, tmp_path / f"worker-{cycle}.log")
+            workers.append(newcomer)
+            _wait(
+                lambda w=newcomer: assignments_logged(w) >= 1,
+                workers,
+                60,
+                f"worker {cycle} assigned",
+            )
+            before = sum(_count_by_line(client).values())
+            _wait(
+                lambda b=before: sum(_count_by_line(client).values()) > b,
+                workers,
+                60,
+                f"scoring going on with worker {cycle} in the group",
+            )
+            assert all(thread.is_alive() for thread in gateways), f"replay ended in cycle {cycle}"
+            # ...and the oldest leaves: its partitions move to the newcomer.
+            leaving = workers.pop(0)
+            reassigned = assignments_logged(newcomer)
+            assert leaving.stop() == 0, leaving.log_tail(30)
+            _wait(
+                lambda w=newcomer, n=reassigned: assignments_logged(w) > n,
+                workers,
+                60,
+                f"worker {cycle} reassigned after the oldest left",
+            )
         for thread in gateways:
-            thread.join(120)
+            thread.join(180)
         assert not errors, errors
         assert not any(thread.is_alive() for thread in gateways)
 
         try:
             _wait(
                 lambda: _count_by_line(client) == dict.fromkeys(LINES, len(run)),
-                [second],
+                workers,
                 120,
                 f"{len(run)} points per line",
             )
@@ -163,24 +182,16 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
             )
             times = np.sort(np.array([r["time"] for r in rows], dtype=np.int64))
             np.testing.assert_array_equal(times, run.time_us)
+        # The incidents are those of one uninterrupted offline run of the frames.
+        reference = reference_incidents(settings.registry_dir, dict.fromkeys(LINES, run))
+        assert reference, "the run has labelled faults: incidents expected"
+        stored = stored_incidents(client)
+        assert stored == reference, (sorted(stored - reference), sorted(reference - stored))
     finally:
         for worker in workers:
             worker.stop()
         producer.close()
         client.close()
-
-
-def _frames_by_worker(client: InfluxV1Client) -> dict[str, float]:
-    """Worker process -> frames it scored, from the workers' own metrics; only > 0."""
-    try:
-        rows = client.query(
-            f'SELECT max("frames") FROM "{WORKER_MEASUREMENT}" '
-            f'WHERE "role" = \'score\' GROUP BY "worker"',
-            epoch=None,
-        )
-    except Exception:
-        return {}
-    return {r["worker"]: r["max"] for r in rows if r.get("max")}
 
 
 def _missing_frames(client: InfluxV1Client, expected_us: np.ndarray) -> str:

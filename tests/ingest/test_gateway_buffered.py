@@ -8,12 +8,12 @@ import uuid
 import numpy as np
 import pytest
 
-from lineguard.faults import FAST_FAIL
 from lineguard.ingest.buffer import DiskBuffer
 from lineguard.ingest.contract import TelemetryBatch, decode, encode
 from lineguard.ingest.gateway import SequenceCounter, StoreAndForward, make_producer
 from lineguard.settings import Settings
 from tests.pipeline_support import consume_all
+from tests.support.faults import FAST_FAIL
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.feedback import read_feedback
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, train_line_model
+from lineguard.stream.worker import ensure_topics
 from tests.pipeline_support import isolated_settings, wait_for_count
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import logging
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from lineguard.detectors.worker import faust_credentials
 from lineguard.influx import InfluxUnreachable, InfluxV1Client, _client_kwargs
 from lineguard.ingest.gateway import make_producer
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings
+from lineguard.stream.worker import faust_credentials
 
 KAFKA_SECRET = "kafka-pw-3f9c1e"
 TOKEN_SECRET = "influx-token-77ab2d"

@@ -1,9 +1,9 @@
 """Fault-injection scenarios on the real broker and the real InfluxDB.
 
-Shared by ``bench/faults.py`` (the printed table) and ``tests/test_faults.py``
-(the same scenarios, shorter). Each scenario replays recorded SKAB runs
-through the edge gateway into a scoring worker process, injects one fault,
-and then counts, per frame, what reached InfluxDB:
+Test support, not shipped: shared by ``bench/faults.py`` (the printed
+table) and ``tests/test_faults.py`` (the same scenarios, shorter). Each
+scenario replays recorded SKAB runs through the edge gateway into a
+scoring worker process, injects one fault, and then counts, per frame, what reached InfluxDB:
 
 * ``lost``: frames sent (and not meant to be dead-lettered) with no score
   point;
@@ -46,7 +46,6 @@ from lineguard.detectors.processor import (
     RawRecord,
     TelemetryProcessor,
 )
-from lineguard.detectors.worker import ensure_topics
 from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.buffer import DiskBuffer
@@ -57,13 +56,20 @@ from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stack import LocalStack
+from lineguard.stream.stats import ASSIGNMENT_MEASUREMENT
+from lineguard.stream.worker import ensure_topics
 
 __all__ = [
     "SAMPLE_RUNS",
     "FaultRig",
     "ScenarioResult",
+    "assignment_times",
+    "assignments_logged",
     "bad_records",
+    "reference_incidents",
+    "stored_incidents",
     "summarize",
+    "wait_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +119,22 @@ def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
         "duplicated": sum(r.duplicated for r in results),
         "dead_lettered_expected": sum(r.dead_lettered_expected for r in results),
         "dead_lettered": sum(r.dead_lettered for r in results),
+        "incidents_differing": sum(r.notes.get("incidents_differing", 0) for r in results),
+        **_pooled_assignment_times(results),
+    }
+
+
+def _pooled_assignment_times(results: list[ScenarioResult]) -> dict[str, Any]:
+    """Worst p99 and max of assignment -> first stored batch over the scenarios."""
+    with_times = [r.notes for r in results if r.notes.get("assignments")]
+    if not with_times:
+        return {}
+    return {
+        "assignments": sum(n["assignments"] for n in with_times),
+        "assign_to_first_scored_p99_s_worst": max(
+            n["assign_to_first_scored_p99_s"] for n in with_times
+        ),
+        "assign_to_first_scored_max_s": max(n["assign_to_first_scored_max_s"] for n in with_times),
     }
 
 
@@ -385,12 +407,21 @@ class FaultRig:
     def wait_progress(
         self, client: InfluxV1Client, above: int, worker: WorkerProcess, timeout: float = 90.0
     ) -> int:
-        """Wait until more than ``above`` points are stored; returns the count."""
+        """Wait until more than ``above`` points are stored; returns the count.
+
+        Raises if the worker dies or ``timeout`` passes first, naming what
+        never happened: a scenario must not go on as if it had.
+        """
         deadline = time.monotonic() + timeout
         count = self.scored_count(client)
-        while count <= above and time.monotonic() < deadline:
+        while count <= above:
             if not worker.alive():
                 raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"expected more than {above} score points within {timeout:.0f} s; "
+                    f"got {count}\n{worker.log_tail()}"
+                )
             time.sleep(0.2)
             count = self.scored_count(client)
         return count
@@ -415,50 +446,22 @@ class FaultRig:
             time.sleep(0.3)
 
     def reference_incidents(self) -> set[tuple[str, int, int, str]]:
-        """Incidents of the replayed runs scored offline, without any fault:
-        (incident id, end, frames, state) in their final state."""
+        """Incidents of the replayed runs scored offline, without any fault."""
         if self._reference is None:
-            processor = TelemetryProcessor(Registry(self.registry_dir))
-            final: dict[str, tuple[str, int, int, str]] = {}
-            for line, run in self.runs.items():
-                records = [
-                    RawRecord(
-                        encode(
-                            TelemetryBatch(
-                                "site-1",
-                                line,
-                                "gw-reference",
-                                i,
-                                run.sensors,
-                                run.time_us[start : start + 20],
-                                run.values[start : start + 20],
-                            )
-                        ),
-                        line.encode(),
-                    )
-                    for i, start in enumerate(range(0, len(run), 20))
-                ]
-                for _key, m in processor.process(records).incidents:
-                    final[m["incident_id"]] = (
-                        m["incident_id"],
-                        m["end_us"],
-                        m["frames"],
-                        m["state"],
-                    )
-            self._reference = set(final.values())
+            self._reference = reference_incidents(self.registry_dir, self.runs)
         return self._reference
 
     def incident_check(self, client: InfluxV1Client) -> dict[str, int]:
         """How the stored incidents compare with :meth:`reference_incidents`."""
-        rows = client.query(
-            f'SELECT "incident_id", "end_us", "frames", "state" FROM "{INCIDENT_MEASUREMENT}"',
-            epoch="u",
-        )
-        stored = {(r["incident_id"], r["end_us"], r["frames"], r["state"]) for r in rows}
+        stored = stored_incidents(client)
         reference = self.reference_incidents()
         return {
             "incidents_expected": len(reference),
             "incidents_differing": len(stored ^ reference),
+            # (id, end, frames, state): what an uninterrupted run has and not
+            # this one, and the other way round; a few, for the post-mortem.
+            "incidents_missing": sorted(reference - stored)[:5],
+            "incidents_extra": sorted(stored - reference)[:5],
         }
 
     def tally(
@@ -511,13 +514,15 @@ class FaultRig:
             self.wait_scored(client, _total(sent), worker)
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
-            result.notes = self.incident_check(client)
+            result.notes = {**self.incident_check(client), **assignment_times(client)}
             return result
         finally:
             client.close()
             worker.stop()
 
-    def run_worker_kills(self, kills: int = 10, replay_s: float | None = None) -> ScenarioResult:
+    def run_worker_kills(
+        self, kills: int = 10, replay_s: float | None = None, last_kill_at: float = 0.95
+    ) -> ScenarioResult:
         """SIGKILL the worker at random points during a paced replay, ``kills`` times.
 
         The kill points are random fractions of the frames to score; the
@@ -532,7 +537,10 @@ class FaultRig:
         speed = _speed_for(self.runs, replay_s if replay_s is not None else 30.0 * kills)
         sent = {line: run.time_us for line, run in self.runs.items()}
         total = _total(sent)
-        points = sorted(int(self.rng.uniform(0.05, 0.95) * total) for _ in range(kills))
+        # Kill points up to ``last_kill_at`` of the frames: a restart (a group
+        # join) takes 5-15 s on a loaded machine, so the last points leave
+        # room for the kills to land before the replay ends.
+        points = sorted(int(self.rng.uniform(0.05, last_kill_at) * total) for _ in range(kills))
         worker = self.start_worker(env, "kill", 0)
         killed_at: list[int] = []
         try:
@@ -559,11 +567,82 @@ class FaultRig:
                     g.get("buffered_left", 0) for g in report["gateways"].values()
                 ),
                 **incidents,
+                **assignment_times(client),
             }
             return result
         finally:
             client.close()
             worker.stop()
+
+    def run_rebalances(self, cycles: int = 10, replay_s: float | None = None) -> ScenarioResult:
+        """Workers join and leave one consumer group ``cycles`` times during a paced replay.
+
+        Each cycle starts a new worker, waits until the group gave it
+        partitions and scoring went on, then stops (SIGTERM: a clean leave)
+        the oldest one, and waits until the survivor was reassigned. Every
+        assignment's time to its first stored batch is read from the
+        workers' ``lineguard_assignment`` points.
+        """
+        name = f"rebalance x{cycles}"
+        settings, env = self.settings_for("rebalance")
+        client = InfluxV1Client(settings.influx)
+        speed = _speed_for(self.runs, replay_s if replay_s is not None else 30.0 * cycles)
+        sent = {line: run.time_us for line, run in self.runs.items()}
+        total = _total(sent)
+        workers = [self.start_worker(env, "rebalance", 0)]
+        stopped: list[WorkerProcess] = []
+        during_replay = 0
+        try:
+            threads, _report = self.replay_all(settings, speed=speed, name="rebalance")
+            self.wait_progress(client, 0, workers[0], timeout=120.0)
+            for i in range(cycles):
+                newcomer = self.start_worker(env, "rebalance", i + 1)
+                workers.append(newcomer)
+                wait_for(
+                    lambda w=newcomer: assignments_logged(w) >= 1,
+                    workers,
+                    90.0,
+                    f"worker {i + 1} assigned",
+                )
+                before = self.scored_count(client)
+                wait_for(
+                    lambda b=before: (
+                        self.scored_count(client) > b or self.scored_count(client) >= total
+                    ),
+                    workers,
+                    90.0,
+                    f"scoring going on after worker {i + 1} joined",
+                )
+                leaving = workers.pop(0)
+                survivors_before = {id(w): assignments_logged(w) for w in workers}
+                if leaving.stop() != 0:
+                    raise RuntimeError(f"worker did not leave cleanly:\n{leaving.log_tail()}")
+                stopped.append(leaving)
+                wait_for(
+                    lambda sb=survivors_before: all(
+                        assignments_logged(w) > sb[id(w)] for w in workers
+                    ),
+                    workers,
+                    90.0,
+                    f"survivors reassigned after worker {i} left",
+                )
+                during_replay += any(t.is_alive() for t in threads)
+            _join(threads)
+            self.wait_scored(client, total, workers[-1])
+            result = self.tally(name, client, settings, sent)
+            result.worker_alive = all(w.alive() for w in workers)
+            result.notes = {
+                "cycles": cycles,
+                "cycles_during_replay": during_replay,
+                "workers_left_cleanly": len(stopped),
+                **assignment_times(client),
+                **self.incident_check(client),
+            }
+            return result
+        finally:
+            client.close()
+            for w in workers:
+                w.stop()
 
     def run_influx_outage(self, outage_s: float = 60.0, replay_s: float = 40.0) -> ScenarioResult:
         """Stop InfluxDB for ``outage_s`` in the middle of a replay, then restart it."""
@@ -598,6 +677,7 @@ class FaultRig:
                 "worker_cpu_during_outage_s": round(cpu_s, 2),
                 "max_uncommitted_reported": _max_field(log_text, "uncommitted"),
                 **incidents,
+                **assignment_times(client),
             }
             return result
         finally:
@@ -642,6 +722,7 @@ class FaultRig:
                 "buffered_left": sum(g.get("buffered_left", 0) for g in gateways),
                 "duplicates_dropped_by_worker": _max_field(log_text, "duplicates"),
                 **incidents,
+                **assignment_times(client),
             }
             return result
         finally:
@@ -711,6 +792,82 @@ class FaultRig:
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
+
+
+def assignments_logged(worker: WorkerProcess) -> int:
+    """Partition assignments a worker has logged so far (its own log line per assignment)."""
+    return worker.log_path.read_text(errors="replace").count("telemetry partitions assigned")
+
+
+def wait_for(
+    condition: Callable[[], bool], workers: list[WorkerProcess], timeout: float, what: str
+) -> None:
+    """Poll ``condition``; fail naming ``what`` never happened, or which worker died."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for w in workers:
+            if not w.alive():
+                raise RuntimeError(f"worker died while waiting for {what}:\n{w.log_tail()}")
+        if time.monotonic() > deadline:
+            tails = "\n---\n".join(w.log_tail(15) for w in workers)
+            raise TimeoutError(f"{what}: did not happen within {timeout:.0f} s\n{tails}")
+        time.sleep(0.2)
+
+
+def reference_incidents(
+    registry_dir: Path, runs: dict[str, RecordedRun], frames_per_record: int = 20
+) -> set[tuple[str, int, int, str]]:
+    """Incidents of ``runs`` (line -> run) scored offline in one process, without faults:
+    (incident id, end, frames, state) in their final state."""
+    processor = TelemetryProcessor(Registry(registry_dir))
+    final: dict[str, tuple[str, int, int, str]] = {}
+    for line, run in runs.items():
+        records = [
+            RawRecord(
+                encode(
+                    TelemetryBatch(
+                        "site-1",
+                        line,
+                        "gw-reference",
+                        i,
+                        run.sensors,
+                        run.time_us[start : start + frames_per_record],
+                        run.values[start : start + frames_per_record],
+                    )
+                ),
+                line.encode(),
+            )
+            for i, start in enumerate(range(0, len(run), frames_per_record))
+        ]
+        for _key, m in processor.process(records).incidents:
+            final[m["incident_id"]] = (m["incident_id"], m["end_us"], m["frames"], m["state"])
+    return set(final.values())
+
+
+def stored_incidents(client: InfluxV1Client) -> set[tuple[str, int, int, str]]:
+    """The incidents in InfluxDB, in the shape of :func:`reference_incidents`."""
+    rows = client.query(
+        f'SELECT "incident_id", "end_us", "frames", "state" FROM "{INCIDENT_MEASUREMENT}"',
+        epoch="u",
+    )
+    return {(r["incident_id"], r["end_us"], r["frames"], r["state"]) for r in rows}
+
+
+def assignment_times(client: InfluxV1Client) -> dict[str, Any]:
+    """Assignment -> first stored batch, over every assignment of the scenario's workers."""
+    try:
+        rows = client.query(f'SELECT "to_first_scored_s" FROM "{ASSIGNMENT_MEASUREMENT}"')
+    except Exception:
+        rows = []
+    seconds = np.array([float(r["to_first_scored_s"]) for r in rows], dtype=float)
+    if not len(seconds):
+        return {"assignments": 0}
+    return {
+        "assignments": len(seconds),
+        "assign_to_first_scored_p50_s": round(float(np.percentile(seconds, 50)), 2),
+        "assign_to_first_scored_p99_s": round(float(np.percentile(seconds, 99)), 2),
+        "assign_to_first_scored_max_s": round(float(seconds.max()), 2),
+    }
 
 
 def _join(threads: list[threading.Thread], timeout: float = 900.0) -> None:

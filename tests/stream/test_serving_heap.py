@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from lineguard.detectors.worker import freeze_long_lived_objects
+from lineguard.stream.serving import freeze_long_lived_objects
 
 
 class _Node:

@@ -8,14 +8,11 @@ import uuid
 import numpy as np
 import pytest
 
-from lineguard.detectors.worker import (
-    WorkerStats,
-    _write_until_accepted,
-    batches_by_size,
-    write_bodies,
-)
 from lineguard.influx import AsyncInfluxV1Client, InfluxV1Client, encode_points
 from lineguard.settings import InfluxSettings
+from lineguard.stream.batching import batches_by_size
+from lineguard.stream.stats import WorkerStats
+from lineguard.stream.writes import write_bodies, write_until_accepted
 
 
 def blocks(n_blocks: int, points: int, line: str = "l") -> list[str]:
@@ -77,7 +74,7 @@ def _write(settings: InfluxSettings, lines: list[str], stats: WorkerStats, max_b
     async def write() -> object:
         sink = AsyncInfluxV1Client(settings)
         try:
-            return await _write_until_accepted(sink, lines, stats, max_bytes=max_bytes)
+            return await write_until_accepted(sink, lines, stats, max_bytes=max_bytes)
         finally:
             await sink.close()
 
@@ -116,13 +113,13 @@ def test_an_unreachable_sink_is_logged_with_its_url_and_reported(caplog) -> None
 
     async def until_first_retry() -> None:
         sink = AsyncInfluxV1Client(InfluxSettings(url=url))
-        task = asyncio.ensure_future(_write_until_accepted(sink, ["m f=1 1"], stats))
+        task = asyncio.ensure_future(write_until_accepted(sink, ["m f=1 1"], stats))
         while stats.write_retries == 0:  # the retry loop never gives up by itself
             await asyncio.sleep(0.01)
         task.cancel()
         await sink.close()
 
-    with caplog.at_level(logging.WARNING, logger="lineguard.detectors.worker"):
+    with caplog.at_level(logging.WARNING, logger="lineguard.stream.writes"):
         asyncio.run(until_first_retry())
     assert stats.sink_down
     assert "refused" in stats.sink_error

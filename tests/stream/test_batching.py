@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from lineguard.detectors.worker import OrderedStores
+from lineguard.stream.batching import OrderedStores
 
 
 def test_stores_run_one_at_a_time_in_the_order_queued() -> None:

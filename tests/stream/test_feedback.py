@@ -12,13 +12,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from lineguard.detectors.feedback_worker import FeedbackConsumer
-from lineguard.detectors.worker import ensure_topics
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.dead_letter import from_headers
 from lineguard.models.feedback import FEEDBACK_SCHEMA, read_feedback
 from lineguard.settings import InfluxSettings
 from lineguard.stack import InfluxServer, free_port
+from lineguard.stream.feedback import FeedbackConsumer
+from lineguard.stream.worker import ensure_topics
 from tests.pipeline_support import isolated_settings
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def test_a_label_is_retried_until_influxdb_takes_it(local_stack, tmp_path, caplo
     port = free_port()
     settings = _settings(local_stack, tmp_path, influx_url=f"http://127.0.0.1:{port}")
     consumer = FeedbackConsumer(settings)
-    with caplog.at_level(logging.WARNING, logger="lineguard.detectors.feedback_worker"):
+    with caplog.at_level(logging.WARNING, logger="lineguard.stream.feedback"):
         consumer.start()
         try:
             _send(settings, "line-r", _label("line-r"))
