@@ -52,6 +52,7 @@ demo: $(BIN)/lineguard influxdb mosquitto
 # (pyproject's [tool.coverage.run] patch = subprocess); the table per package
 # at the end fails the run below the floors in [tool.lineguard.coverage-floor].
 test: $(BIN)/lineguard influxdb mosquitto
+	$(BIN)/python .ci/lint_layers.py
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m coverage run -m pytest
 	$(BIN)/python -m coverage combine -q
@@ -60,6 +61,7 @@ test: $(BIN)/lineguard influxdb mosquitto
 lint: $(BIN)/lineguard
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/lint_layers.py
 
 format: $(BIN)/lineguard
 	$(BIN)/ruff format .

@@ -230,8 +230,8 @@ def load_and_latency(
     kind: str, paths: list[Path], tmp: Path, stack, settings, env, load_s: float
 ) -> dict:
     """Measurements 2 and 3: 500 tags x 1 Hz through Kafka to lineguard_score."""
-    from lineguard.detectors.processor import RESULT_MEASUREMENT
     from lineguard.influx import InfluxV1Client
+    from lineguard.stream.processor import RESULT_MEASUREMENT
 
     broker = MosquittoServer().start() if kind == "sparkplug" else None
     port = broker.port if broker else free_port()

@@ -46,11 +46,11 @@ def create_app() -> Any:
     """The naive Faust app (one agent, one event at a time)."""
     import faust
 
-    from lineguard.detectors.processor import RESULT_MEASUREMENT
     from lineguard.detectors.scoring import score_batch
     from lineguard.influx import AsyncInfluxV1Client, encode_point
     from lineguard.models.registry import Registry
     from lineguard.settings import Settings
+    from lineguard.stream.processor import RESULT_MEASUREMENT
 
     settings = Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,6 @@ sys.path.insert(0, str(BENCH_DIR))
 from naive_pipeline import frame_record  # noqa: E402
 
 from lineguard.demo import WorkerProcess  # noqa: E402
-from lineguard.detectors.processor import RESULT_MEASUREMENT, RawRecord, TelemetryProcessor  # noqa: E402
 from lineguard.detectors.scoring import score_batch  # noqa: E402
 from lineguard.influx import InfluxV1Client, quote_ident  # noqa: E402
 from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, decode, encode  # noqa: E402
@@ -79,6 +78,7 @@ from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings  # noqa: E402
 from lineguard.stack import LocalStack  # noqa: E402
 from lineguard.stream.limits import BATCH_RECORDS  # noqa: E402
+from lineguard.stream.processor import RESULT_MEASUREMENT, RawRecord, TelemetryProcessor  # noqa: E402
 from lineguard.stream.serving import lines_on_partitions  # noqa: E402
 from lineguard.stream.worker import ensure_topics  # noqa: E402
 from lineguard.stream.writes import write_bodies  # noqa: E402

@@ -5,7 +5,7 @@ Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
 :mod:`.ensemble` -- ``auto``),
 :mod:`.features` (streaming trailing-window features), :mod:`.scoring`
 (``LinePipeline`` and the pure ``score_batch``), :mod:`.calibration`
-(thresholds from a target false-alarm rate) and :mod:`.registry` (names).
+(thresholds from a target false-alarm rate) and :mod:`.catalogue` (names).
 """
 
 from .base import Detector
@@ -17,13 +17,13 @@ from .calibration import (
     fit_threshold,
     train_pipeline,
 )
+from .catalogue import DEFAULT_DETECTOR, DETECTORS, make_detector
 from .covariance import RobustMahalanobis
 from .ecod import FrozenECOD
 from .ensemble import QuantileEnsemble
 from .features import TemporalFeatures
 from .iforest import IsolationForestDetector
 from .pca import PCADetector
-from .registry import DEFAULT_DETECTOR, DETECTORS, make_detector
 from .scoring import (
     DEFAULT_DEBOUNCE,
     BatchResult,

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from .registry import DEFAULT_DETECTOR, make_detector
+from .catalogue import DEFAULT_DETECTOR, make_detector
 from .scoring import LinePipeline, segment_starts
 from .sensor_checks import SensorChecks
 
@@ -165,7 +165,7 @@ def train_pipeline(
     sensors : list of str
         Column names of ``X_normal``.
     detector_name : str
-        Registry name (see :func:`lineguard.detectors.registry.make_detector`).
+        Registry name (see :func:`lineguard.detectors.catalogue.make_detector`).
     target_far : float
         Target per-row exceedance rate on normal data.
     holdout_fraction : float

@@ -11,7 +11,7 @@ fetched before the partition was re-seeked to its committed offset can
 still be delivered after the seek; the first of them opens a false gap, the
 records of that gap -- fetched again by the seek -- are then dropped as
 "already read", and the commit jumps over them. In
-``tests/detectors/test_scale_out.py`` about one run in four lost a few
+``tests/stream/test_scale_out.py`` about one run in four lost a few
 hundred consumed frames when a second worker joined and the first left;
 this race, read from Faust's code, is the mechanism that fits.
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from lineguard.detectors.processor import RESULT_MEASUREMENT
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.models.metrics import AlertScore, score_alerts
 from lineguard.settings import Settings
+from lineguard.stream.processor import RESULT_MEASUREMENT
 
 __all__ = ["DemoLine", "WorkerProcess", "default_data_dir", "line_id_for", "run_demo"]
 

@@ -8,7 +8,7 @@ registry; labelled training rows are kept and reported, see
 :func:`evaluate_folder`), cuts the whole run into the records an edge gateway would send
 (:func:`lineguard.ingest.gateway.plan_records`, encoded with the wire
 format), groups them into the stream worker's micro-batches and feeds them to
-:class:`lineguard.detectors.processor.TelemetryProcessor` -- the very object
+:class:`lineguard.stream.processor.TelemetryProcessor` -- the very object
 the Faust worker drives. There is no separate offline scorer, so what is
 measured here is what the worker would have written to InfluxDB.
 
@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.ingest.gateway import plan_records
@@ -46,6 +45,7 @@ from lineguard.models.metrics import AlertScore, score_alerts, segments
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_rows
 from lineguard.stream.limits import BATCH_RECORDS, BATCH_WINDOW_S
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 __all__ = [
     "NAB_PROFILES",

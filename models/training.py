@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lineguard.detectors.calibration import DEFAULT_TARGET_FAR, train_pipeline
-from lineguard.detectors.registry import DEFAULT_DETECTOR
+from lineguard.detectors.catalogue import DEFAULT_DETECTOR
 from lineguard.detectors.scoring import DEFAULT_DEBOUNCE
 from lineguard.ingest.contract import utc_from_us
 from lineguard.ingest.csv_runs import RecordedRun
@@ -43,7 +43,7 @@ class TrainingConfig:
     Attributes
     ----------
     detector : str
-        Detector name (see :data:`lineguard.detectors.registry.DETECTORS`).
+        Detector name (see :data:`lineguard.detectors.catalogue.DETECTORS`).
     target_far : float
         Fraction of normal frames allowed above the threshold.
     holdout_fraction : float

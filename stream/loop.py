@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 
 from lineguard.detectors.offsets import Admission, OffsetTracker
-from lineguard.detectors.processor import RawRecord, archive_lines
 from lineguard.influx import encode_point
 from lineguard.stream import kafka_internals
 from lineguard.stream.batching import OrderedStores, batches_by_size
@@ -37,6 +36,7 @@ from lineguard.stream.limits import (
     STATE_RESTORE_TIMEOUT_S,
     STORES_PENDING,
 )
+from lineguard.stream.processor import RawRecord, archive_lines
 from lineguard.stream.protocol import Delivery, deliver
 from lineguard.stream.serving import ModelServing
 from lineguard.stream.state import LineStates, restore

@@ -1,7 +1,7 @@
 """Model serving in the worker: preload on assignment, hot reload and shadows.
 
 Hot reload and shadows are followed from the compacted models topic by
-:class:`~lineguard.detectors.model_updates.ModelUpdates` (a thread of its
+:class:`~lineguard.stream.model_updates.ModelUpdates` (a thread of its
 own) and applied between micro-batches by the processor. This module
 starts those followers, loads the models of newly assigned lines off the
 scoring path, and keeps start-up objects out of garbage collection.
@@ -14,11 +14,11 @@ import gc
 import logging
 from typing import Any
 
-from lineguard.detectors.model_updates import ModelUpdates
-from lineguard.detectors.processor import TelemetryProcessor
 from lineguard.models.registry import Registry
 from lineguard.settings import Settings
 from lineguard.stream.feedback import FeedbackConsumer
+from lineguard.stream.model_updates import ModelUpdates
+from lineguard.stream.processor import TelemetryProcessor
 
 __all__ = ["ModelServing", "freeze_long_lived_objects", "lines_on_partitions"]
 

@@ -16,7 +16,6 @@ import pytest
 from kafka import KafkaProducer
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.processor import RESULT_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
@@ -26,6 +25,7 @@ from lineguard.models.metrics import score_alerts
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.processor import RESULT_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
 from tests.pipeline_support import consume_all, wait_for_count
 

@@ -128,7 +128,7 @@ def evaluate(
     gateway records through the stream worker's processor. Prints SKAB's
     metrics over the test rows (after the training rows) of all runs.
     """
-    from lineguard.detectors.registry import DETECTORS
+    from lineguard.detectors.catalogue import DETECTORS
     from lineguard.models.evaluation import evaluate_folder, evaluate_history, write_predictions
     from lineguard.models.training import TrainingConfig
 

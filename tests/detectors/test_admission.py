@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from lineguard.detectors.admission import DEDUP_WINDOW, MAX_FUTURE_S, SeenSequences
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 LINE = "valve1-0"

@@ -16,18 +16,18 @@ from lineguard.detectors import _numeric
 from lineguard.detectors._numeric import ordered_matmul, ordered_sum
 from lineguard.detectors.pca import PCADetector
 from lineguard.detectors.points import result_points
-from lineguard.detectors.processor import (
-    RESULT_MEASUREMENT,
-    RawRecord,
-    TelemetryProcessor,
-    top_sensor_names,
-)
 from lineguard.detectors.scoring import BatchResult
 from lineguard.influx import encode_point, encode_points
 from lineguard.ingest.contract import SCHEMA_V2, TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
+from lineguard.stream.processor import (
+    RESULT_MEASUREMENT,
+    RawRecord,
+    TelemetryProcessor,
+    top_sensor_names,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 

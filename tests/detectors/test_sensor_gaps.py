@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.detectors.scoring import sensor_gaps
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 LINE = "valve1-0"

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.processor import RESULT_MEASUREMENT
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.contract import decode
 from lineguard.ingest.csv_runs import read_run
@@ -29,6 +28,7 @@ from lineguard.ingest.live import LiveGateway
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.stack import MosquittoServer, free_port
+from lineguard.stream.processor import RESULT_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
 from tests.pipeline_support import consume_all, isolated_settings, wait_for_count
 

@@ -2,7 +2,7 @@
 
 The messages validated here are the ones the code emits (the worker's
 processor over a recorded run with a fault, the incident tracker, the
-feedback and announcement builders); tests/detectors/test_hot_reload.py
+feedback and announcement builders); tests/stream/test_hot_reload.py
 validates the ones that went through the real broker.
 """
 
@@ -30,7 +30,6 @@ from lineguard.contracts import (
 )
 from lineguard.dashboards.generate import dashboard_json
 from lineguard.dashboards.grafana import dashboard_queries
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.announce import Announcement
@@ -38,6 +37,7 @@ from lineguard.models.feedback import Feedback
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import TopicSettings
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
 

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineguard.detectors.model_updates import ModelUpdates, carry_state
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.announce import (
@@ -30,6 +28,8 @@ from lineguard.models.feedback import (
 from lineguard.models.lifecycle import shift_start
 from lineguard.models.registry import Registry, RegistryError
 from lineguard.models.training import TrainingConfig, train_line_model
+from lineguard.stream.model_updates import ModelUpdates, carry_state
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 LINE = "valve1-0"

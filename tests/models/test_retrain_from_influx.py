@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from lineguard.cli import main
-from lineguard.detectors.processor import RawRecord, archive_lines
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
@@ -20,6 +19,7 @@ from lineguard.models.lifecycle import train_candidate_from_influx
 from lineguard.models.registry import Registry
 from lineguard.models.training import fingerprint, train_line_model
 from lineguard.settings import get_settings
+from lineguard.stream.processor import RawRecord, archive_lines
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from lineguard.detectors.processor import RawRecord
 from lineguard.influx import InfluxWriteError
 from lineguard.ingest.dead_letter import DeadLetter
+from lineguard.stream.processor import RawRecord
 from lineguard.stream.protocol import STEPS, Delivery, DeliveryFailed, check_order, deliver
 from lineguard.stream.sinks import delivery_sinks
 from lineguard.stream.state import LineStates, decode_record

@@ -40,12 +40,6 @@ import numpy as np
 import orjson
 
 from lineguard.demo import WorkerProcess, default_data_dir
-from lineguard.detectors.processor import (
-    INCIDENT_MEASUREMENT,
-    RESULT_MEASUREMENT,
-    RawRecord,
-    TelemetryProcessor,
-)
 from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.buffer import DiskBuffer
@@ -56,6 +50,12 @@ from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stack import LocalStack
+from lineguard.stream.processor import (
+    INCIDENT_MEASUREMENT,
+    RESULT_MEASUREMENT,
+    RawRecord,
+    TelemetryProcessor,
+)
 from lineguard.stream.stats import ASSIGNMENT_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
 

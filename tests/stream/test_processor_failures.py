@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lineguard.detectors.processor import RawRecord, TelemetryProcessor
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.registry import Registry
 from lineguard.models.training import train_line_model
+from lineguard.stream.processor import RawRecord, TelemetryProcessor
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 
@@ -46,8 +46,8 @@ def test_a_model_that_fails_to_load_dead_letters_its_line_only(tmp_path) -> None
 
 
 def test_a_failing_shadow_is_stopped_and_live_scoring_goes_on(tmp_path) -> None:
-    from lineguard.detectors.model_updates import ModelUpdates
     from lineguard.models.announce import Announcement
+    from lineguard.stream.model_updates import ModelUpdates
 
     run = read_run(SAMPLE)
     registry = Registry(tmp_path / "registry")

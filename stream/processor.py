@@ -23,13 +23,13 @@ import numpy as np
 from lineguard.contracts import ALERT_SCHEMA, INCIDENT_MEASUREMENT, TELEMETRY_MEASUREMENT
 from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
-from lineguard.detectors.model_updates import carry_state, load_announced, shadow_lines
 from lineguard.detectors.points import RESULT_MEASUREMENT, result_points
 from lineguard.detectors.scoring import ScoringState, score_batch, sensor_gaps
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
 from lineguard.ingest.dead_letter import DeadLetter
 from lineguard.models.registry import ModelBundle, Registry, RegistryError
+from lineguard.stream.model_updates import carry_state, load_announced, shadow_lines
 
 __all__ = [
     "ALERT_SCHEMA",
@@ -124,7 +124,7 @@ class TelemetryProcessor:
     def __init__(self, registry: Registry, top_k: int = 3, updates: Any = None) -> None:
         self.registry = registry
         self.top_k = top_k
-        # Model announcements (lineguard.detectors.model_updates.ModelUpdates);
+        # Model announcements (lineguard.stream.model_updates.ModelUpdates);
         # None: follow the registry's ACTIVE files only, and no shadows.
         self.updates = updates
         self._served: dict[str, _Served] = {}

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 from lineguard.demo import WorkerProcess
-from lineguard.detectors.processor import RESULT_MEASUREMENT
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
 from lineguard.models.registry import Registry
 from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.stream.processor import RESULT_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
 from tests.support.faults import assignments_logged, reference_incidents, stored_incidents
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineguard.detectors.processor import (
+from lineguard.ingest.contract import TelemetryBatch, encode
+from lineguard.ingest.csv_runs import read_run
+from lineguard.models.registry import Registry
+from lineguard.models.training import train_line_model
+from lineguard.stream.processor import (
     RESULT_MEASUREMENT,
     RawRecord,
     TelemetryProcessor,
     archive_lines,
 )
-from lineguard.ingest.contract import TelemetryBatch, encode
-from lineguard.ingest.csv_runs import read_run
-from lineguard.models.registry import Registry
-from lineguard.models.training import train_line_model
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab" / "valve1" / "0.csv"
 
@@ -129,7 +129,7 @@ def test_results_are_line_protocol_keyed_by_line_version_and_time(registry, run)
 
 
 def test_a_newly_activated_version_is_served_between_batches(tmp_path, run, monkeypatch) -> None:
-    import lineguard.detectors.processor as processor_module
+    import lineguard.stream.processor as processor_module
 
     monkeypatch.setattr(processor_module, "MODEL_CHECK_INTERVAL_S", 0.0)
     registry = Registry(tmp_path)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lineguard.detectors.processor import TelemetryProcessor
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import make_producer
 from lineguard.models.registry import Registry
 from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import KafkaSettings, Settings, TopicSettings
+from lineguard.stream.processor import TelemetryProcessor
 from lineguard.stream.serving import lines_on_partitions
 from lineguard.stream.worker import ensure_topics
 
