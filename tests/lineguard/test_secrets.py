@@ -96,8 +96,11 @@ def test_gateway_producer_logs_carry_no_secret(local_stack, caplog) -> None:
     only be created by an authenticated client, so no test here logs in; what
     is checked is what the attempt writes to the logs."""
     settings = _settings(bootstrap=local_stack.kafka_bootstrap)
-    with caplog.at_level(logging.DEBUG):
-        producer = make_producer(settings.kafka, max_block_ms=2000)
+    # The "kafka" logger's own level too: an in-process CLI run earlier in the
+    # session quiets it (lineguard.cli.main without -v), and the records must
+    # reach the capture whatever ran before.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="kafka"):
+        producer = make_producer(settings.kafka, max_block_ms=5000)
         with pytest.raises(KafkaTimeoutError) as failure:
             producer.send("secret-test", value=b"x").get(5)
         producer.close(timeout=2)
