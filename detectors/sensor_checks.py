@@ -449,25 +449,46 @@ class SensorChecks(BaseEstimator):
     ) -> np.ndarray:
         """Unchanged-in-mode run length per row, for ``columns`` (others 0)."""
         n, d = X.shape
-        runs = np.zeros((n, d), dtype=np.int64)
+        runs, repeated = self._run_lengths(X, mode_idx, starts, prev, state, columns)
+        return runs if repeated else np.zeros((n, d), dtype=np.int64)
+
+    def _run_lengths(
+        self,
+        X: np.ndarray,
+        mode_idx: np.ndarray,
+        starts: np.ndarray | None,
+        prev: np.ndarray | None = None,
+        state: CheckState | None = None,
+        columns: np.ndarray | None = None,
+    ) -> tuple[np.ndarray | None, bool]:
+        """:meth:`_runs` and whether any run is non-zero; (None, False) when none is.
+
+        The run lengths are built only where a reading repeated: a noisy
+        sensor never repeats one, the usual case, and then nothing is allocated.
+        """
+        n, d = X.shape
         cols = np.arange(d) if columns is None else columns
         if cols.size == 0 or n == 0:
-            return runs
-        Xc = X[:, cols]
-        same = np.zeros((n, cols.size), dtype=bool)
-        same[1:] = Xc[1:] == Xc[:-1]
+            return None, False
+        Xc = X if cols.size == d else X[:, cols]
+        same = np.empty((n, cols.size), dtype=bool)
+        np.equal(Xc[1:], Xc[:-1], out=same[1:])
         if self.modes_.size > 1:
             same[1:] &= (mode_idx[1:] == mode_idx[:-1])[:, None]
         carry = None
         if prev is not None and state is not None:
-            same[0] = (Xc[0] == prev[cols]) & (mode_idx[0] == state.mode)
+            np.equal(Xc[0], prev[cols], out=same[0])
+            same[0] &= mode_idx[0] == state.mode
             carry = state.runs[cols]
+        else:
+            same[0] = False
         if starts is not None:
             same[np.asarray(starts, dtype=np.intp)] = False
         if not same.any():
-            return runs  # a noisy sensor never repeats a reading: the usual case
+            return None, False
+        runs = np.zeros((n, d), dtype=np.int64)
         runs[:, cols] = unchanged_runs(same, carry)
-        return runs
+        return runs, True
 
     def _residuals(self, X: np.ndarray) -> np.ndarray:
         Z = (X - self.mean_) / self.scale_
@@ -492,27 +513,76 @@ class SensorChecks(BaseEstimator):
         check_is_fitted(self, "freeze_limit_")
         X = _finite_2d(X)
         n, d = X.shape
-        (freeze, step, rel), mode, runs = self._severities(X, prev, state)
+        mode = self._mode_index(X)
         seen = mode >= 0
-        new_state = CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
-        worst = np.maximum(freeze, step)
-        np.maximum(worst, rel, out=worst)
-        hot = np.flatnonzero(worst.max(axis=1) > 1.0)
+        all_seen = bool(seen.all())
+        one = self.modes_.size == 1
+        m = None if one else np.where(seen, mode, 0)
+
+        def limits(table: np.ndarray) -> np.ndarray:
+            return table[:1] if one else table[m]
+
+        # Severities as in _severities, but only on the columns each check is
+        # in force for and full-width only on the rows where one fired (few):
+        # a quiet batch builds no (rows, sensors) severity arrays.
+        cols = self._freeze_columns()
+        runs, repeated = self._run_lengths(
+            X, mode, None, prev, state if prev is not None else None, cols
+        )
+        new_state = CheckState(
+            runs=runs[-1].copy() if repeated else np.zeros(d, dtype=np.int64),
+            mode=int(mode[-1]),
+        )
+        hot_rows = np.zeros(n, dtype=bool)
+        freeze = None
+        if repeated:
+            freeze = runs / limits(self.freeze_limit_)
+            hot_rows |= (freeze > 1.0).any(axis=1)
+        step = None
+        step_cols = self.step_columns_
+        if step_cols.size:
+            step = X[:, step_cols] - limits(self.center_[:, step_cols])
+            np.abs(step, out=step)
+            step *= limits(self.inv_half_[:, step_cols])
+            hot_rows |= (step > 1.0).any(axis=1)
+        rel = None
+        rel_cols = self.relation_columns_
+        if rel_cols.size:
+            # Residuals folded into one product: (X - mean) / scale @ (I - C') = X M - b.
+            rel = ordered_matmul(X, self.relation_matrix_)
+            rel -= self.relation_bias_
+            np.abs(rel, out=rel)
+            rel /= limits(self.relation_limit_[:, rel_cols])
+            hot_rows |= (rel > 1.0).any(axis=1)
+        if not all_seen:
+            hot_rows &= seen  # severities are 0 in an unseen mode
         row_reason = np.zeros(n, dtype=np.int8)
         sensor = np.full(n, -1, dtype=np.intp)
+        hot = np.flatnonzero(hot_rows)
         if hot.size:
-            # Rank the checks only on the rows where one fired (few).
+            # Rank the checks only on the rows where one fired.
             severity = np.zeros((hot.size, d))
             reason = np.zeros((hot.size, d), dtype=np.int8)
-            for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
-                sev = sev[hot]
+            for code, sev, sev_cols in (
+                (FREEZE, freeze, None),
+                (STEP, step, step_cols),
+                (RELATION, rel, rel_cols),
+            ):
+                if sev is None:
+                    continue
+                if sev_cols is None:
+                    sev = sev[hot]
+                else:
+                    full = np.zeros((hot.size, d))
+                    full[:, sev_cols] = sev[hot]
+                    sev = full
                 stronger = (sev > 1.0) & (sev > severity)
                 severity = np.where(stronger, sev, severity)
                 reason = np.where(stronger, np.int8(code), reason)
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
-        if not seen.all():
+        if not all_seen:
             unseen = np.flatnonzero(~seen)
             row_reason[unseen] = UNSEEN_MODE
             sensor[unseen] = self._new_switch(X[unseen])
