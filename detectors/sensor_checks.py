@@ -511,9 +511,16 @@ class SensorChecks(BaseEstimator):
             As returned for the previous batch; None at stream start.
         """
         check_is_fitted(self, "freeze_limit_")
-        X = _finite_2d(X)
+        return self._check_rows(_finite_2d(X), prev, state)
+
+    def _check_rows(
+        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+    ) -> tuple[CheckResult, CheckState]:
+        """:meth:`check` on rows already known finite float64 (the scorer's
+        imputed rows), without the validation: the hot path."""
         n, d = X.shape
-        mode = self._mode_index(X)
+        # No state channels: every row is in the one mode.
+        mode = self._mode_index(X) if self.bits_.size else np.zeros(n, dtype=np.intp)
         seen = mode >= 0
         all_seen = bool(seen.all())
         one = self.modes_.size == 1
@@ -522,9 +529,10 @@ class SensorChecks(BaseEstimator):
         def limits(table: np.ndarray) -> np.ndarray:
             return table[:1] if one else table[m]
 
-        # Severities as in _severities, but only on the columns each check is
-        # in force for and full-width only on the rows where one fired (few):
-        # a quiet batch builds no (rows, sensors) severity arrays.
+        # Severities as in _severities, but each check only on the columns it
+        # is in force for, and full-width only on the rows where one fired
+        # (few). A quiet batch (nothing over a limit: one flat test per check)
+        # builds no (rows, sensors) severity arrays and no row masks.
         cols = self._freeze_columns()
         runs, repeated = self._run_lengths(
             X, mode, None, prev, state if prev is not None else None, cols
@@ -533,29 +541,49 @@ class SensorChecks(BaseEstimator):
             runs=runs[-1].copy() if repeated else np.zeros(d, dtype=np.int64),
             mode=int(mode[-1]),
         )
-        hot_rows = np.zeros(n, dtype=bool)
+        hot_rows = None
+
+        def fired(over: np.ndarray) -> None:
+            nonlocal hot_rows
+            if not all_seen:
+                over &= seen[:, None]  # severities are 0 in an unseen mode
+            if over.any():
+                rows = over.any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
+
         freeze = None
         if repeated:
             freeze = runs / limits(self.freeze_limit_)
-            hot_rows |= (freeze > 1.0).any(axis=1)
+            fired(freeze > 1.0)
         step = None
         step_cols = self.step_columns_
         if step_cols.size:
-            step = X[:, step_cols] - limits(self.center_[:, step_cols])
+            step = X[:, step_cols]
+            step -= limits(self.center_[:, step_cols])
             np.abs(step, out=step)
             step *= limits(self.inv_half_[:, step_cols])
-            hot_rows |= (step > 1.0).any(axis=1)
-        rel = None
+            fired(step > 1.0)
+        resid = None
         rel_cols = self.relation_columns_
         if rel_cols.size:
             # Residuals folded into one product: (X - mean) / scale @ (I - C') = X M - b.
-            rel = ordered_matmul(X, self.relation_matrix_)
-            rel -= self.relation_bias_
-            np.abs(rel, out=rel)
-            rel /= limits(self.relation_limit_[:, rel_cols])
-            hot_rows |= (rel > 1.0).any(axis=1)
-        if not all_seen:
-            hot_rows &= seen  # severities are 0 in an unseen mode
+            resid = ordered_matmul(X, self.relation_matrix_)
+            resid -= self.relation_bias_
+            np.abs(resid, out=resid)
+            # Severity |r| / limit > 1 implies |r| > limit: the rows where that
+            # holds are the only candidates, and the division is made there.
+            rel_limit = limits(self.relation_limit_[:, rel_cols])
+            over = resid > rel_limit
+            if not all_seen:
+                over &= seen[:, None]
+            if over.any():
+                cand = np.flatnonzero(over.any(axis=1))
+                sev = resid[cand] / (rel_limit if one else rel_limit[cand])
+                rows = np.zeros(n, dtype=bool)
+                rows[cand] = (sev > 1.0).any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
+        if hot_rows is None:
+            hot_rows = np.zeros(n, dtype=bool)
         row_reason = np.zeros(n, dtype=np.int8)
         sensor = np.full(n, -1, dtype=np.intp)
         hot = np.flatnonzero(hot_rows)
@@ -563,18 +591,19 @@ class SensorChecks(BaseEstimator):
             # Rank the checks only on the rows where one fired.
             severity = np.zeros((hot.size, d))
             reason = np.zeros((hot.size, d), dtype=np.int8)
+            rel = None
+            if resid is not None:
+                rel = resid[hot] / (rel_limit if one else rel_limit[hot])
             for code, sev, sev_cols in (
-                (FREEZE, freeze, None),
-                (STEP, step, step_cols),
+                (FREEZE, freeze if freeze is None else freeze[hot], None),
+                (STEP, step if step is None else step[hot], step_cols),
                 (RELATION, rel, rel_cols),
             ):
                 if sev is None:
                     continue
-                if sev_cols is None:
-                    sev = sev[hot]
-                else:
+                if sev_cols is not None:
                     full = np.zeros((hot.size, d))
-                    full[:, sev_cols] = sev[hot]
+                    full[:, sev_cols] = sev
                     sev = full
                 stronger = (sev > 1.0) & (sev > severity)
                 severity = np.where(stronger, sev, severity)
