@@ -588,7 +588,9 @@ class SensorChecks(BaseEstimator):
         sensor = np.full(n, -1, dtype=np.intp)
         hot = np.flatnonzero(hot_rows)
         if hot.size:
-            # Rank the checks only on the rows where one fired.
+            # Rank the checks only on the rows where one fired: per sensor the
+            # strongest check over its limit (the earlier one on a tie), in
+            # place, each check on its own columns only.
             severity = np.zeros((hot.size, d))
             reason = np.zeros((hot.size, d), dtype=np.int8)
             rel = None
@@ -601,13 +603,16 @@ class SensorChecks(BaseEstimator):
             ):
                 if sev is None:
                     continue
-                if sev_cols is not None:
-                    full = np.zeros((hot.size, d))
-                    full[:, sev_cols] = sev
-                    sev = full
-                stronger = (sev > 1.0) & (sev > severity)
-                severity = np.where(stronger, sev, severity)
-                reason = np.where(stronger, np.int8(code), reason)
+                whole = sev_cols is None or sev_cols.size == d
+                sev_now = severity if whole else severity[:, sev_cols]
+                reason_now = reason if whole else reason[:, sev_cols]
+                stronger = sev > sev_now
+                stronger &= sev > 1.0
+                np.copyto(sev_now, sev, where=stronger)
+                reason_now[stronger] = code
+                if not whole:
+                    severity[:, sev_cols] = sev_now
+                    reason[:, sev_cols] = reason_now
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
