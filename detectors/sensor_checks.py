@@ -628,8 +628,9 @@ class SensorChecks(BaseEstimator):
         """Freeze, step and relation severities (> 1 fires; 0 in unseen modes).
 
         Only the checks in force for some sensor are computed, and with one
-        mode the limits broadcast instead of being gathered per row: this is
-        the hot path (one call per micro-batch).
+        mode the limits broadcast instead of being gathered per row. Used by
+        :meth:`fit`'s validation; the scoring hot path, :meth:`_check_rows`,
+        gets the same values without building these full-width arrays.
         """
         mode = self._mode_index(X)
         seen = mode >= 0
