@@ -110,8 +110,14 @@ class PCADetector(Detector):
         P = self.components_
         # Fixed-order products: identical results for any batch size.
         scores = ordered_matmul(Z, P)
-        back = ordered_matmul(scores / np.sqrt(self.explained_variance_), P.T)
-        resid = Z - ordered_matmul(scores, P.T)
+        # Both back-projections in one product (rows stacked): each row's
+        # result does not depend on the others, so this is the same as two.
+        m = scores.shape[0]
+        both = ordered_matmul(
+            np.concatenate([scores / np.sqrt(self.explained_variance_), scores]), P.T
+        )
+        back = both[:m]
+        resid = Z - both[m:]
         return back**2, resid**2
 
     def _statistics(self, X: np.ndarray, exact_spe: bool = False) -> tuple[np.ndarray, np.ndarray]:

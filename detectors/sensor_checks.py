@@ -449,25 +449,46 @@ class SensorChecks(BaseEstimator):
     ) -> np.ndarray:
         """Unchanged-in-mode run length per row, for ``columns`` (others 0)."""
         n, d = X.shape
-        runs = np.zeros((n, d), dtype=np.int64)
+        runs, repeated = self._run_lengths(X, mode_idx, starts, prev, state, columns)
+        return runs if repeated else np.zeros((n, d), dtype=np.int64)
+
+    def _run_lengths(
+        self,
+        X: np.ndarray,
+        mode_idx: np.ndarray,
+        starts: np.ndarray | None,
+        prev: np.ndarray | None = None,
+        state: CheckState | None = None,
+        columns: np.ndarray | None = None,
+    ) -> tuple[np.ndarray | None, bool]:
+        """:meth:`_runs` and whether any run is non-zero; (None, False) when none is.
+
+        The run lengths are built only where a reading repeated: a noisy
+        sensor never repeats one, the usual case, and then nothing is allocated.
+        """
+        n, d = X.shape
         cols = np.arange(d) if columns is None else columns
         if cols.size == 0 or n == 0:
-            return runs
-        Xc = X[:, cols]
-        same = np.zeros((n, cols.size), dtype=bool)
-        same[1:] = Xc[1:] == Xc[:-1]
+            return None, False
+        Xc = X if cols.size == d else X[:, cols]
+        same = np.empty((n, cols.size), dtype=bool)
+        np.equal(Xc[1:], Xc[:-1], out=same[1:])
         if self.modes_.size > 1:
             same[1:] &= (mode_idx[1:] == mode_idx[:-1])[:, None]
         carry = None
         if prev is not None and state is not None:
-            same[0] = (Xc[0] == prev[cols]) & (mode_idx[0] == state.mode)
+            np.equal(Xc[0], prev[cols], out=same[0])
+            same[0] &= mode_idx[0] == state.mode
             carry = state.runs[cols]
+        else:
+            same[0] = False
         if starts is not None:
             same[np.asarray(starts, dtype=np.intp)] = False
         if not same.any():
-            return runs  # a noisy sensor never repeats a reading: the usual case
+            return None, False
+        runs = np.zeros((n, d), dtype=np.int64)
         runs[:, cols] = unchanged_runs(same, carry)
-        return runs
+        return runs, True
 
     def _residuals(self, X: np.ndarray) -> np.ndarray:
         Z = (X - self.mean_) / self.scale_
@@ -490,29 +511,112 @@ class SensorChecks(BaseEstimator):
             As returned for the previous batch; None at stream start.
         """
         check_is_fitted(self, "freeze_limit_")
-        X = _finite_2d(X)
+        return self._check_rows(_finite_2d(X), prev, state)
+
+    def _check_rows(
+        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+    ) -> tuple[CheckResult, CheckState]:
+        """:meth:`check` on rows already known finite float64 (the scorer's
+        imputed rows), without the validation: the hot path."""
         n, d = X.shape
-        (freeze, step, rel), mode, runs = self._severities(X, prev, state)
+        # No state channels: every row is in the one mode.
+        mode = self._mode_index(X) if self.bits_.size else np.zeros(n, dtype=np.intp)
         seen = mode >= 0
-        new_state = CheckState(runs=runs[-1].copy(), mode=int(mode[-1]))
-        worst = np.maximum(freeze, step)
-        np.maximum(worst, rel, out=worst)
-        hot = np.flatnonzero(worst.max(axis=1) > 1.0)
+        all_seen = bool(seen.all())
+        one = self.modes_.size == 1
+        m = None if one else np.where(seen, mode, 0)
+
+        def limits(table: np.ndarray) -> np.ndarray:
+            return table[:1] if one else table[m]
+
+        # Severities as in _severities, but each check only on the columns it
+        # is in force for, and full-width only on the rows where one fired
+        # (few). A quiet batch (nothing over a limit: one flat test per check)
+        # builds no (rows, sensors) severity arrays and no row masks.
+        cols = self._freeze_columns()
+        runs, repeated = self._run_lengths(
+            X, mode, None, prev, state if prev is not None else None, cols
+        )
+        new_state = CheckState(
+            runs=runs[-1].copy() if repeated else np.zeros(d, dtype=np.int64),
+            mode=int(mode[-1]),
+        )
+        hot_rows = None
+
+        def fired(over: np.ndarray) -> None:
+            nonlocal hot_rows
+            if not all_seen:
+                over &= seen[:, None]  # severities are 0 in an unseen mode
+            if over.any():
+                rows = over.any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
+
+        freeze = None
+        if repeated:
+            freeze = runs / limits(self.freeze_limit_)
+            fired(freeze > 1.0)
+        step = None
+        step_cols = self.step_columns_
+        if step_cols.size:
+            step = X[:, step_cols]
+            step -= limits(self.center_[:, step_cols])
+            np.abs(step, out=step)
+            step *= limits(self.inv_half_[:, step_cols])
+            fired(step > 1.0)
+        resid = None
+        rel_cols = self.relation_columns_
+        if rel_cols.size:
+            # Residuals folded into one product: (X - mean) / scale @ (I - C') = X M - b.
+            resid = ordered_matmul(X, self.relation_matrix_)
+            resid -= self.relation_bias_
+            np.abs(resid, out=resid)
+            # Severity |r| / limit > 1 implies |r| > limit: the rows where that
+            # holds are the only candidates, and the division is made there.
+            rel_limit = limits(self.relation_limit_[:, rel_cols])
+            over = resid > rel_limit
+            if not all_seen:
+                over &= seen[:, None]
+            if over.any():
+                cand = np.flatnonzero(over.any(axis=1))
+                sev = resid[cand] / (rel_limit if one else rel_limit[cand])
+                rows = np.zeros(n, dtype=bool)
+                rows[cand] = (sev > 1.0).any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
+        if hot_rows is None:
+            hot_rows = np.zeros(n, dtype=bool)
         row_reason = np.zeros(n, dtype=np.int8)
         sensor = np.full(n, -1, dtype=np.intp)
+        hot = np.flatnonzero(hot_rows)
         if hot.size:
-            # Rank the checks only on the rows where one fired (few).
+            # Rank the checks only on the rows where one fired: per sensor the
+            # strongest check over its limit (the earlier one on a tie), in
+            # place, each check on its own columns only.
             severity = np.zeros((hot.size, d))
             reason = np.zeros((hot.size, d), dtype=np.int8)
-            for code, sev in ((FREEZE, freeze), (STEP, step), (RELATION, rel)):
-                sev = sev[hot]
-                stronger = (sev > 1.0) & (sev > severity)
-                severity = np.where(stronger, sev, severity)
-                reason = np.where(stronger, np.int8(code), reason)
+            rel = None
+            if resid is not None:
+                rel = resid[hot] / (rel_limit if one else rel_limit[hot])
+            for code, sev, sev_cols in (
+                (FREEZE, freeze if freeze is None else freeze[hot], None),
+                (STEP, step if step is None else step[hot], step_cols),
+                (RELATION, rel, rel_cols),
+            ):
+                if sev is None:
+                    continue
+                whole = sev_cols is None or sev_cols.size == d
+                sev_now = severity if whole else severity[:, sev_cols]
+                reason_now = reason if whole else reason[:, sev_cols]
+                stronger = sev > sev_now
+                stronger &= sev > 1.0
+                np.copyto(sev_now, sev, where=stronger)
+                reason_now[stronger] = code
+                if not whole:
+                    severity[:, sev_cols] = sev_now
+                    reason[:, sev_cols] = reason_now
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
-        if not seen.all():
+        if not all_seen:
             unseen = np.flatnonzero(~seen)
             row_reason[unseen] = UNSEEN_MODE
             sensor[unseen] = self._new_switch(X[unseen])
@@ -524,8 +628,9 @@ class SensorChecks(BaseEstimator):
         """Freeze, step and relation severities (> 1 fires; 0 in unseen modes).
 
         Only the checks in force for some sensor are computed, and with one
-        mode the limits broadcast instead of being gathered per row: this is
-        the hot path (one call per micro-batch).
+        mode the limits broadcast instead of being gathered per row. Used by
+        :meth:`fit`'s validation; the scoring hot path, :meth:`_check_rows`,
+        gets the same values without building these full-width arrays.
         """
         mode = self._mode_index(X)
         seen = mode >= 0
