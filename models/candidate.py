@@ -42,11 +42,23 @@ class Scorer:
             bundle.version, bundle.pipeline, bundle.sensors, bundle.threshold, bundle.debounce
         )
 
-    def alerts(self, data_sensors: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(score, debounced alert flag) per frame, from stream start."""
+    def alerts(
+        self, data_sensors: list[str], X: np.ndarray, time_us: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(score, debounced alert flag) per frame, from stream start.
+
+        With ``time_us`` the state resets at a gap exactly as in the live
+        worker (see :func:`lineguard.detectors.scoring.gap_bound_us`).
+        """
         k, n = self.debounce
         result, _ = score_batch(
-            self.pipeline, align(data_sensors, self.sensors, X), None, self.threshold, k=k, n=n
+            self.pipeline,
+            align(data_sensors, self.sensors, X),
+            None,
+            self.threshold,
+            k=k,
+            n=n,
+            time_us=time_us,
         )
         return result.score, np.asarray(result.anomaly, dtype=bool)
 
@@ -162,11 +174,11 @@ def evaluate_candidate(
     def imputed(scorer: Scorer) -> str | None:  # marked in the report, never silent
         return ", ".join(absent_sensors(scorer.sensors, data_sensors, X)) or None
 
-    _, c_flags = candidate.alerts(data_sensors, X)
+    _, c_flags = candidate.alerts(data_sensors, X, time_us)
     report["candidate"].update(version_metrics(c_flags, labels, keep_mask))
     report["candidate"]["imputed_sensors"] = imputed(candidate)
     if active is not None:
-        _, a_flags = active.alerts(data_sensors, X)
+        _, a_flags = active.alerts(data_sensors, X, time_us)
         report["active"] = {
             "version": active.name,
             **version_metrics(a_flags, labels, keep_mask),

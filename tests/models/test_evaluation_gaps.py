@@ -55,3 +55,26 @@ def test_processor_path_resets_at_the_pause_like_the_pure_scorer(tmp_path: Path)
     # The same model without the gap rule alerts right after the pause.
     carried, _ = score_batch(bundle.pipeline, run.values, None, bundle.threshold, k, n)
     assert carried.anomaly[PAUSE : PAUSE + window].any()
+
+
+def test_candidate_evaluation_resets_at_the_pause_like_the_live_worker(tmp_path: Path) -> None:
+    """``train``/``models evaluate`` score with frame times (the transcript's 4.csv pause)."""
+    from lineguard.models.candidate import Scorer, evaluate_candidate
+
+    run = _run()
+    registry = Registry(tmp_path / "r")
+    evaluate_run(run, "paused.csv", "line-gap", registry, TRAIN, TrainingConfig(), GatewayPlan())
+    bundle = registry.load("line-gap")
+    scorer = Scorer.from_bundle(bundle)
+    k, n = bundle.debounce
+    live, _ = score_batch(
+        bundle.pipeline, run.values, None, bundle.threshold, k, n, time_us=run.time_us
+    )
+    _, flags = scorer.alerts(list(run.sensors), run.values, run.time_us)
+    np.testing.assert_array_equal(flags, live.anomaly)
+    report = evaluate_candidate(scorer, None, list(run.sensors), run.time_us, run.values)
+    assert report["candidate"]["alert_rate_pct"] == round(100.0 * live.anomaly.mean(), 3)
+    # Without the times the window reaches across the pause and alerts there.
+    _, carried = scorer.alerts(list(run.sensors), run.values)
+    assert carried[PAUSE : PAUSE + bundle.pipeline.window].any()
+    assert not flags[PAUSE : PAUSE + bundle.pipeline.window].any()
