@@ -421,6 +421,22 @@ def _spb_outage_checks(gw: _Gateway, before: int) -> None:
     assert not np.isnan(values).all(axis=1).any()
 
 
+def _spb_outage(gw, node, cut, restore, after: str) -> None:
+    """Frames flow, the path to the broker goes away for 3 s, then comes back."""
+    try:
+        gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
+        cut()
+        gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
+        time.sleep(3.0)  # the outage itself: long enough for a gap of frames
+        before = len(gw.frames()[0])
+        restore()
+        gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
+        gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, f"frames after the {after}")
+        _spb_outage_checks(gw, before)
+    finally:
+        node.stop()
+
+
 def test_sparkplug_broker_restart_ends_in_reconnection_and_a_reported_gap(tmp_path):
     run = read_run(_short_run(tmp_path, 600))
     with (
@@ -428,18 +444,7 @@ def test_sparkplug_broker_restart_ends_in_reconnection_and_a_reported_gap(tmp_pa
         _Gateway(_spb_config(broker.port, run.sensors, tmp_path / "state")) as gw,
     ):
         node = _Node(run, broker.port, speed=1, retime=True).start(gw)
-        try:
-            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
-            broker.stop()
-            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
-            time.sleep(3.0)
-            before = len(gw.frames()[0])
-            broker.start()
-            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
-            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the restart")
-            _spb_outage_checks(gw, before)
-        finally:
-            node.stop()
+        _spb_outage(gw, node, broker.stop, broker.start, "restart")
 
 
 def test_sparkplug_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path):
@@ -450,18 +455,7 @@ def test_sparkplug_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path)
         _Gateway(_spb_config(proxy.port, run.sensors, tmp_path / "state")) as gw,
     ):
         node = _Node(run, broker.port, speed=1, retime=True).start(gw)
-        try:
-            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "first frames")
-            proxy.pause()
-            gw.wait(lambda: gw.sources["down"] == ["plc"], 30, "the outage to be seen")
-            time.sleep(3.0)
-            before = len(gw.frames()[0])
-            proxy.resume()
-            gw.wait(lambda: gw.sources["reconnects"] >= 1, 60, "reconnection")
-            gw.wait(lambda: len(gw.frames()[0]) >= before + 3, 60, "frames after the cut")
-            _spb_outage_checks(gw, before)
-        finally:
-            node.stop()
+        _spb_outage(gw, node, proxy.pause, proxy.resume, "cut")
 
 
 def test_sparkplug_with_a_mosquitto_password_file(tmp_path):
