@@ -63,6 +63,7 @@ from .sensor_checks import SensorChecks
 __all__ = [
     "DEFAULT_DETREND_SLOW",
     "DEFAULT_HOLDOUT_FRACTION",
+    "DEFAULT_KEEP_BOUNDED_LEVELS",
     "DEFAULT_TARGET_FAR",
     "DEFAULT_WINDOW",
     "fit_threshold",
@@ -80,6 +81,9 @@ DEFAULT_WINDOW = 20
 #: (see :mod:`lineguard.detectors.features`). On SKAB's training rows the
 #: thermal sensors sit at 0.7-0.97 and every other sensor below 0.6.
 DEFAULT_DETREND_SLOW = 0.6
+#: Slow sensors whose level the normal rows bound keep it (see
+#: :mod:`lineguard.detectors.features`, "Levels the normal history pins down").
+DEFAULT_KEEP_BOUNDED_LEVELS = True
 DEFAULT_TARGET_FAR = 0.01
 DEFAULT_HOLDOUT_FRACTION = 0.25
 
@@ -155,6 +159,7 @@ def train_pipeline(
     detrend_slow: float | None = DEFAULT_DETREND_SLOW,
     time_us: np.ndarray | None = None,
     sensor_checks: bool | SensorChecks = True,
+    keep_bounded_levels: bool = DEFAULT_KEEP_BOUNDED_LEVELS,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -188,6 +193,9 @@ def train_pipeline(
         Run the per-sensor, per-mode checks (freeze, step, relation, unseen
         mode; :mod:`lineguard.detectors.sensor_checks`) beside the detector:
         True for the defaults, or an unfitted :class:`SensorChecks`.
+    keep_bounded_levels : bool
+        Slow sensors whose level the normal rows bound keep it
+        (:func:`lineguard.detectors.features.bounded_levels`).
 
     Returns
     -------
@@ -218,6 +226,7 @@ def train_pipeline(
         window=window,
         detrend_slow=detrend_slow,
         sensor_checks=_checks(sensor_checks),
+        keep_bounded_levels=keep_bounded_levels,
     ).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
     if t is None:
         # The holdout continues the fit rows in time, so its first rows get
@@ -234,6 +243,7 @@ def train_pipeline(
             window=window,
             detrend_slow=detrend_slow,
             sensor_checks=_checks(sensor_checks),
+            keep_bounded_levels=keep_bounded_levels,
         ).fit(X, time_us=t)
     info = {
         "detector": detector_name,
@@ -241,6 +251,13 @@ def train_pipeline(
         "detrend_slow": detrend_slow,
         "slow_sensors": [
             name for name, slow in zip(sensors, pipeline.features_.slow_, strict=True) if slow
+        ],
+        "level_sensors": [
+            name
+            for name, kept in zip(
+                sensors, getattr(pipeline.features_, "level_kept_", ()), strict=False
+            )
+            if kept
         ],
         "target_far": float(target_far),
         "threshold_method": threshold_method(hold_scores.size, target_far),

@@ -29,19 +29,65 @@ column becomes the deviation from the trailing mean (how fast it moves now)
 and the trailing-mean column is zero. The rolling std stays. Fast sensors
 (flows, currents, vibration RMS) keep their levels, which is where a stuck
 valve shows. The choice uses the training rows only.
+
+Levels the normal history pins down
+-----------------------------------
+Dropping a slow sensor's level is a loss wherever the level is where a
+fault shows: a control loop that compensates a disturbance leaves only a
+sustained shift in a few slow variables, and a batch line's levels and
+temperatures are slow by nature. So with ``keep_bounded_levels`` a slow
+sensor keeps its level (value and trailing-mean columns, judged by the
+detector like any other sensor) when the normal rows are evidence that a
+healthy line does not outgrow it (:func:`bounded_levels`):
+
+* with three or more gap-free segments (batches, runs, days), every
+  segment's trailing means stay inside the band the other segments span
+  (widened by :data:`LEVEL_MARGIN` of it): the level recurs;
+* with one stretch of history, its most recent :data:`LEVEL_VALIDATION`
+  stay inside the band of the older rows, *and* the older rows hold at
+  least :data:`~lineguard.detectors.sensor_checks.MIN_EFFECTIVE_ROWS`
+  effective independent rows: a stretch shorter than the sensor's memory
+  (400 rows of a casing temperature are worth less than one independent
+  reading of its level) shows no range at all.
+
+A warm-up after a fault, or the thermal wander of a short pump test, fails
+both tests on normal rows and keeps the dynamics-only description; a
+regulated level seen over many batches or a long history passes and keeps
+its level, so a sustained shift alarms. Labels are never used.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["STATS", "TemporalFeatures", "lagged_autocorrelation"]
+from .sensor_checks import MIN_EFFECTIVE_ROWS, effective_rows
+
+__all__ = [
+    "LEVEL_MARGIN",
+    "LEVEL_VALIDATION",
+    "STATS",
+    "TemporalFeatures",
+    "bounded_levels",
+    "lagged_autocorrelation",
+]
 
 #: Lag, in rows, at which slow sensors are recognised (see the module docs):
 #: ten samples, the shortest trailing window the library uses.
 SLOW_LAG = 10
+
+#: Share of a level band's width added on each side before a level counts as
+#: outside it: the same margin as the step check's (``range_margin``).
+LEVEL_MARGIN = 0.1
+#: Most recent share of one stretch of history whose levels must stay inside
+#: the older rows' band (the checks' ``validation_fraction``).
+LEVEL_VALIDATION = 0.3
+#: Share of the held-out levels that may fall outside (the checks'
+#: ``validation_max_rate``): a single spike does not decide.
+_LEVEL_MAX_OUTSIDE = 0.005
 
 #: Supported per-sensor statistics, in output order.
 STATS: tuple[str, ...] = ("value", "mean", "std")
@@ -61,6 +107,10 @@ class TemporalFeatures(BaseEstimator):
         Lag-:data:`SLOW_LAG` autocorrelation in the training rows above which a
         sensor counts as slow and loses its level columns (module docs).
         None keeps every sensor's level.
+    keep_bounded_levels : bool, default=False
+        Slow sensors whose level the normal rows pin down
+        (:func:`bounded_levels`) keep it (module docs, "Levels the normal
+        history pins down"). Only used with ``detrend_slow``.
 
     Attributes
     ----------
@@ -75,6 +125,9 @@ class TemporalFeatures(BaseEstimator):
     slow_ : ndarray of bool, shape (n_features_in_,)
         Sensors described by their dynamics rather than their level (see
         the module docs); all False unless ``detrend_slow`` is set.
+    level_kept_ : ndarray of bool, shape (n_features_in_,)
+        Sensors slow by their autocorrelation whose level was kept because
+        the normal rows bound it; all False unless ``keep_bounded_levels``.
 
     Notes
     -----
@@ -89,13 +142,27 @@ class TemporalFeatures(BaseEstimator):
         window: int = 10,
         stats: tuple[str, ...] = STATS,
         detrend_slow: float | None = None,
+        keep_bounded_levels: bool = False,
     ) -> None:
         self.window = window
         self.stats = stats
         self.detrend_slow = detrend_slow
+        self.keep_bounded_levels = keep_bounded_levels
 
-    def fit(self, X: np.ndarray, y: object = None) -> TemporalFeatures:
-        """Record the input width; the transform itself has no learned state."""
+    def fit(
+        self, X: np.ndarray, y: object = None, starts: np.ndarray | None = None
+    ) -> TemporalFeatures:
+        """Choose, from normal rows, which sensors are described by their dynamics.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_sensors)
+            Normal rows in time order, finite.
+        y : ignored
+        starts : ndarray of int, optional
+            Rows where a gap-free segment starts (several runs or batches);
+            used by :func:`bounded_levels`.
+        """
         if not isinstance(self.window, (int, np.integer)) or self.window < 1:
             raise ValueError(f"window must be an int >= 1, got {self.window!r}.")
         unknown = [s for s in self.stats if s not in STATS]
@@ -108,12 +175,17 @@ class TemporalFeatures(BaseEstimator):
         self.feature_sources_ = np.tile(np.arange(self.n_features_in_), len(self.stats_))
         self.n_features_out_ = int(self.feature_sources_.size)
         self.slow_ = np.zeros(self.n_features_in_, dtype=bool)
+        self.level_kept_ = np.zeros(self.n_features_in_, dtype=bool)
         if self.detrend_slow is not None and len(self.stats_) > 1 and "value" in self.stats_:
             if not 0.0 < self.detrend_slow < 1.0:
                 raise ValueError(
                     f"detrend_slow must be in (0, 1) or None, got {self.detrend_slow!r}."
                 )
-            self.slow_ = lagged_autocorrelation(X, SLOW_LAG) > self.detrend_slow
+            slow = lagged_autocorrelation(X, SLOW_LAG) > self.detrend_slow
+            if getattr(self, "keep_bounded_levels", False) and slow.any():
+                columns = np.flatnonzero(slow)
+                self.level_kept_[columns] = bounded_levels(X[:, columns], self.window, starts)
+            self.slow_ = slow & ~self.level_kept_
         return self
 
     def get_feature_names_out(self, input_features: list[str] | None = None) -> np.ndarray:
@@ -283,6 +355,63 @@ def _merge(a: _Block, a_start: int, b: _Block, b_start: int, length: int) -> _Bl
     if m2_b is not None:
         m2 += m2_b
     return mean, m2, na + nb
+
+
+def bounded_levels(X: np.ndarray, window: int, starts: np.ndarray | None = None) -> np.ndarray:
+    """Per column: do the normal rows show that its level stays in a band?
+
+    The level is the trailing mean over ``window`` rows (full windows, never
+    across a segment start). See the module docs for the two tests: levels
+    that recur across three or more segments, or, in one stretch, recent
+    levels inside the older band with enough effective rows behind it.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_columns)
+        Normal rows in time order, finite.
+    window : int
+        Trailing window of the level.
+    starts : ndarray of int, optional
+        First row of each gap-free segment (default: one segment).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_columns,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    bounds = [0] if starts is None else sorted({0, *np.asarray(starts, dtype=int).tolist()})
+    levels = [_trailing_levels(X[a:b], window) for a, b in itertools.pairwise([*bounds, n])]
+    levels = [m for m in levels if m.shape[0]]
+    if len(levels) >= 3:
+        outside = np.zeros(d)
+        for i, held in enumerate(levels):
+            rest = np.concatenate(levels[:i] + levels[i + 1 :], axis=0)
+            outside += _outside(held, rest).sum(axis=0)
+        return outside / sum(m.shape[0] for m in levels) <= _LEVEL_MAX_OUTSIDE
+    m = np.concatenate(levels, axis=0) if levels else np.empty((0, d))
+    n_recent = int(np.ceil(m.shape[0] * LEVEL_VALIDATION))
+    if n_recent < 1 or m.shape[0] - n_recent < 2:
+        return np.zeros(d, dtype=bool)
+    older_rows = X[: max(n - (n_recent + window - 1), 2)]
+    enough = effective_rows(older_rows) >= MIN_EFFECTIVE_ROWS
+    inside = _outside(m[-n_recent:], m[:-n_recent]).mean(axis=0) <= _LEVEL_MAX_OUTSIDE
+    return enough & inside
+
+
+def _trailing_levels(X: np.ndarray, window: int) -> np.ndarray:
+    """Trailing means of the full windows of one segment (fit time only)."""
+    if X.shape[0] < window:
+        return np.empty((0, X.shape[1]))
+    c = np.cumsum(np.concatenate([np.zeros((1, X.shape[1])), X], axis=0), axis=0)
+    return (c[window:] - c[:-window]) / window
+
+
+def _outside(levels: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Which of ``levels`` fall outside the widened band of ``reference``."""
+    lo, hi = reference.min(axis=0), reference.max(axis=0)
+    margin = LEVEL_MARGIN * (hi - lo)
+    return (levels < lo - margin) | (levels > hi + margin)
 
 
 def lagged_autocorrelation(X: np.ndarray, lag: int) -> np.ndarray:

@@ -138,6 +138,10 @@ class LinePipeline(BaseEstimator):
         Unfitted per-sensor, per-mode checks (freeze, step, relation, unseen
         mode) run beside the detector; ``fit`` trains a clone (``checks_``).
         None: the detector alone.
+    keep_bounded_levels : bool, default=False
+        Passed to :class:`TemporalFeatures`: slow sensors whose level the
+        normal rows bound (recurring across segments, or stable over a long
+        enough history) keep their level instead of being detrended.
 
     Attributes
     ----------
@@ -174,12 +178,14 @@ class LinePipeline(BaseEstimator):
         window: int = 10,
         detrend_slow: float | None = None,
         sensor_checks: SensorChecks | None = None,
+        keep_bounded_levels: bool = False,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
         self.window = window
         self.detrend_slow = detrend_slow
         self.sensor_checks = sensor_checks
+        self.keep_bounded_levels = keep_bounded_levels
 
     def fit(
         self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
@@ -224,8 +230,10 @@ class LinePipeline(BaseEstimator):
         checks = getattr(self, "sensor_checks", None)
         self.checks_ = None if checks is None else clone(checks).fit(X_imp, starts=starts)
         self.features_ = TemporalFeatures(
-            window=self.window, detrend_slow=getattr(self, "detrend_slow", None)
-        ).fit(Z)
+            window=self.window,
+            detrend_slow=getattr(self, "detrend_slow", None),
+            keep_bounded_levels=getattr(self, "keep_bounded_levels", False),
+        ).fit(Z, starts=starts)
         # Each gap-free segment starts a fresh window, as live scoring does
         # after a gap; its first window - 1 rows are not full windows.
         parts = []
