@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from .catalogue import DEFAULT_DETECTOR, make_detector
+from .robust import DEFAULT_MAX_TRIM
 from .scoring import LinePipeline, segment_starts
 from .sensor_checks import SensorChecks
 
@@ -160,6 +161,7 @@ def train_pipeline(
     time_us: np.ndarray | None = None,
     sensor_checks: bool | SensorChecks = True,
     keep_bounded_levels: bool = DEFAULT_KEEP_BOUNDED_LEVELS,
+    max_trim: float = DEFAULT_MAX_TRIM,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -196,6 +198,11 @@ def train_pipeline(
     keep_bounded_levels : bool
         Slow sensors whose level the normal rows bound keep it
         (:func:`lineguard.detectors.features.bounded_levels`).
+    max_trim : float
+        Robustness to a dirty training window (:mod:`lineguard.detectors.robust`):
+        the detector is fitted by concentration steps that leave out this
+        share of each mode's highest-scoring rows; the threshold is then
+        calibrated on held-back rows as always. 0 disables.
 
     Returns
     -------
@@ -227,6 +234,7 @@ def train_pipeline(
         detrend_slow=detrend_slow,
         sensor_checks=_checks(sensor_checks),
         keep_bounded_levels=keep_bounded_levels,
+        max_trim=max_trim,
     ).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
     if t is None:
         # The holdout continues the fit rows in time, so its first rows get
@@ -244,6 +252,7 @@ def train_pipeline(
             detrend_slow=detrend_slow,
             sensor_checks=_checks(sensor_checks),
             keep_bounded_levels=keep_bounded_levels,
+            max_trim=max_trim,
         ).fit(X, time_us=t)
     info = {
         "detector": detector_name,
@@ -268,6 +277,8 @@ def train_pipeline(
             str(q): float(np.quantile(hold_scores, q)) for q in (0.5, 0.9, 0.99)
         },
         "refit": bool(refit),
+        "max_trim": float(max_trim),
+        "trimmed_fit_rows": int(getattr(pipeline, "trimmed_rows_", 0)),
         "seed": seed,
         "max_gap_us": getattr(pipeline, "max_gap_us_", None),
     }

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
+from .robust import TRIM_STEPS, trimmed_rows
 from .sensor_checks import CheckState, SensorChecks
 
 __all__ = [
@@ -142,6 +143,10 @@ class LinePipeline(BaseEstimator):
         Passed to :class:`TemporalFeatures`: slow sensors whose level the
         normal rows bound (recurring across segments, or stable over a long
         enough history) keep their level instead of being detrended.
+    max_trim : float, default=0.0
+        Trimmed fit (:mod:`lineguard.detectors.robust`): the detector is
+        refitted, a few times, without the share of each operating mode's
+        training rows it scores highest. 0 fits once, on every row.
 
     Attributes
     ----------
@@ -163,6 +168,8 @@ class LinePipeline(BaseEstimator):
         None when fitted without times (no resets).
     checks_ : SensorChecks or None
         Fitted clone of ``sensor_checks``.
+    trimmed_rows_ : int
+        Training feature rows the trimmed fit left out (0 without ``max_trim``).
 
     Notes
     -----
@@ -179,6 +186,7 @@ class LinePipeline(BaseEstimator):
         detrend_slow: float | None = None,
         sensor_checks: SensorChecks | None = None,
         keep_bounded_levels: bool = False,
+        max_trim: float = 0.0,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
@@ -186,6 +194,7 @@ class LinePipeline(BaseEstimator):
         self.detrend_slow = detrend_slow
         self.sensor_checks = sensor_checks
         self.keep_bounded_levels = keep_bounded_levels
+        self.max_trim = max_trim
 
     def fit(
         self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
@@ -236,17 +245,30 @@ class LinePipeline(BaseEstimator):
         ).fit(Z, starts=starts)
         # Each gap-free segment starts a fresh window, as live scoring does
         # after a gap; its first window - 1 rows are not full windows.
-        parts = []
+        parts, rows = [], []
         for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]]):
             F, _ = self.features_.transform(Z[lo:hi])
             parts.append(F[n_warm:])
+            rows.append(np.arange(lo + n_warm, hi))
         F = np.concatenate(parts, axis=0)
+        F_rows = np.concatenate(rows)
         if F.shape[0] < 2:
             raise ValueError(
                 f"LinePipeline.fit found fewer than 2 full-window rows in {len(starts)} "
                 f"gap-free segments of {X.shape[0]} rows (window={self.window})."
             )
         self.detector_ = clone(self.detector).fit(F)
+        self.trimmed_rows_ = 0
+        max_trim = getattr(self, "max_trim", 0.0)
+        if max_trim:
+            # Concentration steps (lineguard.detectors.robust), per mode.
+            modes = None if self.checks_ is None else self.checks_.modes_of(X_imp[F_rows])
+            for _ in range(TRIM_STEPS):
+                keep = trimmed_rows(self.detector_.decision_function(F), max_trim, modes)
+                self.trimmed_rows_ = int((~keep).sum())
+                if not self.trimmed_rows_ or keep.sum() < 2:
+                    break
+                self.detector_ = clone(self.detector).fit(F[keep])
         self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
         return self
 

@@ -432,6 +432,11 @@ class SensorChecks(BaseEstimator):
         bits = X[:, self.state_channels_] >= 0.5
         return bits.astype(np.int64) @ self.bits_
 
+    def modes_of(self, X: np.ndarray) -> np.ndarray:
+        """Operating mode of each row: an index into ``modes_``, -1 if unseen."""
+        check_is_fitted(self, "modes_")
+        return self._mode_index(_finite_2d(X))
+
     def _mode_index(self, X: np.ndarray) -> np.ndarray:
         codes = self._codes(X)
         idx = np.searchsorted(self.modes_, codes)
