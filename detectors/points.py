@@ -14,7 +14,12 @@ extra fields:
   (a late frame, buffered by the gateway during an outage) -- query them
   with ``count("exceed")`` or ``WHERE "historical" = true``;
 * only where someone asks "which sensors?": ``top_sensors`` on frames that
-  exceed the threshold or are in alert.
+  exceed the threshold or are in alert;
+* only where a frame exceeds: ``reason``, why it does (the multivariate
+  score or the sensor check that fired, by name). A check can hold a line in
+  alert while the score sits under the threshold; without the reason that
+  alert would look like one from nowhere. Written from the exceeding group's
+  template like ``exceed``, so it costs nothing on quiet frames.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.contracts import SCORE_MEASUREMENT
+from lineguard.contracts import ALERT_REASONS, REASON_FIELD, SCORE_MEASUREMENT
 from lineguard.influx import encode_points
 
-__all__ = ["RESULT_MEASUREMENT", "SCORE_DIGITS", "result_points"]
+__all__ = ["REASON_NAMES", "RESULT_MEASUREMENT", "SCORE_DIGITS", "reason_names", "result_points"]
 
 RESULT_MEASUREMENT = SCORE_MEASUREMENT
 # Scores are written with 12 significant digits: far finer than any reading
@@ -36,6 +41,28 @@ RESULT_MEASUREMENT = SCORE_MEASUREMENT
 SCORE_DIGITS = 12
 
 _EXCEED, _ANOMALY, _HISTORICAL = 4, 2, 1
+_REASON_STEP = 8  # group key: the flags above, plus reason code * 8
+
+#: Reason names by the scorer's code (``BatchResult.reason``): "" for 0.
+REASON_NAMES: np.ndarray = np.array(("", *ALERT_REASONS), dtype=object)
+
+
+def reason_names(codes: np.ndarray) -> np.ndarray:
+    """Reason names (object array of str, "" where quiet) from reason codes, in one take.
+
+    Raises
+    ------
+    ValueError
+        For a code outside the contract's reasons (a scorer newer than the
+        contract), rather than writing a wrong name.
+    """
+    c = np.asarray(codes, dtype=np.intp)
+    if c.size and (c.min() < 0 or c.max() >= REASON_NAMES.size):
+        raise ValueError(
+            f"expected reason codes 0..{REASON_NAMES.size - 1} "
+            f"({', '.join(ALERT_REASONS)}); got {sorted(set(c.tolist()))}"
+        )
+    return REASON_NAMES[c]
 
 
 def result_points(
@@ -55,7 +82,7 @@ def result_points(
     time_us : ndarray of int, shape (n,)
         Frame times.
     result : BatchResult
-        The frames' ``score``, ``raw_exceed`` and ``anomaly``.
+        The frames' ``score``, ``raw_exceed``, ``anomaly`` and ``reason``.
     threshold : float
         The model's threshold.
     historical : ndarray of bool, shape (n,)
@@ -72,10 +99,18 @@ def result_points(
         return ""
     times_ns = np.asarray(time_us, dtype=np.int64) * 1000
     score = np.asarray(result.score, dtype=np.float64)
+    codes = getattr(result, "reason", None)
+    if codes is None or len(codes) != n:
+        codes = np.zeros(n, dtype=np.intp)  # a result without reasons (none are written)
+    else:
+        reason_names(codes)  # refuse an unknown code before writing anything
+        codes = np.asarray(codes, dtype=np.intp)
     # Frames with the same flags share one line template (constant fields
     # are written into it once); the groups are then put back in frame
     # order, because time-ordered writes are InfluxDB's cheapest.
-    kind = exceed * _EXCEED | anomaly * _ANOMALY | late * _HISTORICAL
+    # The reason is part of the group key, so it too is a constant of its
+    # group's template: naming it costs no per-frame formatting.
+    kind = exceed * _EXCEED | anomaly * _ANOMALY | late * _HISTORICAL | codes * _REASON_STEP
     groups = np.unique(kind).tolist()
     ordered = np.empty(n, dtype=object) if len(groups) > 1 else None
     for group in groups:
@@ -88,6 +123,11 @@ def result_points(
         }
         if group & _EXCEED:
             fields["exceed"] = np.ones(m, dtype=bool)
+            code = group // _REASON_STEP
+            if code:
+                # Exceeding frames are exactly those with a reason (the
+                # scorer's warm-up clears both), so none is written empty.
+                fields[REASON_FIELD] = np.full(m, REASON_NAMES[code], dtype=object)
         if group & _HISTORICAL:
             fields["historical"] = np.ones(m, dtype=bool)
         if group & (_EXCEED | _ANOMALY) and top_names is not None:
