@@ -216,7 +216,7 @@ def test_an_incident_is_named_after_the_reason_most_of_its_frames_had() -> None:
     flags = [1, 1, 1, 1, 1, 1]
     reasons = ["score", "score", "freeze", "freeze", "freeze", ""]
     top = ["P1,T1", "P1,T1", "FT2,P1", "FT2,P1", "T1,FT2", "P1"]
-    state, events = run(IncidentState(), flags, top=top, reasons=reasons)
+    _, events = run(IncidentState(), flags, top=top, reasons=reasons)
     last = events[-1]
     assert (last.reason, last.reason_sensor) == ("freeze", "FT2")
     assert last.reasons == {"score": 2, "freeze": 3}

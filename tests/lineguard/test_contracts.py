@@ -30,8 +30,8 @@ from lineguard.contracts import (
     schema_dir,
 )
 from lineguard.dashboards.generate import dashboard_json
-from lineguard.detectors.sensor_checks import REASONS
 from lineguard.dashboards.grafana import dashboard_queries
+from lineguard.detectors.sensor_checks import REASONS
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.announce import Announcement
@@ -149,7 +149,7 @@ def test_the_workers_alert_and_incident_messages_follow_their_schemas(processed)
 
 def test_the_contract_reasons_are_the_scorers_codes_in_order() -> None:
     # Code 0 is "no reason"; code c names ALERT_REASONS[c - 1] everywhere.
-    assert REASONS == ("", *ALERT_REASONS)
+    assert ("", *ALERT_REASONS) == REASONS
     for name in (ALERT_SCHEMA, INCIDENT_SCHEMA):
         enum = message_schema(name)["properties"]["reason"]["enum"]
         assert set(ALERT_REASONS) <= set(enum)
