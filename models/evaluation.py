@@ -65,6 +65,7 @@ __all__ = [
     "evaluate_folder",
     "evaluate_history",
     "evaluate_run",
+    "evaluate_with_active_model",
     "find_runs",
     "nab_score",
     "predicted_changepoints",
@@ -562,6 +563,28 @@ def _scored_run(
         calibration=dict(bundle.manifest.get("calibration", {})),
         reason=reason,
     )
+
+
+def evaluate_with_active_model(
+    run: RecordedRun,
+    line: str,
+    registry: Registry,
+    plan: GatewayPlan | None = None,
+) -> RunEvaluation:
+    """Score a whole recorded run offline with the line's active model, as deployed.
+
+    Nothing is trained: the run is streamed through a fresh stream-worker
+    processor reading ``registry``, so the result is what a worker serving
+    that registry computes for these frames -- the offline side of checking
+    a live worker's points and alerts (every row counts; a run without
+    labels counts as normal).
+    """
+    bundle = registry.load(line)
+    if run.anomaly is None:
+        zeros = np.zeros(len(run), dtype=np.int8)
+        run = replace(run, anomaly=zeros, changepoint=zeros.copy())
+    config = TrainingConfig()
+    return _scored_run(run, Path(run.path).name, line, registry, bundle, 0, config, plan)
 
 
 def evaluate_history(
