@@ -421,3 +421,35 @@ def test_cli_evaluate_rejects_bad_options(small_folder: Path, tmp_path: Path) ->
         main, ["evaluate", str(empty), "--train-rows", "400", "--predictions", str(tmp_path)]
     )
     assert none.exit_code == 1 and "no labelled run" in none.output
+
+
+def test_the_run_figure_marks_alert_frames_by_reason(evaluation: Evaluation) -> None:
+    """Artists, not pixels: one marker set per reason with the frames in
+    alert that had it, the sensors behind it in the legend label."""
+    from lineguard.models.report import run_figure
+
+    names = np.array(("", *ALERT_REASONS), dtype=object)
+    seen = set()
+    for run in evaluation.runs:
+        ax = run_figure(run).axes[0]
+        marks = {
+            c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("reason:")
+        }
+        alerted = run.anomaly.astype(bool)
+        why = names[run.reason]
+        assert set(marks) == {f"reason:{r}" for r in why[alerted].tolist()}, run.name
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        for gid, artist in marks.items():
+            reason = gid.split(":", 1)[1]
+            frames = alerted & (why == reason)
+            assert len(artist.get_offsets()) == int(frames.sum())
+            assert artist.get_label() in legend
+            if reason:
+                behind = {
+                    t.split(",")[0] for t, f in zip(run.top_sensors, frames, strict=True) if f
+                }
+                label = artist.get_label()
+                assert label.startswith(f"{reason} (") and label.endswith(")")
+                assert set(label[len(reason) + 2 : -1].split(", ")) <= behind
+        seen |= set(marks)
+    assert {"reason:score", "reason:step"} <= seen  # a check's alerts are drawn as such
