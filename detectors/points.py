@@ -18,8 +18,9 @@ extra fields:
 * only where a frame exceeds: ``reason``, why it does (the multivariate
   score or the sensor check that fired, by name). A check can hold a line in
   alert while the score sits under the threshold; without the reason that
-  alert would look like one from nowhere. Written from the exceeding group's
-  template like ``exceed``, so it costs nothing on quiet frames.
+  alert would look like one from nowhere. One string column of the
+  exceeding frames' group only, so quiet frames pay nothing for it
+  (``bench/reason_cost.py`` measures the rest).
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ RESULT_MEASUREMENT = SCORE_MEASUREMENT
 SCORE_DIGITS = 12
 
 _EXCEED, _ANOMALY, _HISTORICAL = 4, 2, 1
-_REASON_STEP = 8  # group key: the flags above, plus reason code * 8
 
 #: Reason names by the scorer's code (``BatchResult.reason``): "" for 0.
 REASON_NAMES: np.ndarray = np.array(("", *ALERT_REASONS), dtype=object)
+# As written: None (no field) for 0.
+_WRITTEN = np.array((None, *ALERT_REASONS), dtype=object)
 
 
 def reason_names(codes: np.ndarray) -> np.ndarray:
@@ -100,17 +102,16 @@ def result_points(
     times_ns = np.asarray(time_us, dtype=np.int64) * 1000
     score = np.asarray(result.score, dtype=np.float64)
     codes = getattr(result, "reason", None)
-    if codes is None or len(codes) != n:
-        codes = np.zeros(n, dtype=np.intp)  # a result without reasons (none are written)
-    else:
+    written = None
+    if codes is not None and len(codes) == n and np.any(codes):
         reason_names(codes)  # refuse an unknown code before writing anything
-        codes = np.asarray(codes, dtype=np.intp)
+        written = _WRITTEN[np.asarray(codes, dtype=np.intp)]
     # Frames with the same flags share one line template (constant fields
     # are written into it once); the groups are then put back in frame
-    # order, because time-ordered writes are InfluxDB's cheapest.
-    # The reason is part of the group key, so it too is a constant of its
-    # group's template: naming it costs no per-frame formatting.
-    kind = exceed * _EXCEED | anomaly * _ANOMALY | late * _HISTORICAL | codes * _REASON_STEP
+    # order, because time-ordered writes are InfluxDB's cheapest. (Splitting
+    # the groups by reason too, to make it a template constant, cost more in
+    # extra groups than it saved: bench/RESULTS.md, 2026-12-01.)
+    kind = exceed * _EXCEED | anomaly * _ANOMALY | late * _HISTORICAL
     groups = np.unique(kind).tolist()
     ordered = np.empty(n, dtype=object) if len(groups) > 1 else None
     for group in groups:
@@ -123,11 +124,10 @@ def result_points(
         }
         if group & _EXCEED:
             fields["exceed"] = np.ones(m, dtype=bool)
-            code = group // _REASON_STEP
-            if code:
+            if written is not None:
                 # Exceeding frames are exactly those with a reason (the
-                # scorer's warm-up clears both), so none is written empty.
-                fields[REASON_FIELD] = np.full(m, REASON_NAMES[code], dtype=object)
+                # scorer's warm-up clears both); a code 0 would write none.
+                fields[REASON_FIELD] = written[mask]
         if group & _HISTORICAL:
             fields["historical"] = np.ones(m, dtype=bool)
         if group & (_EXCEED | _ANOMALY) and top_names is not None:
