@@ -390,8 +390,8 @@ class TelemetryProcessor:
                 result.top_sensors[named, : self.top_k], bundle.sensors
             )
         top = top_names.tolist()
-        # One take over the batch; read only at alert edges and alert frames.
-        reasons = reason_names(result.reason)
+        # Read only at alert edges and alert frames: a quiet batch skips it.
+        reasons = reason_names(result.reason) if anomaly.any() or edges.any() else None
         site = items[0][1].site
         line = items[0][1].line
         tags = {"site": site, "line": line, "model_version": bundle.version}
@@ -615,8 +615,9 @@ def incident_point(event: IncidentEvent, site: str) -> str:
     Every open/update/close rewrites the same point (same tags, same time),
     so the measurement holds one point per incident in its latest state;
     Grafana draws it as a region annotation from ``time`` to ``end_us``.
-    The reason fields are written once the incident has a reason (a rewrite
-    only adds to a point's fields, so none is ever left stale by an empty one).
+    The reason fields are left out until the incident has a reason, rather
+    than written empty: InfluxDB merges a rewrite's fields into the stored
+    point, and an empty value would look like a reason.
     """
     why: dict[str, np.ndarray] = {}
     if event.reason:
