@@ -6,13 +6,15 @@ What the panels read (written by :mod:`lineguard.detectors.points` and
 * ``lineguard_score``: tags ``site``, ``line``, ``model_version`` (and
   ``role=shadow`` for shadow points); fields ``score``, ``threshold`` and
   ``anomaly`` on every frame, ``exceed`` and ``historical`` only where true,
-  ``top_sensors`` on exceeding or alerted frames. Live panels select
+  ``top_sensors`` on exceeding or alerted frames, ``reason`` (the score or
+  the sensor check that fired) on exceeding frames. Live panels select
   ``"role" != 'shadow'`` (active points carry no ``role`` tag).
 * ``lineguard_telemetry``: tags ``site``, ``line``; one field per sensor.
 * ``lineguard_incident``: tags ``site``, ``line``; one point per incident at
   its start, rewritten in place on every update; fields ``incident_id``,
   ``state``, ``severity``, ``peak_score``, ``threshold``, ``end_us``,
-  ``duration_s``, ``frames``, ``top_sensors``, ``model_version``.
+  ``duration_s``, ``frames``, ``top_sensors``, ``model_version``, and once
+  its frames had one ``reason``, ``reason_sensor``, ``reasons``.
 * ``lineguard_worker``: tags ``worker``, ``role``; cumulative counters
   (``records``, ``frames``, ``dead_letters``, ``alerts``, ``incidents``,
   ``write_retries``, ``write_errors``) and gauges (``batch_ms``,
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 from lineguard.contracts import (
     INCIDENT_MEASUREMENT,
+    REASON_FIELD,
+    REASON_SENSOR_FIELD,
     SCORE_MEASUREMENT,
     TELEMETRY_MEASUREMENT,
     WORKER_MEASUREMENT,
@@ -75,6 +79,8 @@ STALE_MAPPING = {
     "options": {"match": "null", "result": {"text": "STALE", "color": RED, "index": 0}},
 }
 RATIO_THRESHOLDS: list[tuple[float | None, str]] = [(None, GREEN), (0.8, YELLOW), (1.0, RED)]
+REASON = REASON_FIELD
+REASON_SENSOR = REASON_SENSOR_FIELD
 
 
 def _site_line_variables(line_multi: bool = True) -> list[Variable]:
@@ -495,23 +501,25 @@ def line_drilldown() -> Dashboard:
             "Contributing sensors during alerts",
             [
                 Target(
-                    f'SELECT "top_sensors", "score" FROM "{SCORE}" '
+                    f'SELECT "{REASON}", "top_sensors", "score" FROM "{SCORE}" '
                     f'WHERE {where} AND "anomaly" = true AND $timeFilter',
-                    ("time", "top_sensors", "score"),
+                    ("time", REASON, "top_sensors", "score"),
                     result_format="table",
                 )
             ],
             width=12,
             height=9,
             description=(
-                "Alert frames grouped by their top contributing sensors (most "
-                "contributing first), most frequent first."
+                "Alert frames grouped by why they exceeded (the score or the sensor "
+                "check that fired; empty: held in alert by the debounce) and their top "
+                "contributing sensors (the check's own sensor first), most frequent first."
             ),
             transformations=[
                 {
                     "id": "groupBy",
                     "options": {
                         "fields": {
+                            REASON: {"aggregations": [], "operation": "groupby"},
                             "top_sensors": {"aggregations": [], "operation": "groupby"},
                             "score": {"aggregations": ["count", "max"], "operation": "aggregate"},
                         }
@@ -522,6 +530,7 @@ def line_drilldown() -> Dashboard:
                     "id": "organize",
                     "options": {
                         "renameByName": {
+                            REASON: "Reason",
                             "top_sensors": "Top sensors",
                             "score (count)": "Alert frames",
                             "score (max)": "Peak score",
@@ -537,8 +546,8 @@ def line_drilldown() -> Dashboard:
             [
                 Target(
                     'SELECT "incident_id", "state", "severity", "peak_score", "threshold", '
-                    '"duration_s", "frames", "top_sensors", "model_version" '
-                    f'FROM "{INCIDENT}" WHERE {line} AND $timeFilter',
+                    f'"duration_s", "frames", "{REASON}", "{REASON_SENSOR}", "top_sensors", '
+                    f'"model_version" FROM "{INCIDENT}" WHERE {line} AND $timeFilter',
                     (
                         "time",
                         "incident_id",
@@ -548,6 +557,8 @@ def line_drilldown() -> Dashboard:
                         "threshold",
                         "duration_s",
                         "frames",
+                        REASON,
+                        REASON_SENSOR,
                         "top_sensors",
                         "model_version",
                     ),
@@ -559,7 +570,16 @@ def line_drilldown() -> Dashboard:
             description="Render one for an e-mail: lineguard report incident ID --png FILE",
             transformations=[
                 {"id": "sortBy", "options": {"sort": [{"field": "Time", "desc": True}]}},
-                {"id": "organize", "options": {"renameByName": {"Time": "Start"}}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "renameByName": {
+                            "Time": "Start",
+                            REASON: "Reason",
+                            REASON_SENSOR: "Reason sensor",
+                        }
+                    },
+                },
             ],
             overrides=[
                 _field_override(
@@ -582,6 +602,51 @@ def line_drilldown() -> Dashboard:
         ),
         None,
         Panel(
+            "barchart",
+            "Alerts by reason",
+            [
+                Target(
+                    f'SELECT "{REASON}", "score" FROM "{SCORE}" '
+                    f'WHERE {where} AND "anomaly" = true AND "exceed" = true AND $timeFilter',
+                    ("time", REASON, "score"),
+                    result_format="table",
+                )
+            ],
+            width=8,
+            height=6,
+            description=(
+                "Alert frames by why they exceeded: the multivariate score, or the sensor "
+                "check that fired (freeze, step, relation) or a mode never seen in training. "
+                "A check can hold an alert while the score sits under the threshold; "
+                "this is where it shows."
+            ),
+            transformations=[
+                {
+                    "id": "groupBy",
+                    "options": {
+                        "fields": {
+                            REASON: {"aggregations": [], "operation": "groupby"},
+                            "score": {"aggregations": ["count"], "operation": "aggregate"},
+                        }
+                    },
+                },
+                {"id": "sortBy", "options": {"sort": [{"field": "score (count)", "desc": True}]}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "renameByName": {REASON: "Reason", "score (count)": "Alert frames"}
+                    },
+                },
+            ],
+            options={
+                "xField": "Reason",
+                "orientation": "horizontal",
+                "showValue": "always",
+                "legend": {"showLegend": False},
+            },
+            thresholds=[(None, RED)],
+        ),
+        Panel(
             "table",
             "Model versions in range",
             [
@@ -592,8 +657,8 @@ def line_drilldown() -> Dashboard:
                     result_format="table",
                 )
             ],
-            width=24,
-            height=5,
+            width=16,
+            height=6,
             description="Role 'shadow' rows are candidates scored beside the active version.",
             transformations=[
                 {"id": "organize", "options": {"excludeByName": {"Time": True}}},

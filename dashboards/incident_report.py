@@ -8,7 +8,9 @@ the incident, and renders one PNG for a QA e-mail or a deviation record:
 * a header: line, site, severity, start and end (UTC), duration, peak score
   against threshold, model version;
 * score against threshold, with the incident window shaded and the alert
-  frames marked;
+  frames marked by their reason (the score, or the sensor check that fired,
+  with its sensor in the legend: :mod:`lineguard.dashboards.reason_marks`),
+  so an alert a check holds under the threshold is visible as such;
 * the contributing sensors ranked (how often each was among a frame's top
   contributors during the incident, weighted 3/2/1 by rank, as the
   incident tracker ranks them);
@@ -22,14 +24,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lineguard.contracts import INCIDENT_MEASUREMENT, SCORE_MEASUREMENT, TELEMETRY_MEASUREMENT
+from lineguard.contracts import (
+    INCIDENT_MEASUREMENT,
+    REASON_FIELD,
+    SCORE_MEASUREMENT,
+    TELEMETRY_MEASUREMENT,
+)
+from lineguard.dashboards.reason_marks import mark_reasons
 from lineguard.errors import LineGuardError
 from lineguard.extras import require
 from lineguard.influx import InfluxV1Client
@@ -70,6 +78,9 @@ class IncidentData:
     top_sensors: list[str]
     sensor_time_us: np.ndarray
     sensors: dict[str, np.ndarray]
+    #: Each score frame's reason ("" where it does not exceed); empty: unknown
+    #: (points written before the reason existed), all alert frames drawn alike.
+    reasons: list[str] = field(default_factory=list)
 
 
 def _quote(value: str) -> str:
@@ -124,7 +135,7 @@ def load_incident(client: InfluxV1Client, incident_id: str) -> IncidentData:
     window = f"time >= {start_us - context_us}u AND time <= {end_us + context_us}u"
     line = f'"line" = {_quote(str(incident["line"]))}'
     scores = client.query(
-        f'SELECT "score", "threshold", "anomaly", "top_sensors" FROM "{SCORE}" '
+        f'SELECT "score", "threshold", "anomaly", "top_sensors", "{REASON_FIELD}" FROM "{SCORE}" '
         f"WHERE {line} AND \"role\" != 'shadow' AND {window}",
         epoch="u",
     )
@@ -145,6 +156,7 @@ def load_incident(client: InfluxV1Client, incident_id: str) -> IncidentData:
             n: np.array([np.nan if r.get(n) is None else r[n] for r in telemetry], dtype=float)
             for n in names
         },
+        reasons=[r.get(REASON_FIELD) or "" for r in scores],
     )
 
 
@@ -201,7 +213,14 @@ def plot_incident(data: IncidentData) -> Any:
         f"{severity.upper()} ({inc.get('state')})   {_utc(data.start_us)} → {_utc(data.end_us)}"
         f"   ({duration:.0f} s, {inc.get('frames')} alert frames)\n"
         f"peak score {float(inc.get('peak_score', np.nan)):.3g} vs threshold "
-        f"{float(inc.get('threshold', np.nan)):.3g}   model {inc.get('model_version')}",
+        f"{float(inc.get('threshold', np.nan)):.3g}   model {inc.get('model_version')}"
+        + (
+            f"   reason {inc[REASON_FIELD]}"
+            + (f" ({inc['reason_sensor']})" if inc.get("reason_sensor") else "")
+            + (f", frames {inc['reasons']}" if inc.get("reasons") else "")
+            if inc.get(REASON_FIELD)
+            else ""
+        ),
         fontsize=9.5,
         va="top",
         color="#333333",
@@ -222,7 +241,9 @@ def plot_incident(data: IncidentData) -> Any:
     t = _dates(data.score_time_us)
     ax_score.plot(t, data.score, color="#1a73e8", lw=1.0, label="score")
     ax_score.plot(t, data.threshold, color="#c5221f", lw=1.4, ls="--", label="threshold")
-    if data.anomaly.any():
+    if data.anomaly.any() and len(data.reasons) == len(data.anomaly):
+        mark_reasons(ax_score, t, data.score, data.anomaly, data.reasons, data.top_sensors)
+    elif data.anomaly.any():
         ax_score.scatter(
             t[data.anomaly],
             data.score[data.anomaly],

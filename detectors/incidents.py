@@ -9,7 +9,18 @@ the same whether a line is scored live, replayed, or re-scored after a crash.
 
 Each incident carries its start, end, peak score, a severity band (peak score
 relative to the threshold) and the sensors that drove it, ranked by how much
-they contributed over all its alert frames. The tracker is a pure function of
+they contributed over all its alert frames.
+
+It also carries why its frames alerted: the **dominant reason** (the reason
+most of its exceeding alert frames had: the multivariate score, or the
+sensor check that fired), the sensor most often behind that reason, and the
+frames per reason. Dominant rather than first: a fault often crosses the
+score threshold a frame or two before a check fires (or the other way
+round), and the first reason would then name the incident after its
+opening frames, not after what held it; rather than the set: QA needs one
+cause to act on, and the counts beside it keep the rest. Alert frames
+without a reason (held by the k-of-n debounce while under every limit)
+count for nothing. The tracker is a pure function of
 (state, frames); its state is a small JSON-friendly dict so the worker can
 keep it in a changelogged table and resume after a restart or rebalance.
 """
@@ -28,6 +39,7 @@ __all__ = [
     "CLOSE_AFTER_S",
     "IncidentEvent",
     "IncidentState",
+    "dominant_reason",
     "severity_band",
     "track_incidents",
 ]
@@ -41,6 +53,27 @@ TOP_SENSORS = 3
 # Weights of a frame's 1st, 2nd and 3rd contributing sensor when ranking an
 # incident's sensors.
 _RANK_WEIGHTS = (3.0, 2.0, 1.0)
+
+
+def dominant_reason(frames: dict[str, int]) -> str:
+    """The reason with the most frames; on a tie the one seen first.
+
+    Parameters
+    ----------
+    frames : dict of str to int
+        Frames per reason, in the order the reasons were first seen (dicts
+        keep insertion order, also through JSON).
+
+    Returns
+    -------
+    str
+        ``""`` when there is no reason at all.
+    """
+    best, most = "", 0
+    for name, count in frames.items():
+        if name and count > most:
+            best, most = name, count
+    return best
 
 
 def severity_band(peak_score: float, threshold: float) -> str:
@@ -63,7 +96,10 @@ class IncidentState:
         skipped, so an incident is never counted twice.
     open : dict or None
         The open incident: ``start_us``, ``last_alert_us``, ``peak_score``,
-        ``threshold``, ``frames``, ``sensor_weights`` and ``model_version``.
+        ``threshold``, ``frames``, ``sensor_weights``, ``model_version``,
+        ``reason_frames`` (frames per reason, first seen first) and
+        ``reason_sensors`` (per reason, frames per sensor behind it). A state
+        saved before the reasons existed has neither and starts them empty.
     """
 
     last_time_us: int = -1
@@ -97,6 +133,9 @@ class IncidentEvent:
     top_sensors: tuple[str, ...]
     model_version: str
     extra: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    reason_sensor: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -126,12 +165,19 @@ class IncidentEvent:
             "frames": self.frames,
             "top_sensors": list(self.top_sensors),
             "model_version": self.model_version,
+            # Optional fields of the schema, present once a frame had a reason.
+            **({"reason": self.reason} if self.reason else {}),
+            **({"reason_sensor": self.reason_sensor} if self.reason_sensor else {}),
+            **({"reasons": dict(self.reasons)} if self.reasons else {}),
         }
 
 
 def _event(kind: str, line: str, inc: dict[str, Any]) -> IncidentEvent:
     weights = inc["sensor_weights"]
     ranked = sorted(weights, key=lambda s: (-weights[s], s))[:TOP_SENSORS]
+    reasons = {k: int(v) for k, v in inc.get("reason_frames", {}).items()}
+    reason = dominant_reason(reasons)
+    behind = inc.get("reason_sensors", {}).get(reason, {})
     return IncidentEvent(
         kind=kind,
         line=line,
@@ -144,6 +190,9 @@ def _event(kind: str, line: str, inc: dict[str, Any]) -> IncidentEvent:
         frames=int(inc["frames"]),
         top_sensors=tuple(ranked),
         model_version=str(inc["model_version"]),
+        reason=reason,
+        reason_sensor=dominant_reason(behind),
+        reasons=reasons,
     )
 
 
@@ -158,6 +207,7 @@ def track_incidents(
     top_sensors: Sequence[str],
     model_version: str,
     close_after_s: float = CLOSE_AFTER_S,
+    reasons: Sequence[str] | None = None,
 ) -> tuple[IncidentState, list[IncidentEvent]]:
     """Advance a line's incident state over one micro-batch of scored frames.
 
@@ -178,6 +228,10 @@ def track_incidents(
         The version that scored the frames.
     close_after_s : float
         Hysteresis: quiet data time before an incident closes.
+    reasons : sequence of str, length n, optional
+        Each frame's reason name (``""`` where it does not exceed); its
+        sensor is the frame's first ``top_sensors`` (the check's sensor
+        comes first where a check fired). None: no reasons.
 
     Returns
     -------
@@ -187,11 +241,15 @@ def track_incidents(
         of the batch for an incident that stays open and grew.
     """
     close_after_us = int(close_after_s * 1e6)
-    inc = (
-        None
-        if state.open is None
-        else {**state.open, "sensor_weights": dict(state.open["sensor_weights"])}
-    )
+    inc = None
+    if state.open is not None:
+        # Copies of the nested counters: the caller's state is not modified.
+        inc = {
+            **state.open,
+            "sensor_weights": dict(state.open["sensor_weights"]),
+            "reason_frames": dict(state.open.get("reason_frames", {})),
+            "reason_sensors": {k: dict(v) for k, v in state.open.get("reason_sensors", {}).items()},
+        }
     last_time = state.last_time_us
     events: list[IncidentEvent] = []
     grew = False
@@ -225,6 +283,8 @@ def track_incidents(
                 "frames": 0,
                 "sensor_weights": {},
                 "model_version": model_version,
+                "reason_frames": {},
+                "reason_sensors": {},
             }
             opened = True
         else:
@@ -237,6 +297,13 @@ def track_incidents(
             _RANK_WEIGHTS, top_sensors[i].split(",") if top_sensors[i] else (), strict=False
         ):
             inc["sensor_weights"][name] = inc["sensor_weights"].get(name, 0.0) + weight
+        why = reasons[i] if reasons is not None else ""
+        if why:
+            inc["reason_frames"][why] = inc["reason_frames"].get(why, 0) + 1
+            sensor = top_sensors[i].split(",", 1)[0]
+            if sensor:
+                behind = inc["reason_sensors"].setdefault(why, {})
+                behind[sensor] = behind.get(sensor, 0) + 1
         if opened:
             events.append(_event("open", line, inc))
             grew = False

@@ -14,7 +14,13 @@ extra fields:
   (a late frame, buffered by the gateway during an outage) -- query them
   with ``count("exceed")`` or ``WHERE "historical" = true``;
 * only where someone asks "which sensors?": ``top_sensors`` on frames that
-  exceed the threshold or are in alert.
+  exceed the threshold or are in alert;
+* only where a frame exceeds: ``reason``, why it does (the multivariate
+  score or the sensor check that fired, by name). A check can hold a line in
+  alert while the score sits under the threshold; without the reason that
+  alert would look like one from nowhere. One string column of the
+  exceeding frames' group only, so quiet frames pay nothing for it
+  (``bench/reason_cost.py`` measures the rest).
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.contracts import SCORE_MEASUREMENT
+from lineguard.contracts import ALERT_REASONS, REASON_FIELD, SCORE_MEASUREMENT
 from lineguard.influx import encode_points
 
-__all__ = ["RESULT_MEASUREMENT", "SCORE_DIGITS", "result_points"]
+__all__ = ["REASON_NAMES", "RESULT_MEASUREMENT", "SCORE_DIGITS", "reason_names", "result_points"]
 
 RESULT_MEASUREMENT = SCORE_MEASUREMENT
 # Scores are written with 12 significant digits: far finer than any reading
@@ -36,6 +42,29 @@ RESULT_MEASUREMENT = SCORE_MEASUREMENT
 SCORE_DIGITS = 12
 
 _EXCEED, _ANOMALY, _HISTORICAL = 4, 2, 1
+
+#: Reason names by the scorer's code (``BatchResult.reason``): "" for 0.
+REASON_NAMES: np.ndarray = np.array(("", *ALERT_REASONS), dtype=object)
+# As written: None (no field) for 0.
+_WRITTEN = np.array((None, *ALERT_REASONS), dtype=object)
+
+
+def reason_names(codes: np.ndarray) -> np.ndarray:
+    """Reason names (object array of str, "" where quiet) from reason codes, in one take.
+
+    Raises
+    ------
+    ValueError
+        For a code outside the contract's reasons (a scorer newer than the
+        contract), rather than writing a wrong name.
+    """
+    c = np.asarray(codes, dtype=np.intp)
+    if c.size and (c.min() < 0 or c.max() >= REASON_NAMES.size):
+        raise ValueError(
+            f"expected reason codes 0..{REASON_NAMES.size - 1} "
+            f"({', '.join(ALERT_REASONS)}); got {sorted(set(c.tolist()))}"
+        )
+    return REASON_NAMES[c]
 
 
 def result_points(
@@ -55,7 +84,7 @@ def result_points(
     time_us : ndarray of int, shape (n,)
         Frame times.
     result : BatchResult
-        The frames' ``score``, ``raw_exceed`` and ``anomaly``.
+        The frames' ``score``, ``raw_exceed``, ``anomaly`` and ``reason``.
     threshold : float
         The model's threshold.
     historical : ndarray of bool, shape (n,)
@@ -72,9 +101,16 @@ def result_points(
         return ""
     times_ns = np.asarray(time_us, dtype=np.int64) * 1000
     score = np.asarray(result.score, dtype=np.float64)
+    codes = getattr(result, "reason", None)
+    written = None
+    if codes is not None and len(codes) == n and np.any(codes):
+        reason_names(codes)  # refuse an unknown code before writing anything
+        written = _WRITTEN[np.asarray(codes, dtype=np.intp)]
     # Frames with the same flags share one line template (constant fields
     # are written into it once); the groups are then put back in frame
-    # order, because time-ordered writes are InfluxDB's cheapest.
+    # order, because time-ordered writes are InfluxDB's cheapest. (Splitting
+    # the groups by reason too, to make it a template constant, cost more in
+    # extra groups than it saved: bench/RESULTS.md, 2026-12-01.)
     kind = exceed * _EXCEED | anomaly * _ANOMALY | late * _HISTORICAL
     groups = np.unique(kind).tolist()
     ordered = np.empty(n, dtype=object) if len(groups) > 1 else None
@@ -88,6 +124,10 @@ def result_points(
         }
         if group & _EXCEED:
             fields["exceed"] = np.ones(m, dtype=bool)
+            if written is not None:
+                # Exceeding frames are exactly those with a reason (the
+                # scorer's warm-up clears both); a code 0 would write none.
+                fields[REASON_FIELD] = written[mask]
         if group & _HISTORICAL:
             fields["historical"] = np.ones(m, dtype=bool)
         if group & (_EXCEED | _ANOMALY) and top_names is not None:

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ALERT_REASONS",
     "ALERT_SCHEMA",
     "ANNOUNCEMENT_SCHEMA",
     "ASSIGNMENT_MEASUREMENT",
     "DEAD_LETTER_HEADERS",
     "DEAD_LETTER_HEADER_PREFIX",
+    "DEAD_SENSOR_REASON",
     "FEEDBACK_MEASUREMENT",
     "FEEDBACK_SCHEMA",
     "IMPUTED_MEASUREMENT",
@@ -35,6 +37,9 @@ __all__ = [
     "INCIDENT_SCHEMA",
     "MEASUREMENTS",
     "MESSAGE_SCHEMA_FILES",
+    "REASONS_FIELD",
+    "REASON_FIELD",
+    "REASON_SENSOR_FIELD",
     "SCORE_MEASUREMENT",
     "SHADOW_ROLE",
     "TELEMETRY_MEASUREMENT",
@@ -69,6 +74,23 @@ FEEDBACK_MEASUREMENT = "lineguard_feedback"
 #: carry no ``role`` tag).
 SHADOW_ROLE = "shadow"
 
+# -- alert reasons ---------------------------------------------------------------
+#: Why a frame exceeds, by name: the multivariate score, or the sensor check
+#: that fired (freeze, step, relation) or a mode never seen in training.
+#: The scorer's codes are indices into ``("",) + ALERT_REASONS``
+#: (``lineguard.detectors.sensor_checks.REASONS``; a test holds them equal).
+ALERT_REASONS: tuple[str, ...] = ("score", "freeze", "step", "relation", "unseen_mode")
+#: The reason of the alert a line raises when a model sensor has no reading
+#: in a whole record (dead, or not mapped by the gateway).
+DEAD_SENSOR_REASON = "dead_or_unmapped_sensor"
+#: Field of ``lineguard_score`` (only on exceeding frames) and of
+#: ``lineguard_incident``: a name of :data:`ALERT_REASONS`.
+REASON_FIELD = "reason"
+#: Field of ``lineguard_incident``: the sensor behind the incident's reason.
+REASON_SENSOR_FIELD = "reason_sensor"
+#: Field of ``lineguard_incident``: alert frames per reason, ``score:12,freeze:30``.
+REASONS_FIELD = "reasons"
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -97,9 +119,17 @@ MEASUREMENTS: dict[str, Measurement] = {
             SCORE_MEASUREMENT,
             tags=frozenset({"site", "line", "model_version", "role"}),
             # exceed and historical only where true; top_sensors on exceeding
-            # or alerted frames.
+            # or alerted frames; reason on exceeding frames.
             fields=frozenset(
-                {"score", "threshold", "anomaly", "exceed", "historical", "top_sensors"}
+                {
+                    "score",
+                    "threshold",
+                    "anomaly",
+                    "exceed",
+                    "historical",
+                    "top_sensors",
+                    REASON_FIELD,
+                }
             ),
         ),
         Measurement(
@@ -123,6 +153,9 @@ MEASUREMENTS: dict[str, Measurement] = {
                     "frames",
                     "top_sensors",
                     "model_version",
+                    REASON_FIELD,
+                    REASON_SENSOR_FIELD,
+                    REASONS_FIELD,
                 }
             ),
         ),

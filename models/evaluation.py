@@ -20,6 +20,10 @@ Metrics (over all runs' test parts, i.e. the rows after the training rows):
   ``evaluate_nab`` in SKAB's ``evaluating.py``.
 * Event recall, false-alarm events and the median detection delay (time from
   a labelled segment's first row to the first alert inside it).
+* Per alert reason (:meth:`Evaluation.by_reason`): how many alert events the
+  multivariate score and each sensor check raised, and how many of them
+  touched a labelled fault or none (a false alarm). It reads the labels, so
+  it is an evaluation statistic only: nothing in training or scoring sees it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.contracts import ALERT_REASONS
+from lineguard.detectors.incidents import dominant_reason
+from lineguard.detectors.points import reason_names
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.ingest.gateway import plan_records
@@ -58,6 +65,7 @@ __all__ = [
     "evaluate_folder",
     "evaluate_history",
     "evaluate_run",
+    "evaluate_with_active_model",
     "find_runs",
     "nab_score",
     "predicted_changepoints",
@@ -119,6 +127,15 @@ class Alert:
         the points normalised over the alert.
     labelled : bool
         Whether the alert touches a labelled anomaly segment.
+    reason : str
+        The dominant reason of its frames (the one most of its exceeding
+        frames had, ties to the first seen), as the worker's incidents name
+        theirs (:func:`lineguard.detectors.incidents.dominant_reason`).
+    reason_sensor : str
+        The sensor most often behind ``reason`` (the frames' first
+        contributing sensor: the check's own where a check fired).
+    reasons : dict of str to int
+        Exceeding frames of the alert per reason.
     """
 
     start: int
@@ -128,6 +145,9 @@ class Alert:
     peak_score: float
     sensors: list[tuple[str, float]]
     labelled: bool
+    reason: str = ""
+    reason_sensor: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -138,6 +158,9 @@ class Alert:
             "peak_score": self.peak_score,
             "labelled": self.labelled,
             "sensors": [{"sensor": s, "share": round(w, 4)} for s, w in self.sensors],
+            "reason": self.reason,
+            "reason_sensor": self.reason_sensor,
+            "reasons": dict(self.reasons),
         }
 
 
@@ -161,6 +184,8 @@ class RunEvaluation:
     delays_s: list[float]
     nab: dict[str, np.ndarray]
     calibration: dict[str, Any] = field(default_factory=dict)
+    #: Reason code per test row (``BatchResult.reason``; 0 where it does not exceed).
+    reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
 
 @dataclass
@@ -198,6 +223,25 @@ class Evaluation:
         delays = [d for r in self.runs for d in r.delays_s]
         return float(np.median(delays)) if delays else None
 
+    def by_reason(self) -> dict[str, dict[str, int]]:
+        """Alert events per reason, and how many touched a fault or none.
+
+        Every reason of the contract is listed, in its order, zeros included,
+        so tables and JSON keep one shape. An alert counts under its dominant
+        reason (:class:`Alert`); ``faults + false_alarms == alerts`` per
+        reason, and the false alarms add up to ``false_alarm_events``. The
+        split reads the labels: an evaluation statistic, never an input.
+        """
+        out = {r: {"alerts": 0, "faults": 0, "false_alarms": 0} for r in ALERT_REASONS}
+        for run in self.runs:
+            for alert in run.alerts:
+                row = out.setdefault(
+                    alert.reason or "none", {"alerts": 0, "faults": 0, "false_alarms": 0}
+                )
+                row["alerts"] += 1
+                row["faults" if alert.labelled else "false_alarms"] += 1
+        return out
+
     def summary(self) -> dict[str, Any]:
         """The headline metrics as a JSON-friendly dict."""
         c = self.counts
@@ -217,6 +261,7 @@ class Evaluation:
             "runs": len(self.runs),
             "test_rows": c.tp + c.fp + c.tn + c.fn,
             "seconds": round(self.seconds, 2),
+            "reasons": self.by_reason(),
         }
 
 
@@ -324,11 +369,28 @@ def alert_events(
     anomaly: np.ndarray,
     top_sensors: Sequence[str],
     labels: np.ndarray,
+    reasons: Sequence[str] | None = None,
 ) -> list[Alert]:
-    """Group alerted frames into alert events with ranked sensor contributions."""
+    """Group alerted frames into alert events with ranked sensor contributions.
+
+    ``reasons`` (each frame's reason name, ``""`` where it does not exceed)
+    names each event after its dominant reason and the sensor behind it.
+    """
     y = np.asarray(labels, dtype=bool)
     events = []
     for a, b in segments(anomaly):
+        frames: dict[str, int] = {}
+        behind: dict[str, dict[str, int]] = {}
+        for why, names in zip(
+            reasons[a:b] if reasons is not None else (), top_sensors[a:b], strict=False
+        ):
+            if why:
+                frames[why] = frames.get(why, 0) + 1
+                first = names.split(",", 1)[0]
+                if first:
+                    sensors = behind.setdefault(why, {})
+                    sensors[first] = sensors.get(first, 0) + 1
+        reason = dominant_reason(frames)
         points: dict[str, float] = {}
         for names in top_sensors[a:b]:
             ranked = [s for s in names.split(",") if s]
@@ -345,6 +407,9 @@ def alert_events(
                 peak_score=float(np.max(score[a:b])),
                 sensors=ranked_sensors,
                 labelled=bool(y[a:b].any()),
+                reason=reason,
+                reason_sensor=dominant_reason(behind.get(reason, {})),
+                reasons=frames,
             )
         )
     return events
@@ -452,7 +517,7 @@ def _scored_run(
 ) -> RunEvaluation:
     """Stream the whole run through the processor; evaluate rows from ``first_test_row``."""
     processor = TelemetryProcessor(registry)
-    times, scores, flags, tops = [], [], [], []
+    times, scores, flags, tops, codes = [], [], [], [], []
     for micro_batch in _worker_batches(run, line, plan or GatewayPlan()):
         outcome = processor.process(micro_batch)
         if outcome.dead_letters:
@@ -462,6 +527,7 @@ def _scored_run(
             scores.append(result.score)
             flags.append(result.anomaly)
             tops.extend(result.top_sensors)
+            codes.append(result.reason)
     time_us = np.concatenate(times)
     if time_us.shape[0] != len(run):
         raise RuntimeError(f"{run.path}: scored {time_us.shape[0]} of {len(run)} frames")
@@ -475,6 +541,8 @@ def _scored_run(
     anomaly = np.concatenate(flags)[test]
     score = np.concatenate(scores)[test]
     top = tops[test]
+    reason = np.concatenate(codes)[test]
+    names = reason_names(reason).tolist()
     t = time_us[test]
     return RunEvaluation(
         name=name,
@@ -489,11 +557,34 @@ def _scored_run(
         labels=labels,
         changepoints=changepoints,
         counts=score_alerts(labels, anomaly),
-        alerts=alert_events(t, score, anomaly, top, labels),
+        alerts=alert_events(t, score, anomaly, top, labels, names),
         delays_s=detection_delays(t, labels, anomaly),
         nab=nab_score(t, changepoints, predicted_changepoints(anomaly)),
         calibration=dict(bundle.manifest.get("calibration", {})),
+        reason=reason,
     )
+
+
+def evaluate_with_active_model(
+    run: RecordedRun,
+    line: str,
+    registry: Registry,
+    plan: GatewayPlan | None = None,
+) -> RunEvaluation:
+    """Score a whole recorded run offline with the line's active model, as deployed.
+
+    Nothing is trained: the run is streamed through a fresh stream-worker
+    processor reading ``registry``, so the result is what a worker serving
+    that registry computes for these frames -- the offline side of checking
+    a live worker's points and alerts (every row counts; a run without
+    labels counts as normal).
+    """
+    bundle = registry.load(line)
+    if run.anomaly is None:
+        zeros = np.zeros(len(run), dtype=np.int8)
+        run = replace(run, anomaly=zeros, changepoint=zeros.copy())
+    config = TrainingConfig()
+    return _scored_run(run, Path(run.path).name, line, registry, bundle, 0, config, plan)
 
 
 def evaluate_history(

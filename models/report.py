@@ -4,7 +4,9 @@ What a data scientist looks at first is where the detector fired against
 where the faults were: per run, the anomaly score over time against the
 line's threshold, the labelled fault segments shaded, and the alerts marked
 below (so a miss, a late detection or a false alarm is visible at a glance),
-followed by each alert's ranked sensor contributions -- what the on-call
+each alert frame marked by its reason (the score, or the sensor check that
+fired, with its sensor in the legend; a check can hold an alert under the
+threshold), followed by each alert's reason and ranked sensor contributions -- what the on-call
 engineer would have been told to check. Figures are PNGs embedded as base64,
 so the file can be mailed or attached to a ticket without its folder.
 """
@@ -20,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from lineguard.dashboards.reason_marks import mark_reasons
+from lineguard.detectors.points import reason_names
 from lineguard.extras import require
 from lineguard.models.evaluation import Evaluation, RunEvaluation
 from lineguard.models.metrics import segments
@@ -67,7 +71,10 @@ def run_figure(run: RunEvaluation) -> Any:
     ax.plot(line_t, line_s, color=_SCORE_COLOUR, lw=0.8, label="score")
     ax.axhline(run.threshold, color="black", ls="--", lw=1, label="threshold")
     flagged = np.asarray(run.anomaly, dtype=bool)
-    if flagged.any():
+    codes = np.asarray(getattr(run, "reason", np.zeros(0)), dtype=np.intp)
+    if flagged.any() and codes.shape == flagged.shape:
+        mark_reasons(ax, t, score, flagged, reason_names(codes).tolist(), run.top_sensors, size=6)
+    elif flagged.any():
         ax.scatter(
             t[flagged],
             score[flagged],
@@ -128,12 +135,15 @@ def _alert_rows(run: RunEvaluation) -> str:
         )
         kind = "fault" if alert.labelled else "<b class='fa'>false alarm</b>"
         duration = (alert.end_us - alert.start_us) / 1e6
+        reason = html.escape(alert.reason or "-")
+        if alert.reason_sensor:
+            reason += f" <span class='muted'>({html.escape(alert.reason_sensor)})</span>"
         rows.append(
             f"<tr><td>{info['start']}</td><td>{duration:.0f} s</td><td>{kind}</td>"
-            f"<td>{alert.peak_score:.3g}</td><td>{sensors or '-'}</td></tr>"
+            f"<td>{reason}</td><td>{alert.peak_score:.3g}</td><td>{sensors or '-'}</td></tr>"
         )
     return (
-        "<table><tr><th>alert start</th><th>duration</th><th>touches</th>"
+        "<table><tr><th>alert start</th><th>duration</th><th>touches</th><th>reason</th>"
         "<th>peak score</th><th>sensors that drove it (share)</th></tr>"
         + "".join(rows)
         + "</table>"
@@ -165,6 +175,11 @@ def render_report(evaluation: Evaluation, title: str = "LineGuard evaluation") -
             f"<td>{c.mar:.1f}</td><td>{c.events_detected}/{c.events}</td>"
             f"<td>{c.false_alarm_events}</td></tr>"
         )
+    by_reason = "".join(
+        f"<tr><td>{html.escape(reason)}</td><td>{row['alerts']}</td><td>{row['faults']}</td>"
+        f"<td>{row['false_alarms']}</td></tr>"
+        for reason, row in evaluation.by_reason().items()
+    )
     sections = []
     for run in evaluation.runs:
         fig = run_figure(run)
@@ -211,11 +226,16 @@ section {{ margin-top: 2.2em; }}
 <p class="muted">Made {made}. Metrics over the test rows of every run (after the training
 rows), SKAB's definitions: pointwise confusion summed over runs; NAB with a 60 s window;
 a fault is caught when an alert falls inside its labelled segment; a false alarm is an
-alert that touches no labelled segment. Shaded: labelled faults. Red: frames in alert
-(debounced), as the stream worker raised them.</p>
+alert that touches no labelled segment. Shaded: labelled faults. Marked: frames in alert
+(debounced), as the stream worker raised them, by reason (the score, or the sensor check
+that fired, with its sensor in the legend).</p>
 {head}
 <table><tr><th>run</th><th>detector</th><th>F1</th><th>FAR %</th><th>MAR %</th>
 <th>faults caught</th><th>false alarms</th></tr>{"".join(per_run)}</table>
+<p class="muted">Alert events by their dominant reason, and how many touched a labelled
+fault (an evaluation statistic: it reads the labels).</p>
+<table><tr><th>reason</th><th>alerts</th><th>faults</th><th>false alarms</th></tr>
+{by_reason}</table>
 {f"<p>Skipped:</p><ul>{skipped}</ul>" if skipped else ""}
 {"".join(sections)}
 </body></html>

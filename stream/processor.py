@@ -20,10 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.contracts import ALERT_SCHEMA, INCIDENT_MEASUREMENT, TELEMETRY_MEASUREMENT
+from lineguard.contracts import (
+    ALERT_SCHEMA,
+    DEAD_SENSOR_REASON,
+    INCIDENT_MEASUREMENT,
+    REASON_FIELD,
+    REASON_SENSOR_FIELD,
+    REASONS_FIELD,
+    TELEMETRY_MEASUREMENT,
+)
 from lineguard.detectors.admission import SeenSequences, future_frames_reason
 from lineguard.detectors.incidents import IncidentEvent, IncidentState, track_incidents
-from lineguard.detectors.points import RESULT_MEASUREMENT, result_points
+from lineguard.detectors.points import RESULT_MEASUREMENT, reason_names, result_points
 from lineguard.detectors.scoring import ScoringState, score_batch, sensor_gaps
 from lineguard.influx import encode_points
 from lineguard.ingest.contract import InvalidRecord, TelemetryBatch, decode
@@ -66,7 +74,9 @@ class LineResult:
     """One line's scored frames from one micro-batch (for views and evaluation).
 
     ``top_sensors`` is filled on frames over the threshold, in alert, or at
-    an alert edge, and ``""`` elsewhere.
+    an alert edge, and ``""`` elsewhere. ``reason`` holds each frame's reason
+    code (``BatchResult.reason``; names: ``lineguard.detectors.points.REASON_NAMES``),
+    0 where the frame does not exceed.
     """
 
     site: str
@@ -77,6 +87,7 @@ class LineResult:
     threshold: float
     anomaly: np.ndarray
     top_sensors: list[str]
+    reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
 
 @dataclass
@@ -379,14 +390,18 @@ class TelemetryProcessor:
                 result.top_sensors[named, : self.top_k], bundle.sensors
             )
         top = top_names.tolist()
+        # Read only at alert edges and alert frames: a quiet batch skips it.
+        reasons = reason_names(result.reason) if anomaly.any() or edges.any() else None
         site = items[0][1].site
         line = items[0][1].line
         tags = {"site": site, "line": line, "model_version": bundle.version}
         outcome.influx_lines.append(
             result_points(tags, time_us, result, bundle.threshold, is_historical, top_names)
         )
-        self._alerts(served, site, line, time_us, result, top, is_historical, outcome)
-        self._track_incidents(served, site, line, time_us, result, top, outcome, is_historical)
+        self._alerts(served, site, line, time_us, result, top, is_historical, outcome, reasons)
+        self._track_incidents(
+            served, site, line, time_us, result, top, outcome, is_historical, reasons
+        )
         if self.updates is not None:
             self._score_shadow(line, bundle.version, items, time_us, is_historical, outcome)
         outcome.lines.add(line)
@@ -400,6 +415,7 @@ class TelemetryProcessor:
                 threshold=bundle.threshold,
                 anomaly=result.anomaly,
                 top_sensors=top,
+                reason=result.reason,
             )
         )
         outcome.frames_scored += len(time_us)
@@ -457,9 +473,15 @@ class TelemetryProcessor:
         top: list[str],
         historical: np.ndarray,
         outcome: Outcome,
+        reasons: np.ndarray | None = None,
     ) -> None:
         """Publish the edges of the debounced flag: one message when a line
-        goes into alert, one when it clears, never one per frame."""
+        goes into alert, one when it clears, never one per frame.
+
+        A ``raised`` message names why (``reason``: the raising frame's, since
+        a line goes into alert only on a frame that exceeds) and the sensor
+        behind it (``reason_sensor``: the frame's first contributing sensor,
+        which is the check's own sensor where a check fired)."""
         flags = np.asarray(result.anomaly, dtype=bool)
         previous = np.concatenate(([served.alerting], flags[:-1]))
         edges = np.flatnonzero(flags != previous)
@@ -482,6 +504,11 @@ class TelemetryProcessor:
                 "top_sensors": top[i].split(",") if top[i] else [],
                 "historical": bool(historical[i]),
             }
+            why = reasons[i] if reasons is not None and flags[i] else ""
+            if why:
+                message["reason"] = why
+                if top[i]:
+                    message["reason_sensor"] = top[i].split(",", 1)[0]
             outcome.alerts.append((line.encode(), message))
 
     def _sensor_gaps(
@@ -504,7 +531,7 @@ class TelemetryProcessor:
         message = {
             "schema": ALERT_SCHEMA,
             "state": "raised" if dead else "cleared",
-            "reason": "dead_or_unmapped_sensor",
+            "reason": DEAD_SENSOR_REASON,
             "sensors": list(dead or previous),
             "site": batch.site,
             "line": batch.line,
@@ -524,6 +551,7 @@ class TelemetryProcessor:
         top: list[str],
         outcome: Outcome,
         historical: np.ndarray | None = None,
+        reasons: np.ndarray | None = None,
     ) -> None:
         state, events = track_incidents(
             self._incidents.get(line, IncidentState()),
@@ -534,6 +562,7 @@ class TelemetryProcessor:
             threshold=served.bundle.threshold,
             top_sensors=top,
             model_version=served.bundle.version,
+            reasons=reasons,
         )
         self._incidents[line] = state
         latest: dict[str, IncidentEvent] = {}
@@ -586,7 +615,18 @@ def incident_point(event: IncidentEvent, site: str) -> str:
     Every open/update/close rewrites the same point (same tags, same time),
     so the measurement holds one point per incident in its latest state;
     Grafana draws it as a region annotation from ``time`` to ``end_us``.
+    The reason fields are left out until the incident has a reason, rather
+    than written empty: InfluxDB merges a rewrite's fields into the stored
+    point, and an empty value would look like a reason.
     """
+    why: dict[str, np.ndarray] = {}
+    if event.reason:
+        why[REASON_FIELD] = np.array([event.reason], dtype=object)
+        why[REASONS_FIELD] = np.array(
+            [",".join(f"{k}:{v}" for k, v in event.reasons.items())], dtype=object
+        )
+    if event.reason_sensor:
+        why[REASON_SENSOR_FIELD] = np.array([event.reason_sensor], dtype=object)
     return encode_points(
         INCIDENT_MEASUREMENT,
         {"site": site, "line": event.line},
@@ -601,6 +641,7 @@ def incident_point(event: IncidentEvent, site: str) -> str:
             "frames": np.array([event.frames], dtype=np.int64),
             "top_sensors": np.array([",".join(event.top_sensors)], dtype=object),
             "model_version": np.array([event.model_version], dtype=object),
+            **why,
         },
         np.array([event.start_us * 1000], dtype=np.int64),
     )

@@ -14,7 +14,33 @@ from typing import Any
 
 import click
 
-__all__ = ["evaluate", "print_folder_evaluation"]
+__all__ = ["evaluate", "print_folder_evaluation", "reason_table"]
+
+
+def reason_table(evaluation: Any) -> Any:
+    """Alert events per reason, split by the labels into faults and false alarms.
+
+    What each part of the detector (the multivariate score, each sensor
+    check, the unseen-mode report) raised, and how much of it was right. An
+    evaluation statistic: the split reads the labels.
+    """
+    from rich.table import Table
+
+    table = Table(title="alerts by reason")
+    for name in ("reason", "alerts", "faults", "false alarms"):
+        table.add_column(name, justify="left" if name == "reason" else "right")
+    total = {"alerts": 0, "faults": 0, "false_alarms": 0}
+    for reason, row in evaluation.by_reason().items():
+        table.add_row(reason, str(row["alerts"]), str(row["faults"]), str(row["false_alarms"]))
+        total = {k: total[k] + row[k] for k in total}
+    table.add_row(
+        "total",
+        str(total["alerts"]),
+        str(total["faults"]),
+        str(total["false_alarms"]),
+        style="bold",
+    )
+    return table
 
 
 def print_folder_evaluation(evaluation: Any) -> None:
@@ -53,6 +79,7 @@ def print_folder_evaluation(evaluation: Any) -> None:
     # Wide enough for run paths when stdout is a pipe (rich defaults to 80).
     console = Console(width=max(Console().width, 120))
     console.print(table)
+    console.print(reason_table(evaluation))
     summary = evaluation.summary()
     delay = summary["median_delay_s"]
     console.print(
@@ -186,4 +213,5 @@ def evaluate(
         line["detector"] = config.detector
         line["debounce"] = "{}/{}".format(*config.debounce)
         line["seconds"] = summary["seconds"]
+        line["reasons"] = summary["reasons"]
         click.echo(json.dumps(line))

@@ -67,6 +67,7 @@ class DashboardRun:
     open_incidents: int
     incidents: dict[str, int]
     workdir: Path
+    runs: dict[str, RecordedRun]  # line -> the frames it was sent (times as sent)
 
 
 def _shift(run: RecordedRun, end_us: int) -> RecordedRun:
@@ -226,6 +227,7 @@ def dashboard_run(local_stack, tmp_path_factory):
             latest_view_ms=view_end_ms,
             frames={line: len(run) for line, (_, run) in plan.items()},
             workdir=workdir,
+            runs={line: run for line, (_, run) in plan.items()},
         )
     finally:
         client.close()

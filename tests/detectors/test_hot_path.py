@@ -192,6 +192,25 @@ def test_result_points_name_sensors_only_on_exceeding_or_alerted_frames() -> Non
     assert not any("historical" in x for x in lines)
 
 
+def test_result_points_carry_the_reason_only_on_exceeding_frames() -> None:
+    # Frames: quiet, score, freeze (held under the threshold), quiet in
+    # alert (the debounce), step, freeze again: groups must not mix reasons.
+    time_us = 1_700_000_000_000_000 + np.arange(6, dtype=np.int64) * 1_000_000
+    base = _result([0.1, 2.0, 0.2, 0.3, 0.4, 0.5], [0, 1, 1, 0, 1, 1], [0, 0, 1, 1, 1, 1])
+    result = BatchResult(
+        base.score, base.raw_exceed, base.anomaly, base.top_sensors, np.array([0, 1, 2, 0, 3, 2])
+    )
+    tags = {"site": "s", "line": "l", "model_version": "v0001"}
+    lines = result_points(tags, time_us, result, 1.5, np.zeros(6, bool), None).split("\n")
+    assert [int(x.rsplit(" ", 1)[1]) for x in lines] == (time_us * 1000).tolist()
+    written = [x.split('reason="')[1].split('"')[0] if "reason=" in x else "" for x in lines]
+    assert written == ["", "score", "freeze", "", "step", "freeze"]
+    # A code outside the contract is refused, not written under a wrong name.
+    bad = BatchResult(base.score, base.raw_exceed, base.anomaly, base.top_sensors, np.full(6, 9))
+    with pytest.raises(ValueError, match="reason codes"):
+        result_points(tags, time_us, bad, 1.5, np.zeros(6, bool), None)
+
+
 def test_result_points_mark_late_frames_and_round_trip_through_influx_parsing() -> None:
     time_us = 1_700_000_000_000_000 + np.arange(4, dtype=np.int64) * 1_000_000
     result = _result([0.123456789012345, 2.0, 0.2, 3.0], [0, 1, 0, 1], [0, 1, 1, 1])

@@ -100,9 +100,18 @@ def _ref_severity(peak: float, threshold: float) -> str:
     return "minor" if ratio < 2 else "major" if ratio < 5 else "critical"
 
 
+def _ref_most(counts: dict) -> str:
+    """The key with the highest count; on a tie the first inserted (written out)."""
+    if not counts:
+        return ""
+    top = max(counts.values())
+    return next(k for k, v in counts.items() if v == top)
+
+
 def _ref_event(kind, line, inc):
     weights = inc["sensor_weights"]
     ranked = sorted(weights, key=lambda s: (-weights[s], s))[:3]
+    reason = _ref_most(inc["reason_frames"])
     return IncidentEvent(
         kind=kind,
         line=line,
@@ -115,15 +124,25 @@ def _ref_event(kind, line, inc):
         frames=int(inc["frames"]),
         top_sensors=tuple(ranked),
         model_version=str(inc["model_version"]),
+        reason=reason,
+        reason_sensor=_ref_most(inc["reason_sensors"].get(reason, {})),
+        reasons=dict(inc["reason_frames"]),
     )
 
 
-def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sensors, close_after_s):
+def _frame_by_frame(
+    state, *, line, time_us, anomaly, score, threshold, top_sensors, close_after_s, reasons
+):
     """The tracker's definition, one frame at a time (the reference)."""
     close_after_us = int(close_after_s * 1e6)
     inc = None
     if state.open is not None:
-        inc = {**state.open, "sensor_weights": dict(state.open["sensor_weights"])}
+        inc = {
+            **state.open,
+            "sensor_weights": dict(state.open["sensor_weights"]),
+            "reason_frames": dict(state.open["reason_frames"]),
+            "reason_sensors": {k: dict(v) for k, v in state.open["reason_sensors"].items()},
+        }
     last_time, events, grew = state.last_time_us, [], False
     for i, t in enumerate(np.asarray(time_us).tolist()):
         if t <= last_time:
@@ -138,12 +157,19 @@ def _frame_by_frame(state, *, line, time_us, anomaly, score, threshold, top_sens
         if opened:
             inc = {"start_us": t, "peak_score": float(score[i]), "threshold": threshold}
             inc |= {"frames": 0, "sensor_weights": {}, "model_version": "v0001"}
+            inc |= {"reason_frames": {}, "reason_sensors": {}}
         inc["last_alert_us"] = t
         inc["frames"] += 1
         inc["peak_score"] = max(inc["peak_score"], float(score[i]))
         names = top_sensors[i].split(",") if top_sensors[i] else ()
         for weight, name in zip(_REF_WEIGHTS, names, strict=False):
             inc["sensor_weights"][name] = inc["sensor_weights"].get(name, 0.0) + weight
+        if reasons[i]:
+            frames = inc["reason_frames"]
+            frames[reasons[i]] = frames.get(reasons[i], 0) + 1
+            if names:
+                behind = inc["reason_sensors"].setdefault(reasons[i], {})
+                behind[names[0]] = behind.get(names[0], 0) + 1
         if opened:
             events.append(_ref_event("open", line, inc))
         grew = not opened
@@ -173,6 +199,8 @@ def test_tracker_equals_its_frame_by_frame_definition_with_gaps_and_replays(seed
             "score": rng.gamma(2.0, size=n),
             "threshold": 1.0,
             "top_sensors": [",".join(rng.choice(list("abcde"), size=3)) for _ in range(n)],
+            # Alert frames held by the debounce have no reason ("").
+            "reasons": [str(r) for r in rng.choice(["", "score", "freeze", "step"], size=n)],
         }
         ours, got = track_incidents(
             ours, line="L1", model_version="v0001", close_after_s=20, **frames
@@ -180,3 +208,61 @@ def test_tracker_equals_its_frame_by_frame_definition_with_gaps_and_replays(seed
         reference, want = _frame_by_frame(reference, line="L1", close_after_s=20, **frames)
         assert got == want
         assert ours.to_dict() == reference.to_dict()
+
+
+def test_an_incident_is_named_after_the_reason_most_of_its_frames_had() -> None:
+    # Opens on the score, then a freeze check holds it on FT2 for longer;
+    # the frame held by the debounce alone ("") counts for nothing.
+    flags = [1, 1, 1, 1, 1, 1]
+    reasons = ["score", "score", "freeze", "freeze", "freeze", ""]
+    top = ["P1,T1", "P1,T1", "FT2,P1", "FT2,P1", "T1,FT2", "P1"]
+    _, events = run(IncidentState(), flags, top=top, reasons=reasons)
+    last = events[-1]
+    assert (last.reason, last.reason_sensor) == ("freeze", "FT2")
+    assert last.reasons == {"score": 2, "freeze": 3}
+    message = last.to_message("site-1")
+    assert (message["reason"], message["reason_sensor"]) == ("freeze", "FT2")
+    assert message["reasons"] == {"score": 2, "freeze": 3}
+    # The opening event was named after the only reason seen by then.
+    assert (events[0].kind, events[0].reason, events[0].reason_sensor) == ("open", "score", "P1")
+
+
+def test_a_tie_between_reasons_goes_to_the_one_seen_first() -> None:
+    _, events = run(
+        IncidentState(), [1, 1, 1, 1], top=["a,b"] * 4, reasons=["step", "score", "score", "step"]
+    )
+    assert events[-1].reason == "step"
+
+
+def test_an_incident_state_saved_before_reasons_existed_resumes_and_gains_them() -> None:
+    saved = {
+        "last_time_us": 1_600_000_000 * S,
+        "open": {
+            "start_us": 1_600_000_000 * S,
+            "last_alert_us": 1_600_000_000 * S,
+            "peak_score": 3.0,
+            "threshold": 1.0,
+            "frames": 1,
+            "sensor_weights": {"a": 3.0},
+            "model_version": "v0001",
+        },
+    }
+    state = IncidentState.from_dict(saved)
+    _, events = run(state, [1, 1], start_s=1, reasons=["relation", "relation"], top=["b,a"] * 2)
+    assert [e.kind for e in events] == ["update"]
+    assert (events[0].reason, events[0].reason_sensor, events[0].frames) == ("relation", "b", 3)
+    assert saved["open"].keys() == {
+        "start_us",
+        "last_alert_us",
+        "peak_score",
+        "threshold",
+        "frames",
+        "sensor_weights",
+        "model_version",
+    }  # the caller's state is not modified
+
+
+def test_without_reasons_an_incident_message_has_no_reason_fields() -> None:
+    _, events = run(IncidentState(), [1, 1])
+    message = events[-1].to_message("site-1")
+    assert not {"reason", "reason_sensor", "reasons"} & message.keys()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
+from lineguard.contracts import ALERT_SCHEMA, message_schema
 from lineguard.detectors.scoring import sensor_gaps
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
@@ -53,7 +55,8 @@ def test_worker_counts_imputed_frames_per_line_and_sensor(registry, run) -> None
     processor = TelemetryProcessor(registry)
     outcome = processor.process([record(run, 0, slice(0, 40), blank="Pressure")])
     assert outcome.imputed == {(LINE, "Pressure"): 20}
-    assert not [a for _, a in outcome.alerts if a.get("reason")]  # gaps, not a dead sensor
+    # Gaps, not a dead sensor (score alerts have reasons of their own).
+    assert not [a for _, a in outcome.alerts if a.get("reason") == "dead_or_unmapped_sensor"]
 
 
 def test_a_sensor_missing_from_a_whole_record_raises_and_clears_an_alert(registry, run) -> None:
@@ -65,8 +68,11 @@ def test_a_sensor_missing_from_a_whole_record_raises_and_clears_an_alert(registr
     assert raised["time_us"] == int(run.time_us[0])
     # Still missing: no second page for the same sensor.
     again = processor.process([record(run, 1, slice(30, 60), drop="Pressure")])
-    assert not [a for _, a in again.alerts if a.get("reason")]
+    assert not [a for _, a in again.alerts if a.get("reason") == "dead_or_unmapped_sensor"]
     back = processor.process([record(run, 2, slice(60, 90))])
     (cleared,) = [a for _, a in back.alerts if a.get("reason") == "dead_or_unmapped_sensor"]
     assert (cleared["state"], cleared["sensors"]) == ("cleared", ["Pressure"])
+    # Both follow the published alert schema (they carry no score).
+    for message in (raised, cleared):
+        jsonschema.Draft202012Validator(message_schema(ALERT_SCHEMA)).validate(message)
     assert back.imputed == {}

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from lineguard.contracts import (
+    ALERT_REASONS,
     ALERT_SCHEMA,
     ANNOUNCEMENT_SCHEMA,
     FEEDBACK_SCHEMA,
@@ -30,6 +31,7 @@ from lineguard.contracts import (
 )
 from lineguard.dashboards.generate import dashboard_json
 from lineguard.dashboards.grafana import dashboard_queries
+from lineguard.detectors.sensor_checks import REASONS
 from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.announce import Announcement
@@ -145,6 +147,27 @@ def test_the_workers_alert_and_incident_messages_follow_their_schemas(processed)
     assert {m["event"] for _, m in processed.incidents} >= {"open"}
 
 
+def test_the_contract_reasons_are_the_scorers_codes_in_order() -> None:
+    # Code 0 is "no reason"; code c names ALERT_REASONS[c - 1] everywhere.
+    assert ("", *ALERT_REASONS) == REASONS
+    for name in (ALERT_SCHEMA, INCIDENT_SCHEMA):
+        enum = message_schema(name)["properties"]["reason"]["enum"]
+        assert set(ALERT_REASONS) <= set(enum)
+
+
+def test_raised_alerts_and_incidents_name_their_reason_and_its_sensor(processed) -> None:
+    raised = [m for _, m in processed.alerts if m["state"] == "raised"]
+    assert raised
+    for message in raised:
+        assert message["reason"] in ALERT_REASONS
+        assert message["reason_sensor"] == message["top_sensors"][0]
+    # The incident is named after the reason most of its frames had.
+    latest = processed.incidents[-1][1]
+    assert latest["reason"] in latest["reasons"]
+    assert latest["reasons"][latest["reason"]] == max(latest["reasons"].values())
+    assert latest["reason_sensor"]
+
+
 def test_feedback_and_announcement_messages_follow_their_schemas() -> None:
     feedback = Feedback("valve1-0", "false_alarm", 1_600_000_000_000_000, 1_600_000_060_000_000)
     validate(feedback.to_message(), FEEDBACK_SCHEMA)
@@ -164,6 +187,12 @@ def test_feedback_and_announcement_messages_follow_their_schemas() -> None:
     [
         (ALERT_SCHEMA, {"state": "up"}),
         (ALERT_SCHEMA, {"top_sensors": "a,b"}),
+        (ALERT_SCHEMA, {"reason": "gremlins"}),
+        (ALERT_SCHEMA, {"reason_sensor": ""}),
+        # A dead-sensor alert must name its sensors.
+        (ALERT_SCHEMA, {"reason": "dead_or_unmapped_sensor"}),
+        (INCIDENT_SCHEMA, {"reasons": {"gremlins": 3}}),
+        (INCIDENT_SCHEMA, {"reasons": {"score": 0}}),
         (INCIDENT_SCHEMA, {"severity": "high"}),
         (FEEDBACK_SCHEMA, {"label": "looks_fine"}),
         (ANNOUNCEMENT_SCHEMA, {"action": "promote", "version": None}),
@@ -181,3 +210,20 @@ def test_a_message_that_breaks_its_contract_is_refused(processed, schema, broken
     validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         validate({**good, **broken}, schema)
+
+
+def test_a_score_alert_without_its_score_is_refused(processed) -> None:
+    good = processed.alerts[0][1]
+    for key in ("score", "threshold", "top_sensors"):
+        with pytest.raises(jsonschema.ValidationError):
+            validate({k: v for k, v in good.items() if k != key}, ALERT_SCHEMA)
+
+
+def test_messages_written_before_the_reason_fields_still_validate(processed) -> None:
+    old_keys = ("reason", "reason_sensor", "reasons")
+    for schema, messages in (
+        (ALERT_SCHEMA, processed.alerts),
+        (INCIDENT_SCHEMA, processed.incidents),
+    ):
+        for _, message in messages:
+            validate({k: v for k, v in message.items() if k not in old_keys}, schema)

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from lineguard.cli import main
+from lineguard.contracts import ALERT_REASONS
 from lineguard.detectors.scoring import score_batch
 from lineguard.ingest.csv_runs import read_run
 from lineguard.models.evaluation import (
@@ -108,6 +109,21 @@ def test_events_delays_and_contributions() -> None:
     first = dict(events[0].sensors)
     assert first["a"] == pytest.approx(4 / 9) and first["c"] == pytest.approx(1 / 9)
     assert events[1].sensors[0][0] == "c" and events[1].peak_score == 9.0
+
+
+def test_an_alert_event_is_named_after_the_reason_most_of_its_frames_had() -> None:
+    t = _secs(8)
+    labels = np.zeros(8, dtype=bool)
+    alerts = np.array([0, 1, 1, 1, 1, 0, 1, 1], dtype=bool)
+    top = ["", "P,T", "F,P", "F,T", "T,F", "", "T", "T"]
+    # The debounce holds frame 4 in alert without a reason of its own.
+    reasons = ["", "score", "freeze", "freeze", "", "", "step", "score"]
+    first, second = alert_events(t, np.arange(8.0), alerts, top, labels, reasons)
+    assert (first.reason, first.reason_sensor) == ("freeze", "F")
+    assert first.reasons == {"score": 1, "freeze": 2}
+    # A tie goes to the reason seen first.
+    assert (second.reason, second.reason_sensor) == ("step", "T")
+    assert first.to_dict()["reason"] == "freeze"
 
 
 # -- a plain reference of the headline metrics (SKAB's definitions) -------
@@ -207,6 +223,32 @@ def test_summed_confusion_matches_the_runs(evaluation: Evaluation) -> None:
     assert evaluation.summary()["f1"] == round(tp / (tp + (evaluation.counts.fn + fp) / 2), 4)
 
 
+def test_alerts_by_reason_are_split_into_faults_and_false_alarms(evaluation: Evaluation) -> None:
+    """By a written-out reference: each alerted stretch of the test part
+    counts under the code most of its frames had (first on a tie), as a
+    fault when it touches a labelled row of the source file."""
+    names = ("", *ALERT_REASONS)
+    want = {r: {"alerts": 0, "faults": 0, "false_alarms": 0} for r in ALERT_REASONS}
+    for run in evaluation.runs:
+        _, labels = _source_test_part(run.name)
+        for a, b in _segments(run.anomaly):
+            counts: dict[int, int] = {}
+            for code in run.reason[a:b].tolist():
+                if code:
+                    counts[code] = counts.get(code, 0) + 1
+            top = max(counts.values())
+            code = next(c for c, v in counts.items() if v == top)
+            row = want[names[code]]
+            row["alerts"] += 1
+            row["faults" if labels[a:b].any() else "false_alarms"] += 1
+    got = evaluation.by_reason()
+    assert got == want
+    assert sum(r["false_alarms"] for r in got.values()) == evaluation.counts.false_alarm_events
+    assert evaluation.summary()["reasons"] == want
+    # The sample runs' alerts come from more than the score alone.
+    assert sum(1 for r in got.values() if r["alerts"]) >= 2
+
+
 def test_predictions_csv_per_run(evaluation: Evaluation, tmp_path: Path) -> None:
     written = write_predictions(evaluation, tmp_path / "pred")
     assert len(written) == 5
@@ -249,11 +291,13 @@ def test_same_predictions_at_live_speed_and_equal_to_score_batch(tmp_path: Path)
         np.testing.assert_array_equal(other.score, results[0].score)
         np.testing.assert_array_equal(other.anomaly, results[0].anomaly)
         assert other.top_sensors == results[0].top_sensors
+        np.testing.assert_array_equal(other.reason, results[0].reason)
     bundle = Registry(tmp_path / "r0").load("line-x")
     k, n = bundle.debounce
     whole, _ = score_batch(bundle.pipeline, run.values, None, bundle.threshold, k, n)
     np.testing.assert_array_equal(whole.score[TRAIN_ROWS:], results[0].score)
     np.testing.assert_array_equal(whole.anomaly[TRAIN_ROWS:], results[0].anomaly)
+    np.testing.assert_array_equal(whole.reason[TRAIN_ROWS:], results[0].reason)
 
 
 def test_unusable_files_are_skipped_and_dirty_training_windows_reported(tmp_path: Path) -> None:
@@ -352,6 +396,17 @@ def test_cli_evaluate_json_predictions_and_report(small_folder: Path, tmp_path: 
     assert isinstance(last["nab_standard"], float)
     assert report.read_text().count("<img ") == 1
     assert "total" in result.output
+    # Alerts by reason: the JSON line's counts are those of the alerts file.
+    alerts = json.loads((out / "valve2" / "1.alerts.json").read_text())["alerts"]
+    for reason in ALERT_REASONS:
+        mine = [a for a in alerts if a["reason"] == reason]
+        assert last["reasons"][reason] == {
+            "alerts": len(mine),
+            "faults": sum(a["labelled"] for a in mine),
+            "false_alarms": sum(not a["labelled"] for a in mine),
+        }
+    assert sum(r["alerts"] for r in last["reasons"].values()) == len(alerts) >= 1
+    assert "alerts by reason" in result.output
 
 
 def test_cli_evaluate_rejects_bad_options(small_folder: Path, tmp_path: Path) -> None:
@@ -366,3 +421,35 @@ def test_cli_evaluate_rejects_bad_options(small_folder: Path, tmp_path: Path) ->
         main, ["evaluate", str(empty), "--train-rows", "400", "--predictions", str(tmp_path)]
     )
     assert none.exit_code == 1 and "no labelled run" in none.output
+
+
+def test_the_run_figure_marks_alert_frames_by_reason(evaluation: Evaluation) -> None:
+    """Artists, not pixels: one marker set per reason with the frames in
+    alert that had it, the sensors behind it in the legend label."""
+    from lineguard.models.report import run_figure
+
+    names = np.array(("", *ALERT_REASONS), dtype=object)
+    seen = set()
+    for run in evaluation.runs:
+        ax = run_figure(run).axes[0]
+        marks = {
+            c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("reason:")
+        }
+        alerted = run.anomaly.astype(bool)
+        why = names[run.reason]
+        assert set(marks) == {f"reason:{r}" for r in why[alerted].tolist()}, run.name
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        for gid, artist in marks.items():
+            reason = gid.split(":", 1)[1]
+            frames = alerted & (why == reason)
+            assert len(artist.get_offsets()) == int(frames.sum())
+            assert artist.get_label() in legend
+            if reason:
+                behind = {
+                    t.split(",")[0] for t, f in zip(run.top_sensors, frames, strict=True) if f
+                }
+                label = artist.get_label()
+                assert label.startswith(f"{reason} (") and label.endswith(")")
+                assert set(label[len(reason) + 2 : -1].split(", ")) <= behind
+        seen |= set(marks)
+    assert {"reason:score", "reason:step"} <= seen  # a check's alerts are drawn as such
