@@ -110,14 +110,14 @@ def _settings(
     operation: str | Callable[[], str],
     backoff: Backoff,
     *,
-    retry_on: tuple[type[BaseException], ...],
-    give_up_on: tuple[type[BaseException], ...],
-    until: Callable[[], bool] | None,
-    max_attempts: int | None,
-    describe: Callable[[BaseException], str],
-    on_retry: Callable[[BaseException, float], None] | None,
-    logger: logging.Logger | None,
-    level: int,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    give_up_on: tuple[type[BaseException], ...] = (),
+    until: Callable[[], bool] | None = None,
+    max_attempts: int | None = None,
+    describe: Callable[[BaseException], str] = error_text,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+    logger: logging.Logger | None = None,
+    level: int = logging.WARNING,
 ) -> dict[str, Any]:
     log = logger or _log
 
@@ -167,15 +167,8 @@ def retrying(
     operation: str | Callable[[], str],
     backoff: Backoff,
     *,
-    retry_on: tuple[type[BaseException], ...] = (Exception,),
-    give_up_on: tuple[type[BaseException], ...] = (),
-    until: Callable[[], bool] | None = None,
-    max_attempts: int | None = None,
     sleep: Callable[[float], Any] = time.sleep,
-    describe: Callable[[BaseException], str] = error_text,
-    on_retry: Callable[[BaseException, float], None] | None = None,
-    logger: logging.Logger | None = None,
-    level: int = logging.WARNING,
+    **options: Any,
 ) -> Retrying:
     """A blocking retry loop with the house policy (see the module notes).
 
@@ -189,6 +182,11 @@ def retrying(
         a callable is asked at each retry (for a changing endpoint).
     backoff : Backoff
         The delays.
+    sleep : callable
+        How to wait (``time.sleep``; ``stop_event.wait`` to wake on a stop;
+        a recorder in tests).
+    **options
+        The policy's keywords, below (an unknown one is a ``TypeError``):
     retry_on : tuple of exception types
         What is retried (default: any ``Exception``; ``BaseException`` such
         as ``KeyboardInterrupt`` never is).
@@ -201,9 +199,6 @@ def retrying(
     max_attempts : int, optional
         Stop after this many attempts; None retries until ``until``, or for
         ever.
-    sleep : callable
-        How to wait (``time.sleep``; ``stop_event.wait`` to wake on a stop;
-        a recorder in tests).
     describe : callable
         Turns the exception into the log text (default ``Type: message``).
     on_retry : callable, optional
@@ -213,59 +208,24 @@ def retrying(
     level : int
         Their level (WARNING).
     """
-    return Retrying(
-        sleep=sleep,
-        **_settings(
-            operation,
-            backoff,
-            retry_on=retry_on,
-            give_up_on=give_up_on,
-            until=until,
-            max_attempts=max_attempts,
-            describe=describe,
-            on_retry=on_retry,
-            logger=logger,
-            level=level,
-        ),
-    )
+    return Retrying(sleep=sleep, **_settings(operation, backoff, **options))
 
 
 def async_retrying(
     operation: str | Callable[[], str],
     backoff: Backoff,
     *,
-    retry_on: tuple[type[BaseException], ...] = (Exception,),
-    give_up_on: tuple[type[BaseException], ...] = (),
-    until: Callable[[], bool] | None = None,
-    max_attempts: int | None = None,
     sleep: Callable[[float], Awaitable[Any]] | None = None,
-    describe: Callable[[BaseException], str] = error_text,
-    on_retry: Callable[[BaseException, float], None] | None = None,
-    logger: logging.Logger | None = None,
-    level: int = logging.WARNING,
+    **options: Any,
 ) -> AsyncRetrying:
     """The asyncio form of :func:`retrying`: ``async for attempt in ...: with attempt: ...``.
 
     Waits with ``asyncio.sleep`` unless ``sleep`` is given, so the event
     loop keeps running (and a cancelled task stops waiting at once). The
-    other parameters are those of :func:`retrying`.
+    other parameters (``options``) are those of :func:`retrying`.
     """
     extra: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-    return AsyncRetrying(
-        **extra,
-        **_settings(
-            operation,
-            backoff,
-            retry_on=retry_on,
-            give_up_on=give_up_on,
-            until=until,
-            max_attempts=max_attempts,
-            describe=describe,
-            on_retry=on_retry,
-            logger=logger,
-            level=level,
-        ),
-    )
+    return AsyncRetrying(**extra, **_settings(operation, backoff, **options))
 
 
 def run_until_stopped(
