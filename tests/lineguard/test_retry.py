@@ -101,6 +101,10 @@ def test_giving_up_reraises_the_last_real_error_not_a_retry_error() -> None:
     assert call.calls == 3 and slept == pytest.approx([0.2, 0.4])
 
 
+class _Runaway(BaseException):
+    """Raised by a test's sleep when a policy that should have stopped goes on."""
+
+
 def test_until_stops_the_retries_and_reraises() -> None:
     stop = threading.Event()
     slept: list[float] = []
@@ -110,8 +114,13 @@ def test_until_stops_the_retries_and_reraises() -> None:
             stop.set()  # stopped during the third attempt
         raise OSError("broker away")
 
+    def sleep(seconds: float) -> None:
+        if len(slept) >= 5:
+            raise _Runaway("still retrying after the stop was set")
+        slept.append(seconds)
+
     with pytest.raises(OSError, match="broker away"):
-        for attempt in retrying("op", BACKOFF, until=stop.is_set, sleep=slept.append):
+        for attempt in retrying("op", BACKOFF, until=stop.is_set, sleep=sleep):
             with attempt:
                 failing()
     assert slept == pytest.approx([0.2, 0.4])
@@ -204,3 +213,23 @@ def test_backoff_refuses_a_cap_below_the_first_delay() -> None:
         Backoff(first_s=2.0, max_s=1.0)
     with pytest.raises(ValueError, match="attempt number >= 1"):
         BACKOFF.delay(0)
+
+
+class _StopDuringWait(threading.Event):
+    """A stop event that is set while the policy waits (a shutdown mid-outage)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_run_until_stopped_does_not_run_the_body_again_once_stopped_during_the_wait() -> None:
+    stop = _StopDuringWait()
+    calls: list[int] = []
+
+    def body() -> None:
+        calls.append(1)
+        raise OSError("broker away")
+
+    run_until_stopped("follower", body, stop, Backoff(1.0, 1.0))
+    assert calls == [1]  # no new connection after the stop
