@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lineguard.stack import LocalStack
 from tests.support.faults import FaultRig, ScenarioResult, summarize
+from tests.support.proxy import PausableTcpProxy
 
 SCENARIOS = ("baseline", "kill", "broker", "influx", "rebalance", "bad")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="lineguard-faults-") as tmp,
-        LocalStack(kafka_proxy=True) as stack,
+        LocalStack(kafka_proxy=PausableTcpProxy) as stack,
     ):
         rig = FaultRig(stack, Path(tmp), lines=args.lines)
         runners = {

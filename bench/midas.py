@@ -40,11 +40,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from textbook_pca import TextbookPCA  # noqa: E402
 
-from lineguard.detectors.calibration import train_pipeline  # noqa: E402
-from lineguard.detectors.scoring import DEFAULT_DEBOUNCE, score_batch  # noqa: E402
+from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline  # noqa: E402
+from lineguard.detectors.scoring import score_batch  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun, read_run  # noqa: E402
 from lineguard.models.metrics import segments  # noqa: E402
-from lineguard.models.training import TrainingConfig  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/midas")
 BATCH = 30
@@ -98,7 +97,7 @@ def evaluate(
     normal = sorted(r["file"] for r in rows if r["kind"] == "normal")
     runs = {f: read_run(data / "normal" / f) for f in normal}
     sensors = list(next(iter(runs.values())).sensors)
-    debounce = DEFAULT_DEBOUNCE
+    debounce = TRAINING_DEFAULTS.debounce
     out: dict[str, Any] = {"normal": [], "faults": []}
 
     def fit(train: list[str]) -> tuple[Any, float, TextbookPCA]:
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kwargs = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     # The holdout `lineguard train` / `evaluate` use, so the figures are theirs.
-    kwargs.setdefault("holdout_fraction", TrainingConfig().holdout_fraction)
+    kwargs.setdefault("holdout_fraction", TRAINING_DEFAULTS.holdout_fraction)
     if isinstance(kwargs.get("sensor_checks"), dict):
         from lineguard.detectors.sensor_checks import SensorChecks
 

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import lineguard.detectors as detectors
-    from lineguard.detectors.calibration import train_pipeline
-    from lineguard.detectors.scoring import DEFAULT_DEBOUNCE, score_batch
+    from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
+    from lineguard.detectors.scoring import score_batch
 
     sys.path.insert(0, str(REPO / "bench"))
     from pipeline import synthetic_line
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = {"time_us": t[: args.train_rows]} if takes_times else {}
         pipe, thr, _ = train_pipeline(clean, sensors, "pca", **kw)
         lines.append((pipe, thr, X[args.train_rows :], t[args.train_rows :]))
-    k, n = DEFAULT_DEBOUNCE
+    k, n = TRAINING_DEFAULTS.debounce
     best = np.inf
     for _ in range(args.repeat):
         started = time.perf_counter()

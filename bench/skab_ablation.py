@@ -37,8 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from midas import stream  # noqa: E402
 from textbook_pca import TextbookPCA  # noqa: E402
 
-from lineguard.detectors.calibration import train_pipeline  # noqa: E402
-from lineguard.detectors.scoring import DEFAULT_DEBOUNCE  # noqa: E402
+from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline  # noqa: E402
 from lineguard.ingest.csv_runs import RecordedRun, read_run  # noqa: E402
 from lineguard.models.evaluation import find_runs  # noqa: E402
 from lineguard.models.metrics import AlertScore, score_alerts  # noqa: E402
@@ -81,11 +80,11 @@ def evaluate(
             run.values[:n],
             list(run.sensors),
             detector,
-            holdout_fraction=0.3,
+            holdout_fraction=TRAINING_DEFAULTS.holdout_fraction,
             time_us=run.time_us[:n],
             **kwargs,
         )
-        anomaly, _ = stream(pipe, thr, run, DEFAULT_DEBOUNCE)
+        anomaly, _ = stream(pipe, thr, run, TRAINING_DEFAULTS.debounce)
         labels = run.anomaly[n:].astype(bool)
         mine = score_alerts(labels, anomaly[n:])
         theirs = score_alerts(labels, TextbookPCA().fit(run.values[:n]).alarms(run.values[n:]))

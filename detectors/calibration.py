@@ -52,13 +52,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .catalogue import DEFAULT_DETECTOR, make_detector
 from .robust import DEFAULT_MAX_TRIM
-from .scoring import LinePipeline, segment_starts
+from .scoring import DEFAULT_DEBOUNCE, LinePipeline, segment_starts
 from .sensor_checks import SensorChecks
 
 __all__ = [
@@ -67,26 +68,83 @@ __all__ = [
     "DEFAULT_KEEP_BOUNDED_LEVELS",
     "DEFAULT_TARGET_FAR",
     "DEFAULT_WINDOW",
+    "TRAINING_DEFAULTS",
+    "TrainingDefaults",
     "fit_threshold",
     "threshold_method",
     "train_pipeline",
 ]
 
-#: Defaults chosen by the offline SKAB evaluation (see ``registry.DEFAULT_DETECTOR``);
-#: a 20-row window lets PCA see small level shifts of noisy fast sensors that a
-#: 10-row mean hides (with slow sensors detrended: F1 0.86 at 20 rows, 0.81 at 10).
-#: 1 % per row at 1 Hz is ~36 raw exceedances an hour on a healthy line, which
-#: the 2-of-5 debounce mostly absorbs (isolated exceedances never alert).
-DEFAULT_WINDOW = 20
-#: Lag-10 autocorrelation above which a sensor is judged by its dynamics
-#: (see :mod:`lineguard.detectors.features`). On SKAB's training rows the
-#: thermal sensors sit at 0.7-0.97 and every other sensor below 0.6.
-DEFAULT_DETREND_SLOW = 0.6
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """The defaults of every way to train a line model, in one place.
+
+    ``lineguard train``, ``lineguard evaluate``, the model lifecycle, the
+    offline evaluation and the benchmarks all start from this object
+    (:data:`TRAINING_DEFAULTS`), so a model trained one way is the model
+    evaluated another. ``lineguard.models.training.TrainingConfig`` takes its
+    field defaults from it.
+
+    Attributes
+    ----------
+    detector : str
+        Catalogue name of the detector (see
+        :data:`lineguard.detectors.catalogue.DEFAULT_DETECTOR` for why PCA).
+    target_far : float
+        Target per-row false-alarm rate on normal data, before debouncing.
+        1 % per row at 1 Hz is about 36 raw exceedances an hour on a healthy
+        line, which the 2-of-5 debounce mostly absorbs (isolated exceedances
+        never alert).
+    holdout_fraction : float
+        Share of the most recent normal rows held back to calibrate the
+        threshold (see the module notes for why the most recent). The
+        conformal 1 % quantile needs at least ``1 / 0.01 - 1 = 99`` held-back
+        scores (``threshold_method``); below that the threshold comes from
+        the exponential-tail fallback. 30 % keeps the conformal rule in
+        force down to 330 normal rows (a quarter: 396, so a 400-row history
+        would sit right at the edge), and leaves 70 % for the fit.
+    window : int
+        Trailing feature window, in rows. 20 rows let PCA see small level
+        shifts of noisy fast sensors that a 10-row mean hides (on SKAB with
+        slow sensors detrended: F1 0.86 at 20 rows, 0.81 at 10).
+    detrend_slow : float or None
+        Lag-10 autocorrelation above which a sensor is judged by its
+        dynamics (see :mod:`lineguard.detectors.features`). On SKAB's training
+        rows the thermal sensors sit at 0.7-0.97 and every other sensor
+        below 0.6.
+    debounce : (k, n)
+        Alert when k of the last n frames exceed the threshold
+        (:data:`lineguard.detectors.scoring.DEFAULT_DEBOUNCE`).
+    min_rows : int
+        Fewest normal rows a model is trained on, and fewest rows after the
+        training rows that make an evaluation part of their own: one full
+        feature window.
+    seed : int
+        Seed for stochastic detectors, so retraining is reproducible.
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    target_far: float = 0.01
+    holdout_fraction: float = 0.3
+    window: int = 20
+    detrend_slow: float | None = 0.6
+    debounce: tuple[int, int] = DEFAULT_DEBOUNCE
+    min_rows: int = 20
+    seed: int = 0
+
+
+#: The one instance every caller takes its defaults from.
+TRAINING_DEFAULTS = TrainingDefaults()
+# Names of single defaults, kept for the signatures below: the values are
+# TRAINING_DEFAULTS', not numbers of their own.
+DEFAULT_WINDOW = TRAINING_DEFAULTS.window
+DEFAULT_DETREND_SLOW = TRAINING_DEFAULTS.detrend_slow
+DEFAULT_TARGET_FAR = TRAINING_DEFAULTS.target_far
+DEFAULT_HOLDOUT_FRACTION = TRAINING_DEFAULTS.holdout_fraction
 #: Slow sensors whose level the normal rows bound keep it (see
 #: :mod:`lineguard.detectors.features`, "Levels the normal history pins down").
 DEFAULT_KEEP_BOUNDED_LEVELS = True
-DEFAULT_TARGET_FAR = 0.01
-DEFAULT_HOLDOUT_FRACTION = 0.25
 
 # Share of held-back scores treated as "tail" by the exponential fallback.
 _TAIL_FRACTION = 0.2

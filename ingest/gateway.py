@@ -41,6 +41,7 @@ import orjson
 from lineguard.ingest.buffer import BufferedRecord, BufferFull, DiskBuffer
 from lineguard.ingest.contract import BINARY_MAGIC, SCHEMA_V3, TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun
+from lineguard.retry import Backoff
 from lineguard.settings import KafkaSettings
 
 __all__ = [
@@ -265,7 +266,11 @@ class StoreAndForward:
         self._recovering = False
         self._down_since: float | None = None
         self._retry_at = 0.0
-        self._delay = retry_first_s
+        # Failed attempts in the current outage: the next wait is the house
+        # backoff's delay for that attempt (lineguard.retry). The sender does
+        # not block on a retry loop: pump() sends again once it is due.
+        self._backoff = Backoff(retry_first_s, max(retry_first_s, retry_max_s))
+        self._attempts = 0
         self.sent = 0
         self.sent_historical = 0
         self.failures = 0
@@ -364,7 +369,7 @@ class StoreAndForward:
                     len(self.buffer),
                 )
                 self._down_since = None
-                self._delay = self.retry_first_s
+                self._attempts = 0
         if failed is not None:
             self._failed(failed)
         elif self._recovering and not self._in_flight and len(self.buffer) == 0:
@@ -393,7 +398,7 @@ class StoreAndForward:
         self.failures += 1
         if self._down_since is None:
             self._down_since = now
-            self._delay = self.retry_first_s
+            self._attempts = 1
             self.outages += 1
             log.warning(
                 "broker unreachable (%s): buffering on disk in %s, %d records pending",
@@ -402,9 +407,11 @@ class StoreAndForward:
                 len(self.buffer),
             )
         else:
-            self._delay = min(self._delay * 2, self.retry_max_s)
-            log.info("broker still unreachable (%s); next attempt in %.1f s", error, self._delay)
-        self._retry_at = now + self._delay
+            self._attempts += 1
+        delay = self._backoff.delay(self._attempts)
+        if self._attempts > 1:
+            log.info("broker still unreachable (%s); next attempt in %.1f s", error, delay)
+        self._retry_at = now + delay
         self._recovering = True
         # Records after the failed one may or may not have been stored; all
         # are sent again and the worker drops copies by (gateway, seq).

@@ -7,8 +7,10 @@ and InfluxDB is the ``influxd`` 1.x binary from the OS packages. Each server
 runs as a child process on free ports in a temporary directory, with its
 output in a log file there, so a failed start can show why.
 
-Also here is :class:`PausableTcpProxy`, a small TCP forwarder whose path can
-be cut and restored, to simulate a broker outage.
+A broker outage is simulated by cutting the network path: ``LocalStack``
+puts a proxy in front of the broker when given one (the test support's
+``tests.support.proxy.PausableTcpProxy``), so the proxy ships with the tests,
+not with the product.
 
 Examples
 --------
@@ -24,29 +26,28 @@ import http.client
 import importlib.util
 import os
 import pwd
-import select
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from lineguard.errors import LineGuardError
 from lineguard.settings import InfluxSettings, KafkaSettings
 
 __all__ = [
     "InfluxServer",
+    "KafkaProxy",
     "LocalStack",
     "MosquittoServer",
-    "PausableTcpProxy",
     "StackError",
     "TansuBroker",
     "find_influxd",
@@ -400,7 +401,7 @@ class TansuBroker(_ServerProcess):
     advertised_port : int, optional
         Port announced to clients in metadata. Kafka clients connect to the
         advertised address after bootstrapping, so to route traffic through
-        a :class:`PausableTcpProxy` set this to the proxy's port.
+        a proxy (see :class:`LocalStack`) set this to the proxy's port.
     binary : Path, optional
         Tansu binary; :func:`find_tansu` if omitted.
     """
@@ -596,6 +597,30 @@ class InfluxServer(_ServerProcess):
         return self.start()
 
 
+class KafkaProxy(Protocol):
+    """What :class:`LocalStack` needs of a TCP proxy in front of its broker."""
+
+    target_port: int
+
+    @property
+    def port(self) -> int:
+        """Local port the proxy listens on (advertised by the broker)."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to connect to."""
+        ...
+
+    def start(self) -> KafkaProxy:
+        """Start forwarding."""
+        ...
+
+    def stop(self) -> None:
+        """Close the listener and every forwarded connection."""
+        ...
+
+
 # --------------------------------------------------------------------------
 # Both servers together
 # --------------------------------------------------------------------------
@@ -609,10 +634,12 @@ class LocalStack:
     ----------
     keep : bool
         Keep the temporary directory (logs, Influx data) after :meth:`stop`.
-    kafka_proxy : bool
-        Put a :class:`PausableTcpProxy` in front of the broker and advertise
-        it, so every Kafka connection goes through :attr:`proxy` and an
-        outage can be simulated with ``stack.proxy.pause()``.
+    kafka_proxy : callable, optional
+        ``kafka_proxy(host, port)`` builds a TCP proxy to the broker (a
+        :class:`KafkaProxy`, e.g. ``tests.support.proxy.PausableTcpProxy``);
+        the stack starts it and advertises it, so every Kafka connection goes
+        through :attr:`proxy` and an outage can be simulated with
+        ``stack.proxy.pause()``.
 
     Attributes
     ----------
@@ -620,16 +647,16 @@ class LocalStack:
         The temporary directory while started.
     kafka, influx : TansuBroker, InfluxServer or None
         The servers while started.
-    proxy : PausableTcpProxy or None
-        The Kafka proxy when ``kafka_proxy=True``.
+    proxy : KafkaProxy or None
+        The Kafka proxy when ``kafka_proxy`` is given.
     """
 
     keep: bool = False
-    kafka_proxy: bool = False
+    kafka_proxy: Callable[[str, int], KafkaProxy] | None = None
     workdir: Path | None = field(default=None, init=False)
     kafka: TansuBroker | None = field(default=None, init=False)
     influx: InfluxServer | None = field(default=None, init=False)
-    proxy: PausableTcpProxy | None = field(default=None, init=False)
+    proxy: KafkaProxy | None = field(default=None, init=False)
 
     def start(self, timeout: float = 30.0) -> LocalStack:
         """Start both servers (concurrently) and wait until both are ready.
@@ -645,8 +672,13 @@ class LocalStack:
         try:
             self.influx = InfluxServer(self.workdir / "influx")
             self.kafka = TansuBroker(self.workdir / "kafka")
-            if self.kafka_proxy:
-                self.proxy = PausableTcpProxy(_HOST, self.kafka.port).start()
+            if self.kafka_proxy is not None:
+                if not callable(self.kafka_proxy):
+                    raise TypeError(
+                        "expected kafka_proxy to build a proxy from (host, port), e.g. "
+                        f"tests.support.proxy.PausableTcpProxy; got {self.kafka_proxy!r}"
+                    )
+                self.proxy = self.kafka_proxy(_HOST, self.kafka.port).start()
                 self.kafka.advertised_port = self.proxy.port
             # Launch both, then wait: the two startups overlap.
             self.influx._launch()
@@ -814,188 +846,3 @@ class MosquittoServer(_ServerProcess):
 
     def __enter__(self) -> MosquittoServer:
         return self.start()
-
-
-# --------------------------------------------------------------------------
-# Network cut simulation
-# --------------------------------------------------------------------------
-
-
-class PausableTcpProxy:
-    """Forward TCP connections to a target; the path can be cut and restored.
-
-    Each accepted connection gets a thread pumping both directions. While
-    paused, open connections are reset and new ones are accepted and reset at
-    once, so clients see the peer vanish, as when a broker goes down.
-
-    Parameters
-    ----------
-    target_host : str
-        Host to forward to.
-    target_port : int
-        Port to forward to.
-    listen_port : int, optional
-        Local port on 127.0.0.1; a free one if omitted.
-    """
-
-    def __init__(self, target_host: str, target_port: int, listen_port: int | None = None) -> None:
-        self.target_host = target_host
-        self.target_port = target_port
-        self._listen_port = listen_port or 0
-        self._listener: socket.socket | None = None
-        self._paused = threading.Event()
-        self._stopped = threading.Event()
-        self._cond = threading.Condition()
-        self._pumps = 0
-        self._thread: threading.Thread | None = None
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-
-    @property
-    def port(self) -> int:
-        """Local port the proxy listens on."""
-        if self._listener is None:
-            raise StackError("proxy is not started")
-        return int(self._listener.getsockname()[1])
-
-    @property
-    def address(self) -> str:
-        """``host:port`` to connect to."""
-        return f"{_HOST}:{self.port}"
-
-    @property
-    def paused(self) -> bool:
-        """Whether the path is currently cut."""
-        return self._paused.is_set()
-
-    def start(self) -> PausableTcpProxy:
-        """Bind the listening socket and start accepting."""
-        if self._listener is not None:
-            return self
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((_HOST, self._listen_port))
-        listener.listen(128)
-        listener.settimeout(0.1)  # lets the accept loop notice stop()
-        self._listener = listener
-        # Written to on pause/stop. It stays readable (level-triggered) until
-        # drained, so every pump thread selecting on it wakes up and exits.
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._stopped.clear()
-        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def pause(self, timeout: float = 5.0) -> None:
-        """Cut the path: reset open connections and refuse new ones.
-
-        Returns once every forwarded connection is closed.
-        """
-        self._paused.set()
-        self._cut(timeout)
-
-    def resume(self) -> None:
-        """Restore the path: new connections are forwarded again."""
-        if self._wake_r is not None:
-            with contextlib.suppress(OSError):
-                while self._wake_r.recv(4096):
-                    pass
-        self._paused.clear()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the listener and every forwarded connection."""
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        self._cut(timeout)
-        for sock in (self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._wake_r = self._wake_w = None
-
-    def __enter__(self) -> PausableTcpProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- internals ---------------------------------------------------------
-    def _cut(self, timeout: float) -> None:
-        if self._wake_w is None:
-            return
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        with self._cond:
-            self._cond.wait_for(lambda: self._pumps == 0, timeout)
-
-    @staticmethod
-    def _reset(sock: socket.socket) -> None:
-        # Linger 0 makes close() send RST: the client fails at once instead
-        # of seeing a graceful end of stream.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
-
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        listener = self._listener
-        while not self._stopped.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self._paused.is_set():
-                self._reset(client)
-                continue
-            try:
-                upstream = socket.create_connection((self.target_host, self.target_port), 5)
-            except OSError:
-                self._reset(client)
-                continue
-            client.settimeout(None)
-            with self._cond:
-                self._pumps += 1
-            threading.Thread(
-                target=self._pump, args=(client, upstream), name="tcp-proxy-pump", daemon=True
-            ).start()
-
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        wake = self._wake_r
-        assert wake is not None
-        peers = {client: upstream, upstream: client}
-        open_reads = [client, upstream]
-        cut = True
-        try:
-            while open_reads:
-                readable, _, _ = select.select([*open_reads, wake], [], [])
-                if wake in readable or self._paused.is_set() or self._stopped.is_set():
-                    break
-                for src in readable:
-                    data = src.recv(65536)
-                    if data:
-                        peers[src].sendall(data)
-                    else:
-                        # Half-close: pass the EOF on, keep the other way open.
-                        open_reads.remove(src)
-                        with contextlib.suppress(OSError):
-                            peers[src].shutdown(socket.SHUT_WR)
-            else:
-                cut = False  # both sides finished normally
-        except OSError:
-            pass  # reset by one of the peers
-        finally:
-            for sock in (client, upstream):
-                if cut:
-                    self._reset(sock)
-                else:
-                    sock.close()
-            with self._cond:
-                self._pumps -= 1
-                self._cond.notify_all()

@@ -1,13 +1,14 @@
 """Evaluation of a candidate model against the line's active version.
 
 Before a data scientist promotes a retrained model, both versions score the
-very same frames, from stream start, through the worker's scoring function
-(:func:`lineguard.detectors.scoring.score_batch`, with their own thresholds
-and debounce). The report says, for each version, how often it would have
-alerted, and -- where the frames carry labels (a labelled recording, or QA
-feedback on InfluxDB history) -- SKAB's pointwise F1, false-alarm and
-missed-alarm rates plus event recall and false-alarm events
-(:mod:`lineguard.models.metrics`); and how often the two versions agree.
+very same frames, from stream start, through the worker's processor
+(:func:`lineguard.models.evaluation.score_frames`, the one offline scorer,
+each version with its own threshold and debounce). The report says, for
+each version, how often it would have alerted, and -- where the frames
+carry labels (a labelled recording, or QA feedback on InfluxDB history) --
+SKAB's pointwise F1, false-alarm and missed-alarm rates plus event recall
+and false-alarm events (:mod:`lineguard.models.metrics`); and how often the
+two versions agree.
 The report is stored in the candidate's manifest (``evaluation``).
 """
 
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.detectors.scoring import score_batch
 from lineguard.ingest.contract import utc_from_us
+from lineguard.models.evaluation import score_frames
 from lineguard.models.metrics import score_alerts, segments
+from lineguard.models.registry import ModelBundle
 
-__all__ = ["Scorer", "absent_sensors", "align", "evaluate_candidate", "version_metrics"]
+__all__ = ["Scorer", "absent_sensors", "evaluate_candidate", "version_metrics"]
 
 
 @dataclass(frozen=True)
@@ -43,34 +45,26 @@ class Scorer:
         )
 
     def alerts(
-        self, data_sensors: list[str], X: np.ndarray, time_us: np.ndarray | None = None
+        self, data_sensors: list[str], X: np.ndarray, time_us: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(score, debounced alert flag) per frame, from stream start.
 
-        With ``time_us`` the state resets at a gap exactly as in the live
-        worker (see :func:`lineguard.detectors.scoring.gap_bound_us`).
+        Scored by the offline scorer (:func:`lineguard.models.evaluation.score_frames`,
+        the worker's processor): columns are matched by sensor name, and the
+        state resets at a gap exactly as in the live worker (see
+        :func:`lineguard.detectors.scoring.gap_bound_us`).
         """
         k, n = self.debounce
-        result, _ = score_batch(
-            self.pipeline,
-            align(data_sensors, self.sensors, X),
-            None,
-            self.threshold,
-            k=k,
-            n=n,
-            time_us=time_us,
+        manifest = {
+            "sensors": list(self.sensors),
+            "threshold": float(self.threshold),
+            "debounce": {"k": k, "n": n},
+        }
+        bundle = ModelBundle(
+            line_id="candidate", version=self.name, pipeline=self.pipeline, manifest=manifest
         )
-        return result.score, np.asarray(result.anomaly, dtype=bool)
-
-
-def align(data_sensors: list[str], model_sensors: list[str], X: np.ndarray) -> np.ndarray:
-    """Columns of ``X`` (named ``data_sensors``) in the model's order; NaN when absent."""
-    position = {s: i for i, s in enumerate(data_sensors)}
-    out = np.full((X.shape[0], len(model_sensors)), np.nan)
-    for j, s in enumerate(model_sensors):
-        if s in position:
-            out[:, j] = X[:, position[s]]
-    return out
+        scored = score_frames(bundle, data_sensors, time_us, X, source=self.name)
+        return scored.score, scored.anomaly
 
 
 def absent_sensors(model_sensors: list[str], data_sensors: list[str], X: np.ndarray) -> list[str]:

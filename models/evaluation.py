@@ -49,7 +49,7 @@ from lineguard.ingest.contract import TelemetryBatch, encode
 from lineguard.ingest.csv_runs import RecordedRun, read_run
 from lineguard.ingest.gateway import plan_records
 from lineguard.models.metrics import AlertScore, score_alerts, segments
-from lineguard.models.registry import Registry
+from lineguard.models.registry import ModelBundle, Registry
 from lineguard.models.training import TrainingConfig, fit_from_rows, train_from_rows
 from lineguard.stream.limits import BATCH_RECORDS, BATCH_WINDOW_S
 from lineguard.stream.processor import RawRecord, TelemetryProcessor
@@ -58,6 +58,7 @@ __all__ = [
     "NAB_PROFILES",
     "Alert",
     "Evaluation",
+    "FrameScores",
     "GatewayPlan",
     "RunEvaluation",
     "alert_events",
@@ -69,6 +70,7 @@ __all__ = [
     "find_runs",
     "nab_score",
     "predicted_changepoints",
+    "score_frames",
     "write_predictions",
 ]
 
@@ -505,20 +507,59 @@ def evaluate_run(
     return _scored_run(run, name, line, registry, bundle, train_rows, config, plan)
 
 
-def _scored_run(
-    run: RecordedRun,
-    name: str,
-    line: str,
-    registry: Registry,
-    bundle: Any,
-    first_test_row: int,
-    config: TrainingConfig,
-    plan: GatewayPlan | None,
-) -> RunEvaluation:
-    """Stream the whole run through the processor; evaluate rows from ``first_test_row``."""
-    processor = TelemetryProcessor(registry)
+@dataclass(frozen=True)
+class FrameScores:
+    """Every frame of a stream as the worker scored it.
+
+    Attributes
+    ----------
+    time_us : ndarray of int64
+        Frame times, in stream order.
+    score : ndarray of float
+        Anomaly score per frame.
+    anomaly : ndarray of bool
+        Debounced alert state per frame.
+    top_sensors : list of str
+        Comma-separated most contributing sensors, on frames that exceed
+        or are in alert ("" elsewhere), as in the worker's points.
+    reason : ndarray of int8
+        Alert reason code per frame (``detectors.sensor_checks.REASONS``).
+    """
+
+    time_us: np.ndarray
+    score: np.ndarray
+    anomaly: np.ndarray
+    top_sensors: list[str]
+    reason: np.ndarray
+
+
+class _OneModel:
+    """What the processor reads models through, holding one bundle.
+
+    It serves ``bundle`` as its line's active version, so a model that is
+    not (yet) in a registry -- a candidate being evaluated before it is
+    stored -- is scored by the very same processor as a stored one.
+    """
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def lines(self) -> list[str]:
+        return [self.bundle.line_id]
+
+    def active_version(self, line: str) -> str | None:
+        return self.bundle.version if line == self.bundle.line_id else None
+
+    def load(self, line: str, version: str | None = None) -> ModelBundle:
+        return self.bundle
+
+
+def _stream(
+    processor: TelemetryProcessor, run: RecordedRun, line: str, plan: GatewayPlan
+) -> FrameScores:
+    """Stream the whole run through the processor, as the worker would receive it."""
     times, scores, flags, tops, codes = [], [], [], [], []
-    for micro_batch in _worker_batches(run, line, plan or GatewayPlan()):
+    for micro_batch in _worker_batches(run, line, plan):
         outcome = processor.process(micro_batch)
         if outcome.dead_letters:
             raise RuntimeError(f"{run.path}: the worker dead-lettered: {outcome.dead_letters[0]}")
@@ -531,6 +572,79 @@ def _scored_run(
     time_us = np.concatenate(times)
     if time_us.shape[0] != len(run):
         raise RuntimeError(f"{run.path}: scored {time_us.shape[0]} of {len(run)} frames")
+    return FrameScores(
+        time_us,
+        np.concatenate(scores),
+        np.asarray(np.concatenate(flags), dtype=bool),
+        tops,
+        np.concatenate(codes),
+    )
+
+
+def score_frames(
+    bundle: ModelBundle,
+    sensors: Sequence[str],
+    time_us: np.ndarray,
+    X: np.ndarray,
+    plan: GatewayPlan | None = None,
+    source: str = "frames",
+) -> FrameScores:
+    """Score frames from stream start with one model, through the worker's processor.
+
+    The one offline scorer: ``lineguard evaluate`` and the candidate
+    evaluation (``lineguard train``, ``lineguard models evaluate``) both
+    come here, so column alignment by sensor name (a sensor the data lacks
+    is imputed, extra ones ignored), micro-batching, the gap reset and the
+    debounce are the worker's own.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model (stored or not; its ``line_id`` names the line).
+    sensors : sequence of str
+        Column names of ``X``.
+    time_us : ndarray of int64, shape (n,)
+        Frame times (UTC microseconds), consecutive stream order.
+    X : ndarray of shape (n, len(sensors))
+        Raw frames (NaN = missing reading).
+    plan : GatewayPlan, optional
+        How the frames are cut into records (results do not depend on it).
+    source : str
+        Where the frames came from, for error messages.
+
+    Raises
+    ------
+    ValueError
+        When the data has none of the model's sensors (the worker would
+        dead-letter every record), or no frames.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    time_us = np.asarray(time_us, dtype=np.int64)
+    if len(time_us) == 0:
+        raise ValueError(f"{source}: expected frames to score; got none")
+    if not set(sensors) & set(bundle.sensors):
+        raise ValueError(
+            f"{source}: expected some of the sensors {bundle.sensors[:8]} of "
+            f"{bundle.version}; the data has {list(sensors)[:8]}"
+        )
+    run = RecordedRun(Path(source), tuple(sensors), time_us, X, None, None)
+    return _stream(
+        TelemetryProcessor(_OneModel(bundle)), run, bundle.line_id, plan or GatewayPlan()
+    )
+
+
+def _scored_run(
+    run: RecordedRun,
+    name: str,
+    line: str,
+    registry: Registry,
+    bundle: Any,
+    first_test_row: int,
+    config: TrainingConfig,
+    plan: GatewayPlan | None,
+) -> RunEvaluation:
+    """Stream the whole run through the processor; evaluate rows from ``first_test_row``."""
+    scored = _stream(TelemetryProcessor(registry), run, line, plan or GatewayPlan())
     test = slice(first_test_row, len(run))
     labels = run.anomaly[test].astype(bool)
     changepoints = (
@@ -538,12 +652,12 @@ def _scored_run(
         if run.changepoint is not None
         else predicted_changepoints(labels)
     )
-    anomaly = np.concatenate(flags)[test]
-    score = np.concatenate(scores)[test]
-    top = tops[test]
-    reason = np.concatenate(codes)[test]
+    anomaly = scored.anomaly[test]
+    score = scored.score[test]
+    top = scored.top_sensors[test]
+    reason = scored.reason[test]
     names = reason_names(reason).tolist()
-    t = time_us[test]
+    t = scored.time_us[test]
     return RunEvaluation(
         name=name,
         line=line,

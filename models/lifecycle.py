@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lineguard.contracts import SCORE_MEASUREMENT, TELEMETRY_MEASUREMENT
+from lineguard.detectors.calibration import TRAINING_DEFAULTS
 from lineguard.errors import MissingSensorsError
 from lineguard.influx import InfluxV1Client, quote_ident
 from lineguard.ingest.csv_runs import RecordedRun
@@ -183,7 +184,8 @@ def train_candidate_from_run(
     """Train on a recorded run's first ``rows`` rows; evaluate on the rest.
 
     The evaluation frames are the rows after the training rows (with the
-    file's labels) when there are at least 20 of them, else the whole run.
+    file's labels) when there are at least ``TRAINING_DEFAULTS.min_rows`` of
+    them, else the whole run.
     ``activate`` None activates only a line's first model. The caller
     activates (and announces) when ``Candidate.activated`` is set. A run
     without a sensor of the active model is refused unless
@@ -194,7 +196,8 @@ def train_candidate_from_run(
     change = check_sensor_set(
         registry, line, list(run.sensors), run.values[window], Path(run.path).name, sensors_change
     )
-    test = slice(window.stop, len(run)) if len(run) - window.stop >= 20 else slice(0, len(run))
+    enough = len(run) - window.stop >= TRAINING_DEFAULTS.min_rows
+    test = slice(window.stop, len(run)) if enough else slice(0, len(run))
     labels = run.anomaly[test].astype(bool) if run.anomaly is not None else None
     return _store(
         registry,
@@ -249,10 +252,10 @@ def train_candidate_from_influx(
     change = check_sensor_set(
         registry, line, list(run.sensors), run.values[mask], source, sensors_change
     )
-    if mask.sum() < 20:
+    if mask.sum() < TRAINING_DEFAULTS.min_rows:
         raise ValueError(
-            f"expected at least 20 normal rows for line {line!r} in the window; got "
-            f"{int(mask.sum())} of {len(run)} after leaving out QA-labelled ranges"
+            f"expected at least {TRAINING_DEFAULTS.min_rows} normal rows for line {line!r} in "
+            f"the window; got {int(mask.sum())} of {len(run)} after leaving out QA-labelled ranges"
         )
     return _store(
         registry,

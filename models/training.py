@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lineguard.detectors.calibration import DEFAULT_TARGET_FAR, train_pipeline
-from lineguard.detectors.catalogue import DEFAULT_DETECTOR
+from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
 from lineguard.detectors.scoring import DEFAULT_DEBOUNCE
 from lineguard.ingest.contract import utc_from_us
 from lineguard.ingest.csv_runs import RecordedRun
@@ -40,6 +39,9 @@ __all__ = [
 class TrainingConfig:
     """How a line model is trained.
 
+    Every default is :data:`lineguard.detectors.calibration.TRAINING_DEFAULTS`'
+    (the one defaults object); a config only says where a run differs.
+
     Attributes
     ----------
     detector : str
@@ -55,11 +57,11 @@ class TrainingConfig:
         Seed for stochastic detectors, so retraining is reproducible.
     """
 
-    detector: str = DEFAULT_DETECTOR
-    target_far: float = DEFAULT_TARGET_FAR
-    holdout_fraction: float = 0.3
-    debounce: tuple[int, int] = DEFAULT_DEBOUNCE
-    seed: int = 0
+    detector: str = TRAINING_DEFAULTS.detector
+    target_far: float = TRAINING_DEFAULTS.target_far
+    holdout_fraction: float = TRAINING_DEFAULTS.holdout_fraction
+    debounce: tuple[int, int] = TRAINING_DEFAULTS.debounce
+    seed: int = TRAINING_DEFAULTS.seed
 
     def __post_init__(self) -> None:
         k, n = self.debounce
@@ -88,8 +90,10 @@ def training_rows(run: RecordedRun, rows: int | None) -> slice:
         model must learn normal operation only.
     """
     stop = len(run) if rows is None else min(rows, len(run))
-    if stop < 20:
-        raise ValueError(f"{run.path}: expected at least 20 training rows; got {stop}")
+    if stop < TRAINING_DEFAULTS.min_rows:
+        raise ValueError(
+            f"{run.path}: expected at least {TRAINING_DEFAULTS.min_rows} training rows; got {stop}"
+        )
     if run.anomaly is not None and run.anomaly[:stop].any():
         first = int(np.flatnonzero(run.anomaly[:stop])[0])
         raise ValueError(
@@ -279,8 +283,10 @@ def train_from_rows(
             f"expected X of shape ({len(time_us)}, {len(sensors)}) matching time_us and "
             f"sensors; got {X.shape}"
         )
-    if len(time_us) < 20:
-        raise ValueError(f"expected at least 20 training rows; got {len(time_us)}")
+    if len(time_us) < TRAINING_DEFAULTS.min_rows:
+        raise ValueError(
+            f"expected at least {TRAINING_DEFAULTS.min_rows} training rows; got {len(time_us)}"
+        )
     pipeline, threshold, info = fitted or fit_from_rows(sensors, X, config, time_us)
     k, n = config.debounce
     envelope: dict[str, Any] = {

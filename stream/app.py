@@ -14,7 +14,6 @@ minutes after a rebalance; see ``docs/reliability.md``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ import faust
 
 from lineguard.contracts import IMPUTED_MEASUREMENT
 from lineguard.influx import AsyncInfluxV1Client, InfluxQueryError, encode_point, failure_text
+from lineguard.retry import Backoff, async_retrying
 from lineguard.settings import Settings
 from lineguard.stream import kafka_internals
 from lineguard.stream.limits import BATCH_RECORDS, RETRY_FIRST_S, RETRY_MAX_S
@@ -213,25 +213,24 @@ def _connect(
 
 
 async def _create_database(influx: AsyncInfluxV1Client, stats: WorkerStats) -> None:
-    delay = RETRY_FIRST_S
-    while True:
-        try:
-            await influx.create_database()
-            return
-        except InfluxQueryError as exc:
-            # InfluxDB 2.x/3.x answer but manage buckets themselves.
-            log.warning("CREATE DATABASE refused (%s); assuming it is managed", exc)
-            return
-        except Exception as exc:
-            stats.sink_down, stats.sink_error = True, failure_text(exc)
-            log.warning(
-                "InfluxDB at %s not ready (%s); retrying in %.1f s",
-                influx.endpoint,
-                stats.sink_error,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+    def down(exc: BaseException, _delay: float) -> None:
+        stats.sink_down, stats.sink_error = True, failure_text(exc)
+
+    # Start-up waits for InfluxDB as long as it takes (a stack starting
+    # together), logging each attempt.
+    async for attempt in async_retrying(
+        f"InfluxDB at {influx.endpoint} (CREATE DATABASE)",
+        Backoff(RETRY_FIRST_S, RETRY_MAX_S),
+        describe=failure_text,
+        on_retry=down,
+        logger=log,
+    ):
+        with attempt:
+            try:
+                await influx.create_database()
+            except InfluxQueryError as exc:
+                # InfluxDB 2.x/3.x answer but manage buckets themselves.
+                log.warning("CREATE DATABASE refused (%s); assuming it is managed", exc)
 
 
 async def _lag(app: faust.App, settings: Settings) -> int:

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from lineguard.influx import InfluxV1Client, InfluxWriteError
 from lineguard.ingest.dead_letter import DeadLetter, to_headers
 from lineguard.models.feedback import feedback_records
+from lineguard.retry import Backoff, retrying, run_until_stopped
 from lineguard.settings import Settings
+from lineguard.stream.limits import RETRY_FIRST_S, RETRY_MAX_S
 
 __all__ = ["FeedbackConsumer"]
 
 log = logging.getLogger(__name__)
+
+# Labels are rare and off the scoring path: the worker's write backoff, and
+# a steady one-second reconnect to the broker.
+_WRITE_BACKOFF = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
+_RECONNECT = Backoff(1.0, 1.0)
 
 
 class FeedbackConsumer:
@@ -56,61 +62,66 @@ class FeedbackConsumer:
             self._thread.join(5.0)
 
     def _run(self) -> None:
+        # The broker may be restarting: reconnect every second until stopped.
+        run_until_stopped("feedback consumer", self._consume, self._stop, _RECONNECT, logger=log)
+
+    def _consume(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer
 
         s = self.settings
-        while not self._stop.is_set():
-            consumer = producer = None
-            try:
-                consumer = KafkaConsumer(
-                    s.topics.feedback,
-                    group_id=f"{s.worker_id}-feedback",
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    session_timeout_ms=6000,
-                    heartbeat_interval_ms=1000,
-                    **s.kafka.kafka_python_config(),
-                )
-                producer = KafkaProducer(acks="all", **s.kafka.kafka_python_config())
-                with InfluxV1Client(s.influx) as influx:
-                    while not self._stop.is_set():
-                        batch = consumer.poll(timeout_ms=500, max_records=500)
-                        records = [r for rs in batch.values() for r in rs]
-                        if not records:
-                            continue
-                        self._handle(records, influx, producer)
-                        consumer.commit()
-            except Exception as exc:
-                log.warning("feedback consumer: %s; retrying", exc)
-                self._stop.wait(1.0)
-            finally:
-                for client in (consumer, producer):
-                    if client is not None:
-                        try:
-                            client.close()
-                        except Exception:
-                            log.debug("closing a feedback client failed", exc_info=True)
+        consumer = producer = None
+        try:
+            consumer = KafkaConsumer(
+                s.topics.feedback,
+                group_id=f"{s.worker_id}-feedback",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=6000,
+                heartbeat_interval_ms=1000,
+                **s.kafka.kafka_python_config(),
+            )
+            producer = KafkaProducer(acks="all", **s.kafka.kafka_python_config())
+            with InfluxV1Client(s.influx) as influx:
+                while not self._stop.is_set():
+                    batch = consumer.poll(timeout_ms=500, max_records=500)
+                    records = [r for rs in batch.values() for r in rs]
+                    if not records:
+                        continue
+                    self._handle(records, influx, producer)
+                    consumer.commit()
+        finally:
+            for client in (consumer, producer):
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:
+                        log.debug("closing a feedback client failed", exc_info=True)
 
     def _handle(self, records: list, influx: InfluxV1Client, producer: object) -> None:
         lines, invalid = feedback_records([r.value for r in records])
         bad = dict(invalid)
         refused = False
-        delay = 0.2
-        while lines:
-            try:
-                influx.write("\n".join(lines), precision="ns")
-                break
-            except InfluxWriteError as exc:
-                if exc.status == 400:  # will never be accepted: dead-letter all
+        # Retried until InfluxDB takes the labels (or the consumer stops, and
+        # the uncommitted records are read again): a label is never dropped.
+        for attempt in retrying(
+            "feedback write",
+            _WRITE_BACKOFF,
+            until=self._stop.is_set,
+            sleep=self._stop.wait,
+            logger=log,
+        ):
+            with attempt:
+                if not lines:
+                    break
+                try:
+                    influx.write("\n".join(lines), precision="ns")
+                except InfluxWriteError as exc:
+                    if exc.status != 400:
+                        raise
+                    # Will never be accepted: dead-letter all.
                     refused = True
                     reason = f"InfluxDB refused the label: {exc}"
                     bad.update({i: reason for i in range(len(records)) if i not in bad})
-                    break
-                log.warning("feedback write failed (%s); retrying", exc)
-            except Exception as exc:
-                log.warning("feedback write failed (%s); retrying", exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
         self.stored += 0 if refused else len(lines)
         futures = []
         for i, reason in bad.items():

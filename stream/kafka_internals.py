@@ -10,11 +10,11 @@ and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Hashable
 from typing import Any
 
+from lineguard.retry import Backoff, async_retrying
 from lineguard.stream.limits import FETCH_MAX_WAIT_MS, RETRY_FIRST_S, RETRY_MAX_S
 
 __all__ = ["CommitOutcome", "commit", "committed_offsets", "shorten_fetch_wait"]
@@ -42,10 +42,15 @@ async def committed_offsets(app: Any, tps: set[Any]) -> dict[Any, int]:
 
     thread, consumer = _consumer_thread(app)
     found: dict[Any, int] = {}
-    delay = RETRY_FIRST_S
-    for tp in tps:
-        while tp not in found:
-            try:
+    # One policy for the whole look-up: the partitions found stay found, and
+    # the backoff keeps growing while the broker stays away.
+    async for attempt in async_retrying(
+        lambda: f"committed-offset look-up of {sorted(map(str, tps - found.keys()))}",
+        Backoff(RETRY_FIRST_S, RETRY_MAX_S),
+        logger=log,
+    ):
+        with attempt:
+            for tp in tps - found.keys():
                 committed = await thread.call_thread(
                     consumer.committed, TopicPartition(tp.topic, tp.partition)
                 )
@@ -55,10 +60,6 @@ async def committed_offsets(app: Any, tps: set[Any]) -> dict[Any, int]:
                     earliest = await app.consumer.earliest_offsets(tp)
                     committed = max(int(next(iter(earliest.values()), 0) or 0), 0)
                 found[tp] = int(committed)
-            except Exception as exc:  # broker unreachable: bounded backoff, no busy loop
-                log.warning("committed offset of %s unknown (%s); retry in %.1f s", tp, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
     return found
 
 

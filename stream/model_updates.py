@@ -33,6 +33,7 @@ from lineguard.detectors.points import result_points
 from lineguard.detectors.scoring import ScoringState, score_batch
 from lineguard.models.announce import Announcement, InvalidAnnouncement, parse_announcement
 from lineguard.models.registry import ModelBundle, ModelIntegrityError, Registry
+from lineguard.retry import Backoff, run_until_stopped
 from lineguard.settings import Settings
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# A steady one-second reconnect while the broker is away.
+_RECONNECT = Backoff(1.0, 1.0)
 
 #: Tag (and value) marking a shadow version's points in ``lineguard_score``.
 SHADOW_TAG = ("role", SHADOW_ROLE)
@@ -141,6 +145,10 @@ class ModelUpdates:
             self._thread.join(5.0)
 
     def _run(self) -> None:
+        # The broker may be restarting: reconnect every second until stopped.
+        run_until_stopped("models topic follower", self._follow, self._stop, _RECONNECT, logger=log)
+
+    def _follow(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         assert self.settings is not None
@@ -174,9 +182,6 @@ class ModelUpdates:
                         consumer.position(tp) >= end[tp] for tp in assigned
                     ):
                         self._caught_up.set()
-            except Exception as exc:  # the broker may be restarting: retry
-                log.warning("models topic follower: %s; retrying", exc)
-                self._stop.wait(1.0)
             finally:
                 if consumer is not None:
                     try:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
-from lineguard.influx import AsyncInfluxV1Client, InfluxError, InfluxWriteError, failure_text
+from lineguard.influx import AsyncInfluxV1Client, InfluxWriteError, failure_text
+from lineguard.retry import Backoff, async_retrying
 from lineguard.stream.limits import MAX_WRITE_BYTES, RETRY_FIRST_S, RETRY_MAX_S
 from lineguard.stream.stats import WorkerStats
 
 __all__ = ["write_bodies", "write_until_accepted"]
 
 log = logging.getLogger(__name__)
+
+_BACKOFF = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
 
 
 def write_bodies(lines: Sequence[str], max_bytes: int = MAX_WRITE_BYTES) -> list[str]:
@@ -74,29 +76,28 @@ async def write_until_accepted(
 async def _write_body_until_accepted(
     sink: AsyncInfluxV1Client, body: str, stats: WorkerStats
 ) -> InfluxWriteError | None:
-    delay = RETRY_FIRST_S
-    while True:
-        try:
-            await sink.write(body, precision="ns")
-            stats.sink_down = False
-            return None
-        except InfluxWriteError as exc:
-            if exc.status == 400:
+    def down(exc: BaseException, _delay: float) -> None:
+        stats.write_retries += 1
+        stats.sink_down, stats.sink_error = True, failure_text(exc)
+
+    # Never gives up while InfluxDB is unreachable: the batch is not
+    # committed until its points are in, so nothing is dropped.
+    async for attempt in async_retrying(
+        f"InfluxDB write of {len(body)} bytes at {sink.endpoint}",
+        _BACKOFF,
+        describe=failure_text,
+        on_retry=down,
+        logger=log,
+    ):
+        with attempt:
+            try:
+                await sink.write(body, precision="ns")
+            except InfluxWriteError as exc:
+                if exc.status != 400:
+                    raise
+                # Refused data is never accepted: reported, not retried.
                 stats.write_errors += 1
                 return exc
-            error: Exception = exc
-        except (InfluxError, OSError, asyncio.TimeoutError) as exc:
-            error = exc
-        except Exception as exc:  # httpx transport errors and the like
-            error = exc
-        stats.write_retries += 1
-        stats.sink_down, stats.sink_error = True, failure_text(error)
-        log.warning(
-            "InfluxDB write failed at %s (%s; %d bytes); retrying in %.1f s",
-            sink.endpoint,
-            stats.sink_error,
-            len(body),
-            delay,
-        )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX_S)
+            stats.sink_down = False
+            return None
+    raise AssertionError("unreachable: the write policy retries until InfluxDB answers")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from lineguard.stack import LocalStack
+from tests.support.proxy import PausableTcpProxy
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def proxied_stack() -> Iterator[LocalStack]:
     path to the broker, and its InfluxDB may be stopped and restarted, so
     tests that need neither use ``local_stack``.
     """
-    with LocalStack(kafka_proxy=True) as stack:
+    with LocalStack(kafka_proxy=PausableTcpProxy) as stack:
         yield stack
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from lineguard.ingest.gateway_config import OpcUaSource
 from lineguard.ingest.sources.base import TagSink
+from lineguard.retry import Backoff, async_retrying
 
 __all__ = ["OpcUaReader"]
 
@@ -77,19 +78,28 @@ class OpcUaReader:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        delay = self.config.reconnect_min_s
-        while not self._stop.is_set():
-            try:
-                await self._session()
-                delay = self.config.reconnect_min_s
-            except Exception as exc:  # any failure ends this connection, never the gateway
-                self.connected.clear()
-                self.sink.source_down(self.config.name, f"{type(exc).__name__}: {exc}")
-                log.info(
-                    "OPC UA %s: next connection attempt in %.1f s", self.config.endpoint, delay
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
+        cfg = self.config
+        with contextlib.suppress(Exception):  # stopped during an outage: already logged
+            async for attempt in async_retrying(
+                f"OPC UA {cfg.endpoint}",
+                Backoff(cfg.reconnect_min_s, max(cfg.reconnect_min_s, cfg.reconnect_max_s)),
+                until=self._stop.is_set,
+                sleep=self._sleep,
+                logger=log,
+                level=logging.INFO,
+            ):
+                with attempt:
+                    if not self._stop.is_set():
+                        await self._connection()
+
+    async def _connection(self) -> None:
+        """One connection until it ends; any failure ends it, never the gateway."""
+        try:
+            await self._session()
+        except Exception as exc:
+            self.connected.clear()
+            self.sink.source_down(self.config.name, f"{type(exc).__name__}: {exc}")
+            raise
 
     async def _sleep(self, seconds: float) -> None:
         end = asyncio.get_running_loop().time() + seconds

@@ -101,7 +101,7 @@ def print_folder_evaluation(evaluation: Any) -> None:
 )
 @click.option(
     "--train-rows",
-    type=click.IntRange(min=20),
+    type=click.IntRange(min=1),
     default=None,
     help="Train each run's model on its first N rows (SKAB's protocol: 400).",
 )
@@ -155,10 +155,17 @@ def evaluate(
     gateway records through the stream worker's processor. Prints SKAB's
     metrics over the test rows (after the training rows) of all runs.
     """
+    from lineguard.detectors.calibration import TRAINING_DEFAULTS
     from lineguard.detectors.catalogue import DETECTORS
     from lineguard.models.evaluation import evaluate_folder, evaluate_history, write_predictions
     from lineguard.models.training import TrainingConfig
 
+    # Checked here, not by the option's type: the CLI imports the math lazily.
+    if train_rows is not None and train_rows < TRAINING_DEFAULTS.min_rows:
+        raise click.BadParameter(
+            f"expected at least {TRAINING_DEFAULTS.min_rows} training rows; got {train_rows}",
+            param_hint="--train-rows",
+        )
     if detector is not None and detector not in DETECTORS:
         raise click.BadParameter(
             f"expected one of {sorted(DETECTORS)}; got {detector!r}", param_hint="--detector"

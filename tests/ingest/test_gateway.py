@@ -105,3 +105,46 @@ def test_a_wedged_kafka_client_is_replaced_and_its_records_resent(tmp_path, monk
     assert [b.seq for b in resent] == [0, 1, 2]
     assert all(b.historical for b in resent)
     assert forward.pending() == 0
+
+
+class _DownProducer:
+    """A producer whose every send fails at once (metadata unavailable)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def send(self, topic: str, key: bytes, value: bytes) -> _Future:
+        self.attempts += 1
+        raise ConnectionError("broker unreachable")
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_resends_during_an_outage_back_off_by_the_house_policy(tmp_path, monkeypatch) -> None:
+    from lineguard.ingest import gateway
+    from lineguard.ingest.buffer import DiskBuffer
+    from lineguard.ingest.contract import TelemetryBatch, encode
+    from lineguard.ingest.gateway import StoreAndForward
+
+    clock = [1000.0]
+    monkeypatch.setattr(gateway.time, "monotonic", lambda: clock[0])
+    producer = _DownProducer()
+    forward = StoreAndForward(
+        producer, "telemetry", DiskBuffer(tmp_path / "buf"), retry_first_s=0.5, retry_max_s=2.0
+    )
+    t = np.array([1_600_000_000_000_000])
+    forward.send(
+        b"line-a", encode(TelemetryBatch("s", "line-a", "gw", 0, ("a",), t, np.ones((1, 1))))
+    )
+    assert producer.attempts == 1 and not forward.online
+    # 0.5 s doubling, capped at 2 s: each resend comes exactly when due, not before.
+    for wait in (0.5, 1.0, 2.0, 2.0):
+        clock[0] += wait - 0.01
+        forward.pump()
+        assert producer.attempts == 1, f"resent before its {wait} s backoff was over"
+        clock[0] += 0.01
+        forward.pump()
+        assert producer.attempts == 2, f"not resent once its {wait} s backoff was over"
+        producer.attempts = 1
+    assert forward.pending() == 1  # nothing dropped

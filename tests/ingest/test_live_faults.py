@@ -26,7 +26,8 @@ from lineguard.ingest.contract import decode
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway_config import parse_config
 from lineguard.ingest.live import LiveGateway
-from lineguard.stack import MosquittoServer, PausableTcpProxy, free_port
+from lineguard.stack import MosquittoServer, free_port
+from tests.support.proxy import PausableTcpProxy
 
 pytestmark = pytest.mark.integration
 

@@ -226,3 +226,23 @@ def test_feedback_mark_alert_and_list(replayed) -> None:
     assert any("maintenance" in line and "qa-7 valve swap" in line for line in listed)
     assert any("real_defect" in line for line in listed)
     assert "no labels for other-line" in lineguard(env, "feedback", "list", "other-line").stdout
+
+
+def test_evaluate_refuses_fewer_training_rows_than_the_one_minimum(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lineguard.cli import main
+
+    out = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(tmp_path),
+            "--train-rows",
+            "19",
+            "--predictions",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert out.exit_code == 2, out.output
+    assert "expected at least 20 training rows; got 19" in out.output

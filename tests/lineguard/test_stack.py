@@ -23,7 +23,6 @@ import lineguard.stack as stack_mod
 from lineguard.stack import (
     InfluxServer,
     LocalStack,
-    PausableTcpProxy,
     StackError,
     TansuBroker,
     find_influxd,
@@ -32,6 +31,7 @@ from lineguard.stack import (
     influx_ping_ok,
     kafka_metadata_ok,
 )
+from tests.support.proxy import PausableTcpProxy
 
 
 def _pid_alive(pid: int) -> bool:
@@ -265,7 +265,7 @@ def test_proxy_forwards_pauses_and_resumes(echo_server: int) -> None:
 
 @pytest.mark.integration
 def test_kafka_outage_through_proxy() -> None:
-    with LocalStack(kafka_proxy=True) as stack:
+    with LocalStack(kafka_proxy=PausableTcpProxy) as stack:
         assert stack.proxy is not None
         # The broker advertises the proxy, so clients never bypass it.
         assert stack.kafka_bootstrap == stack.proxy.address
@@ -300,3 +300,10 @@ def test_kafka_outage_through_proxy() -> None:
                 values.extend(record.value for record in batch)
         consumer.close()
         assert values == [b"before", b"during", b"after"]
+
+
+def test_a_proxy_flag_instead_of_a_proxy_factory_is_refused() -> None:
+    stack = LocalStack(kafka_proxy=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"tests\.support\.proxy\.PausableTcpProxy"):
+        stack.start()
+    assert stack.workdir is None and stack.proxy is None  # nothing left running

@@ -75,6 +75,6 @@ def test_candidate_evaluation_resets_at_the_pause_like_the_live_worker(tmp_path:
     report = evaluate_candidate(scorer, None, list(run.sensors), run.time_us, run.values)
     assert report["candidate"]["alert_rate_pct"] == round(100.0 * live.anomaly.mean(), 3)
     # Without the times the window reaches across the pause and alerts there.
-    _, carried = scorer.alerts(list(run.sensors), run.values)
-    assert carried[PAUSE : PAUSE + bundle.pipeline.window].any()
+    carried, _ = score_batch(bundle.pipeline, run.values, None, bundle.threshold, k, n)
+    assert carried.anomaly[PAUSE : PAUSE + bundle.pipeline.window].any()
     assert not flags[PAUSE : PAUSE + bundle.pipeline.window].any()

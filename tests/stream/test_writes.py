@@ -123,5 +123,5 @@ def test_an_unreachable_sink_is_logged_with_its_url_and_reported(caplog) -> None
         asyncio.run(until_first_retry())
     assert stats.sink_down
     assert "refused" in stats.sink_error
-    assert f"InfluxDB write failed at http://127.0.0.1:{port}" in caplog.text
+    assert f"InfluxDB write of 7 bytes at http://127.0.0.1:{port} failed (" in caplog.text
     assert "s3cret" not in caplog.text and "s3cret" not in stats.sink_error

@@ -266,7 +266,7 @@ class FaultRig:
     Parameters
     ----------
     stack : LocalStack
-        Started with ``kafka_proxy=True`` (broker outages cut the proxy).
+        Started with ``kafka_proxy=PausableTcpProxy`` (broker outages cut the proxy).
     workdir : Path
         Registry, gateway buffers, worker logs.
     lines : int
@@ -277,7 +277,9 @@ class FaultRig:
 
     def __init__(self, stack: LocalStack, workdir: Path, lines: int = 5, seed: int = 6) -> None:
         if stack.proxy is None:
-            raise ValueError("expected a LocalStack(kafka_proxy=True); got one without a proxy")
+            raise ValueError(
+                "expected a LocalStack(kafka_proxy=PausableTcpProxy); got one without a proxy"
+            )
         self.stack = stack
         self.workdir = Path(workdir)
         self.registry_dir = self.workdir / "registry"
