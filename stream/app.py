@@ -281,6 +281,7 @@ def _report_fields(
     s = loop.stats
     processor = loop.serving.processor if loop.serving else None
     models = processor.active_models() if processor else {}
+    updates = loop.serving.updates if loop.serving else None
     fields: dict[str, Any] = {
         "records": s.records,
         "frames": s.frames,
@@ -291,6 +292,7 @@ def _report_fields(
         "write_errors": s.write_errors,
         "commit_failures": s.commit_failures,
         "assignments": s.assignments,
+        "model_follower_reconnects": updates.reconnects if updates is not None else 0,
         "batch_ms": s.batch_ms,
         "uncommitted": behind,
         "duplicates": s.duplicates,

@@ -70,6 +70,9 @@ class ModelUpdates:
         self._caught_up = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied = 0
+        # Times the follower's consumer failed and was built again (broker
+        # unreachable at start, or an error while following).
+        self.reconnects = 0
 
     # -- state -------------------------------------------------------------
     def apply(self, value: bytes | None) -> Announcement | None:
@@ -175,6 +178,7 @@ class ModelUpdates:
                     ):
                         self._caught_up.set()
             except Exception as exc:  # the broker may be restarting: retry
+                self.reconnects += 1
                 log.warning("models topic follower: %s; retrying", exc)
                 self._stop.wait(1.0)
             finally:
