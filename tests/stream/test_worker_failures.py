@@ -54,7 +54,9 @@ def test_one_lines_scoring_error_dead_letters_its_records_and_spares_the_others(
     records = {line: telemetry_records(run, line, FRAMES) for line in ("press-a", "press-b")}
     bad = telemetry_records(run, "press-bad", FRAMES)
     # Interleaved, so the bad line's records share micro-batches with the others.
-    mixed = [r for trio in zip(records["press-a"], bad, records["press-b"], strict=True) for r in trio]
+    mixed = [
+        r for trio in zip(records["press-a"], bad, records["press-b"], strict=True) for r in trio
+    ]
     client = InfluxV1Client(settings.influx)
     worker = scenario.start_worker()
     try:

@@ -188,7 +188,9 @@ class Scenario:
 
         producer = KafkaProducer(acks="all", **self.settings.kafka.kafka_python_config())
         try:
-            sends = [producer.send(self.settings.topics.telemetry, key=k, value=v) for k, v in records]
+            sends = [
+                producer.send(self.settings.topics.telemetry, key=k, value=v) for k, v in records
+            ]
             for send in sends:
                 send.get(30)
         finally:
