@@ -38,6 +38,8 @@ class _Consumer:
         #: Called before each earliest-offset request (a test cuts the path there).
         self.before_earliest: Callable[[], None] | None = None
         self.earliest_failures = 0
+        #: (partition, offset) of every seek the worker's code asked for.
+        self.seeks: list[tuple[int, int]] = []
 
     async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
         from aiokafka import TopicPartition
@@ -55,11 +57,12 @@ class _Consumer:
     async def seek(self, tp: Any, offset: int) -> None:
         from aiokafka import TopicPartition
 
+        self.seeks.append((tp.partition, offset))
         self.aiokafka.seek(TopicPartition(tp.topic, tp.partition), offset)
 
 
 class _Producer:
-    """aiokafka's producer behind Faust's ``send(topic, key, value, partition, timestamp, headers)``."""
+    """aiokafka's producer behind Faust's send(topic, key, value, partition, timestamp, headers)."""
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
