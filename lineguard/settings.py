@@ -253,6 +253,15 @@ class Settings(BaseSettings):
         Path.home() / ".local" / "state" / "lineguard",
         description="Per-host state: worker tables, leader files, and the default registry.",
     )
+    # A file, not only the log and InfluxDB: while InfluxDB is down the
+    # counters that describe the outage cannot be written there.
+    stats_file: Path | None = Field(
+        None,
+        description=(
+            "Worker: a JSON file rewritten with the worker's counters after every "
+            "stored batch and every 5 s report (unset: none)."
+        ),
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -32,7 +32,7 @@ from lineguard.stream.loop import ConsumeLoop
 from lineguard.stream.serving import ModelServing
 from lineguard.stream.sinks import delivery_sinks
 from lineguard.stream.state import LineStates, state_topic_name
-from lineguard.stream.stats import WORKER_MEASUREMENT, WorkerStats
+from lineguard.stream.stats import WORKER_MEASUREMENT, WorkerStats, write_stats_file
 from lineguard.stream.worker import faust_credentials
 
 __all__ = ["create_app"]
@@ -128,6 +128,7 @@ def create_app(settings: Settings, role: str = "score") -> faust.App:
         state_consumer=(lambda: _state_consumer(settings)) if serving else None,
         influx=influx,
         worker_tag=f"{socket.gethostname()}-{os.getpid()}",
+        on_stored=(lambda: _write_stats(settings, app, loop)) if settings.stats_file else None,
     )
     _connect(app, settings, telemetry, loop, influx, role)
     app.lineguard_stats = stats  # type: ignore[attr-defined]
@@ -207,6 +208,11 @@ def _connect(
             await influx.write([point, *imputed])
         except Exception as exc:  # metrics must never stop the worker
             log.debug("worker metrics not written: %s", exc)
+        if settings.stats_file is not None:
+            try:
+                write_stats_file(settings.stats_file, fields)
+            except OSError as exc:  # metrics must never stop the worker
+                log.debug("stats file not written: %s", exc)
         log.info("%s: %s", role, {k: v for k, v in fields.items() if k != "models"})
         if loop.stats.sink_down:
             log.warning("InfluxDB at %s unreachable: %s", influx.endpoint, loop.stats.sink_error)
@@ -249,7 +255,16 @@ async def _lag(app: faust.App, settings: Settings) -> int:
         return -1
 
 
-def _report_fields(app: faust.App, settings: Settings, loop: ConsumeLoop) -> dict[str, Any]:
+def _write_stats(settings: Settings, app: faust.App, loop: ConsumeLoop) -> None:
+    """After a stored batch: the counters to the stats file (not the frame rate's window)."""
+    assert settings.stats_file is not None
+    write_stats_file(settings.stats_file, _report_fields(app, settings, loop, rate=False))
+
+
+def _report_fields(
+    app: faust.App, settings: Settings, loop: ConsumeLoop, rate: bool = True
+) -> dict[str, Any]:
+    """The worker's counters; ``rate=False`` leaves the frame rate's window alone."""
     consumer = app.consumer
     try:
         highwaters = {
@@ -265,7 +280,8 @@ def _report_fields(app: faust.App, settings: Settings, loop: ConsumeLoop) -> dic
     s = loop.stats
     processor = loop.serving.processor if loop.serving else None
     models = processor.active_models() if processor else {}
-    return {
+    updates = loop.serving.updates if loop.serving else None
+    fields: dict[str, Any] = {
         "records": s.records,
         "frames": s.frames,
         "dead_letters": s.dead_letters,
@@ -274,8 +290,9 @@ def _report_fields(app: faust.App, settings: Settings, loop: ConsumeLoop) -> dic
         "write_retries": s.write_retries,
         "write_errors": s.write_errors,
         "commit_failures": s.commit_failures,
+        "assignments": s.assignments,
+        "model_follower_reconnects": updates.reconnects if updates is not None else 0,
         "batch_ms": s.batch_ms,
-        "frames_per_s": s.frames_per_s(),
         "uncommitted": behind,
         "duplicates": s.duplicates,
         "historical_alerts_suppressed": s.historical_alerts_suppressed,
@@ -288,3 +305,6 @@ def _report_fields(app: faust.App, settings: Settings, loop: ConsumeLoop) -> dic
         "uptime_s": time.monotonic() - s.started,
         "models": ",".join(f"{k}:{v}" for k, v in sorted(models.items())),
     }
+    if rate:
+        fields["frames_per_s"] = s.frames_per_s()
+    return fields

@@ -86,6 +86,9 @@ class ConsumeLoop:
         topic (created on first use, in a thread).
     influx : AsyncInfluxV1Client
         For the per-assignment report point.
+    on_stored : callable or None
+        Called after each batch's delivery ran and its counters were added
+        (the worker rewrites its stats file there).
     """
 
     def __init__(
@@ -100,12 +103,14 @@ class ConsumeLoop:
         state_consumer: Callable[[], Any] | None = None,
         influx: Any = None,
         worker_tag: str = "",
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.app, self.role, self.sinks, self.stats = app, role, sinks, stats
         self.states, self.serving = states, serving
         self.state_topic, self._state_consumer_factory = state_topic, state_consumer
         self._state_consumer: Any = None
         self.influx, self.worker_tag = influx, worker_tag
+        self.on_stored = on_stored
         self.offsets = OffsetTracker()
         # Bumped on every rebalance: a batch taken in an earlier assignment
         # commits nothing (its records are consumed again: duplicates, never loss).
@@ -119,6 +124,7 @@ class ConsumeLoop:
         """Partitions were assigned: a new generation; preload their models."""
         kafka_internals.shorten_fetch_wait(self.app)
         self._new_generation()
+        self.stats.assignments += 1
         self.assignment = {"at": time.monotonic(), "partitions": sorted(partitions)}
         if self.serving is not None:
             lines = self.serving.preload(partitions, total)
@@ -297,6 +303,11 @@ class ConsumeLoop:
         if self.serving is None:
             done["frames"] = sum(block.count("\n") + 1 for block in delivery.points)
         self.stats.add(done, len(delivery.records), time.perf_counter() - started, delivery.imputed)
+        if self.on_stored is not None:
+            try:
+                self.on_stored()
+            except Exception as exc:  # reporting must never stop the worker
+                log.debug("stats not written: %s", exc)
         if delivery.still_current() and "stored_s" not in self.assignment and done.get("frames"):
             await self.report_assignment()
 

@@ -74,6 +74,9 @@ class ModelUpdates:
         self._caught_up = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied = 0
+        # Times the follower's consumer failed and was built again (broker
+        # unreachable at start, or an error while following).
+        self.reconnects = 0
 
     # -- state -------------------------------------------------------------
     def apply(self, value: bytes | None) -> Announcement | None:
@@ -146,7 +149,17 @@ class ModelUpdates:
 
     def _run(self) -> None:
         # The broker may be restarting: reconnect every second until stopped.
-        run_until_stopped("models topic follower", self._follow, self._stop, _RECONNECT, logger=log)
+        run_until_stopped(
+            "models topic follower", self._follow_counted, self._stop, _RECONNECT, logger=log
+        )
+
+    def _follow_counted(self) -> None:
+        """:meth:`_follow`, counting each failure the reconnect policy then retries."""
+        try:
+            self._follow()
+        except Exception:
+            self.reconnects += 1
+            raise
 
     def _follow(self) -> None:
         from kafka import KafkaConsumer, TopicPartition

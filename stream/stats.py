@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from lineguard.contracts import ASSIGNMENT_MEASUREMENT, WORKER_MEASUREMENT
 
-__all__ = ["ASSIGNMENT_MEASUREMENT", "WORKER_MEASUREMENT", "WorkerStats"]
+__all__ = ["ASSIGNMENT_MEASUREMENT", "WORKER_MEASUREMENT", "WorkerStats", "write_stats_file"]
 
 
 class WorkerStats:
@@ -32,6 +37,8 @@ class WorkerStats:
         self.state_restore_timeouts = 0
         self.state_ahead = 0
         self.commit_failures = 0
+        # Partition assignments received (one per rebalance this worker took part in).
+        self.assignments = 0
         self.batch_ms = 0.0
         # The InfluxDB sink: unreachable since its last failed request, and why.
         self.sink_down = False
@@ -68,3 +75,23 @@ class WorkerStats:
         rate = (self.frames - self._last_frames) / max(now - self._last_at, 1e-9)
         self._last_frames, self._last_at = self.frames, now
         return rate
+
+
+def write_stats_file(path: Path, fields: Mapping[str, Any]) -> None:
+    """Replace ``path`` with ``fields`` as one JSON object, atomically.
+
+    The worker's counters must be readable while InfluxDB, where they are
+    reported too, is the thing that is down (an outage's write retries and
+    uncommitted records), and by a reader that never sees half a file: the
+    object is written to a temporary file beside ``path`` and renamed over it
+    (``os.replace`` is atomic on POSIX). ``pid`` and ``written_at_s``
+    (Unix time) say which process wrote it and when.
+    """
+    body = orjson.dumps(
+        {**fields, "pid": os.getpid(), "written_at_s": time.time()},
+        option=orjson.OPT_NON_STR_KEYS,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)

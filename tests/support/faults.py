@@ -67,9 +67,11 @@ __all__ = [
     "assignments_logged",
     "bad_records",
     "reference_incidents",
+    "stats_path",
     "stored_incidents",
     "summarize",
     "wait_for",
+    "worker_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -328,8 +330,10 @@ class FaultRig:
         return settings, env
 
     def start_worker(self, env: dict[str, str], name: str, n: int = 0) -> WorkerProcess:
-        """A scoring worker process with its log in the work directory."""
-        return WorkerProcess("score", env, self.workdir / f"{name}-worker-{n}.log")
+        """A scoring worker process with its log and its stats file in the work directory."""
+        log_path = self.workdir / f"{name}-worker-{n}.log"
+        env = {**env, "LINEGUARD_STATS_FILE": str(stats_path(log_path))}
+        return WorkerProcess("score", env, log_path)
 
     def replay_all(
         self,
@@ -664,7 +668,24 @@ class FaultRig:
             proc = psutil.Process(worker.process.pid)
             cpu0 = sum(proc.cpu_times()[:2])
             influx.stop()
-            time.sleep(outage_s)
+            ends = time.monotonic() + outage_s
+            during: list[dict[str, Any]] = []
+
+            def outage_seen() -> bool:
+                # The worker's stats file, rewritten on every report whatever
+                # InfluxDB does: the outage must be noticed (sink_down) and the
+                # records it holds back exposed (uncommitted), not just endured.
+                during.append(worker_stats(worker))
+                noticed = any(d.get("sink_down") == 1 for d in during)
+                lag = max((d.get("uncommitted", -1) for d in during), default=-1)
+                return noticed and lag > 0 and time.monotonic() >= ends
+
+            wait_for(
+                outage_seen,
+                [worker],
+                outage_s + 60.0,
+                "the worker reporting InfluxDB down (sink_down) with uncommitted records",
+            )
             cpu_s = sum(proc.cpu_times()[:2]) - cpu0
             influx.start()
             _join(threads)
@@ -673,11 +694,12 @@ class FaultRig:
             result = self.tally(name, client, settings, sent)
             result.worker_alive = worker.alive()
             incidents = self.incident_check(client)
-            log_text = worker.log_path.read_text(errors="replace")
+            # Written after the last stored batch, which every retry preceded.
+            final = worker_stats(worker)
             result.notes = {
-                "write_retries": log_text.count("InfluxDB write failed"),
+                "write_retries": final.get("write_retries", -1),
                 "worker_cpu_during_outage_s": round(cpu_s, 2),
-                "max_uncommitted_reported": _max_field(log_text, "uncommitted"),
+                "max_uncommitted_reported": max(d.get("uncommitted", -1) for d in during),
                 **incidents,
                 **assignment_times(client),
             }
@@ -715,14 +737,13 @@ class FaultRig:
             result.worker_alive = worker.alive()
             incidents = self.incident_check(client)
             gateways = report["gateways"].values()
-            log_text = worker.log_path.read_text(errors="replace")
             result.notes = {
                 "sent_historical": sum(g.get("sent_historical", 0) for g in gateways),
                 "gateway_send_failures": sum(g.get("send_failures", 0) for g in gateways),
                 # Kafka clients found wedged after the cut healed, and replaced.
                 "gateway_producers_replaced": sum(g.get("producers_replaced", 0) for g in gateways),
                 "buffered_left": sum(g.get("buffered_left", 0) for g in gateways),
-                "duplicates_dropped_by_worker": _max_field(log_text, "duplicates"),
+                "duplicates_dropped_by_worker": worker_stats(worker).get("duplicates", -1),
                 **incidents,
                 **assignment_times(client),
             }
@@ -887,10 +908,21 @@ def _speed_for(runs: dict[str, RecordedRun], seconds: float) -> float:
     return max(span_s / max(seconds, 1e-3), 1.0)
 
 
-def _max_field(log_text: str, name: str) -> int:
-    """Largest value of ``'name': N`` in a worker's periodic report lines."""
-    values = [int(v) for v in re.findall(rf"'{name}': (-?\d+)", log_text)]
-    return max(values, default=-1)
+def stats_path(log_path: Path) -> Path:
+    """Where a worker started by the rig writes its stats file (beside its log)."""
+    return log_path.with_suffix(".stats.json")
+
+
+def worker_stats(worker: WorkerProcess) -> dict[str, Any]:
+    """The counters in a rig worker's stats file (``{}`` before its first write).
+
+    The file is replaced atomically by the worker (``write_stats_file``), so
+    a read never sees half of it.
+    """
+    try:
+        return dict(orjson.loads(stats_path(worker.log_path).read_bytes()))
+    except FileNotFoundError:
+        return {}
 
 
 def _consume(settings: Settings, topic: str, on_message: Callable[[Any], None]) -> None:
