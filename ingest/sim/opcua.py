@@ -77,12 +77,15 @@ async def serve_runs(
     users: dict[str, str] | None = None,
     stop: asyncio.Event | None = None,
     wait_for_items: int = 0,
+    security_modes: tuple[str, ...] = ("SignAndEncrypt", "Sign"),
 ) -> None:
     """Serve ``runs`` (line id, run) on ``opc.tcp://127.0.0.1:port`` until stopped.
 
-    With ``certificate`` and ``private_key`` only Basic256Sha256 (Sign and
-    SignAndEncrypt) endpoints are offered; with ``users`` only those
-    user/password pairs may connect.
+    With ``certificate`` and ``private_key`` only Basic256Sha256 endpoints
+    are offered, in the ``security_modes`` given (``Sign``,
+    ``SignAndEncrypt``: a server offering only one tests that the gateway
+    asks for exactly the mode it is configured with); with ``users`` only
+    those user/password pairs may connect.
     """
     from asyncua import Server, ua
     from asyncua.crypto.permission_rules import User, UserRole
@@ -103,11 +106,13 @@ async def serve_runs(
     if certificate is not None and private_key is not None:
         await server.load_certificate(str(certificate))
         await server.load_private_key(str(private_key))
+        unknown = set(security_modes) - {"Sign", "SignAndEncrypt"}
+        if unknown or not security_modes:
+            raise ValueError(
+                f"expected security modes Sign and/or SignAndEncrypt; got {security_modes!r}"
+            )
         server.set_security_policy(
-            [
-                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-                ua.SecurityPolicyType.Basic256Sha256_Sign,
-            ]
+            [getattr(ua.SecurityPolicyType, f"Basic256Sha256_{m}") for m in security_modes]
         )
     if users is not None:
         server.set_identity_tokens([ua.UserNameIdentityToken])
