@@ -740,3 +740,82 @@ def test_sparkplug_over_tls_verifies_the_broker_and_a_wrong_ca_is_refused_and_lo
     # was expected (a broker verified with this CA) and what the handshake got.
     assert len(failed) == 1, failed
     assert f"verified with {other_ca}" in failed[0] and "CERTIFICATE_VERIFY_FAILED" in failed[0]
+
+
+# -- MQTT plain JSON topics ----------------------------------------------------------
+
+
+def test_mqtt_json_topics_reach_telemetry_and_malformed_json_is_counted_and_logged_once(
+    tmp_path, caplog
+):
+    import orjson
+    import paho.mqtt.client as mqtt
+
+    rows = 12
+    malformed = {3, 4}  # rows whose "b" message is not JSON
+    t0 = (int(time.time()) - 60) * 1_000_000  # whole seconds, a minute ago
+    a = np.round(np.linspace(1.0, 2.1, rows), 3)
+    b = np.round(np.linspace(50.0, 61.0, rows), 3)
+    c = np.round(np.linspace(-3.0, -1.9, rows), 3)
+    sensors = "".join(
+        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "mq"\ntag = "plant/l1/{s}"\n'
+        for s in "abc"
+    )
+    with MosquittoServer() as broker:
+        config = (
+            f'site = "s1"\ngateway_id = "gw1"\nstate_dir = "{tmp_path / "state"}"\n'
+            '[[sources]]\ntype = "mqtt_json"\nname = "mq"\nhost = "127.0.0.1"\n'
+            f"port = {broker.port}\nreconnect_min_s = 0.5\nreconnect_max_s = 2.0\n"
+            # Stamped mid-period, a reading is 0.5 s old at its period's end
+            # and 1.5 s at the next one's: fresh in its own frame only.
+            '[lines.l1]\nlateness_s = 3.0\nstaleness_s = 0.75\nframes = "on_update"\n'
+            f"{sensors}"
+        )
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        caplog.clear()
+        try:
+            with (
+                caplog.at_level("WARNING", logger="lineguard.ingest.sources.base"),
+                _Gateway(config) as gw,
+            ):
+                reader = gw.gateway.readers[0]
+                gw.wait(reader.subscribed.is_set, 30, "the gateway's subscriptions")
+                for i in range(rows):
+                    stamp_us = t0 + i * 1_000_000 + 500_000
+                    iso = dt.datetime.fromtimestamp(stamp_us / 1e6, dt.timezone.utc).isoformat()
+                    messages = [
+                        ("a", orjson.dumps({"value": float(a[i]), "timestamp": stamp_us // 1000})),
+                        (
+                            "c",
+                            orjson.dumps(
+                                {"value": float(c[i]), "timestamp": iso, "quality": "good"}
+                            ),
+                        ),
+                        (
+                            "b",
+                            b'{"value": 5'
+                            if i in malformed
+                            else orjson.dumps(
+                                {"value": float(b[i]), "timestamp": stamp_us // 1000}
+                            ),
+                        ),
+                    ]
+                    for sensor, payload in messages:
+                        publisher.publish(f"plant/l1/{sensor}", payload, qos=1).wait_for_publish(10)
+                gw.wait(lambda: len(gw.frames()[0]) >= rows, 30, "a frame per published row")
+                src = gw.sources
+                times, values = gw.frames()
+        finally:
+            publisher.disconnect()
+            publisher.loop_stop()
+    assert src["malformed_payload"] == len(malformed), src
+    assert src["updates"] == 3 * rows - len(malformed), src
+    expected = np.column_stack([a, b, c])
+    expected[sorted(malformed), 1] = np.nan
+    np.testing.assert_array_equal(times, t0 + np.arange(rows) * 1_000_000)
+    np.testing.assert_array_equal(values, expected)
+    logged = [r.getMessage() for r in caplog.records if "malformed_payload" in r.getMessage()]
+    assert len(logged) == 1 and "mq:plant/l1/b" in logged[0], logged
+    assert "expected JSON" in logged[0] and "b'{\"value\": 5'" in logged[0], logged
