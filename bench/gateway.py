@@ -17,6 +17,9 @@ Three measurements, each against real servers (the simulators of
    through the real Kafka producer and disk buffer: ``lineguard gateway
    run`` as its own process, its CPU (% of one core) and RSS sampled with
    psutil over ``--load-s`` seconds after a warm-up.
+4. **Where the memory goes**: RSS after each import of ``lineguard
+   gateway run``, in order, in a fresh process (most of the RSS at 500 tags
+   is the libraries' code and data, not the tags).
 3. **End-to-end latency** during measurement 2: a scoring worker scores the
    lines (models trained on the same synthetic process); InfluxDB is polled
    every 0.2 s and each new ``lineguard_score`` point's latency is the poll
@@ -261,6 +264,45 @@ def throughput(
     }
 
 
+#: What ``lineguard gateway run`` loads, in order, for the RSS breakdown.
+IMPORT_STEPS = (
+    ("python", ""),
+    ("numpy", "import numpy"),
+    ("pydantic models", "import pydantic.main, pydantic.types, pydantic.fields"),
+    ("pydantic_settings + lineguard.settings", "import lineguard.settings"),
+    ("lineguard.ingest.live (config, frames, buffer)", "import lineguard.ingest.live"),
+    ("kafka-python", "import kafka"),
+    ("cryptography (asyncua's client imports it)", "import cryptography.x509"),
+    ("asyncua", "import asyncua"),
+    ("the rest of lineguard.cli", "import lineguard.cli"),
+)
+
+
+def import_rss() -> list[dict]:
+    """Where the gateway's memory goes: RSS after each import step, in a fresh process."""
+    code = "import json, psutil\np = psutil.Process()\nout = []\n"
+    for name, stmt in IMPORT_STEPS:
+        code += (
+            f"{stmt}\nout.append(({name!r}, p.memory_info().rss))\n"
+            if stmt
+            else (f"out.append(({name!r}, p.memory_info().rss))\n")
+        )
+    code += "print(json.dumps(out))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    rows, before = [], 0
+    for name, rss in steps:
+        rows.append(
+            {
+                "step": name,
+                "rss_mb": round(rss / 2**20, 1),
+                "added_mb": round((rss - before) / 2**20, 1),
+            }
+        )
+        before = rss
+    return rows
+
+
 def load_and_latency(
     kind: str, paths: list[Path], tmp: Path, stack, settings, env, load_s: float
 ) -> dict:
@@ -375,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    result: dict = {"throughput": [], "load": []}
+    result: dict = {"throughput": [], "load": [], "import_rss": import_rss()}
     with tempfile.TemporaryDirectory(prefix="lineguard-gwbench-") as tmp_name:
         tmp = Path(tmp_name)
         paths = write_runs(tmp / "runs", args.rows)
@@ -425,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['rss_mb_max']} | {r['latency_p50_s']} | {r['latency_p99_s']} | "
                 f"{r['latency_max_s']} |"
             )
+    print("\n| loaded (in order) | RSS MB after | added MB |")
+    print("|---|---|---|")
+    for r in result["import_rss"]:
+        print(f"| {r['step']} | {r['rss_mb']} | {r['added_mb']} |")
     print(json.dumps(result))
     return 0
 
