@@ -7,13 +7,19 @@ Three measurements, each against real servers (the simulators of
    other core) plays synthetic lines as fast as it can; the gateway (this
    process, pinned to core 0) turns the updates into telemetry records (v3,
    encoded, handed to a counting sender: the Kafka client's cost is in
-   measurement 2). Reported: updates/s of wall time, and updates per second
-   of the gateway's CPU time, which is what one gateway core sustains (the
-   simulator, not the gateway, may be what limits the wall rate).
+   measurement 2). Reported, side by side in one run: updates/s of wall
+   time, the share of one core the gateway used for it, and updates per
+   second of the gateway's CPU time (what one gateway core sustains). One
+   asyncua simulator is one single-threaded Python process, so OPC UA runs
+   once per ``--opcua-servers`` count: the lines split over that many
+   simulator processes, each a source of the same gateway.
 2. **Plant load: 500 tags x 1 Hz** (10 lines x 50 sensors), per source,
    through the real Kafka producer and disk buffer: ``lineguard gateway
    run`` as its own process, its CPU (% of one core) and RSS sampled with
    psutil over ``--load-s`` seconds after a warm-up.
+4. **Where the memory goes**: RSS after each import of ``lineguard
+   gateway run``, in order, in a fresh process (most of the RSS at 500 tags
+   is the libraries' code and data, not the tags).
 3. **End-to-end latency** during measurement 2: a scoring worker scores the
    lines (models trained on the same synthetic process); InfluxDB is polled
    every 0.2 s and each new ``lineguard_score`` point's latency is the poll
@@ -23,6 +29,7 @@ Three measurements, each against real servers (the simulators of
 Ends with one JSON line. Usage::
 
     python bench/gateway.py [--rows 2000] [--load-s 60] [--sources opcua sparkplug]
+        [--opcua-speed 40] [--opcua-servers 1 2] [--sims-on other|all]
 """
 
 from __future__ import annotations
@@ -75,11 +82,19 @@ def write_runs(directory: Path, rows: int, seed: int = 7) -> list[Path]:
 
 
 def _config(
-    source: str, paths: list[Path], state: Path, kafka: str = "127.0.0.1:9", topic: str = "t"
+    source: str,
+    paths: list[Path],
+    state: Path,
+    kafka: str = "127.0.0.1:9",
+    topic: str = "t",
+    servers: int = 1,
 ) -> str:
+    """The gateway config; with ``servers`` > 1 (OPC UA), line k is read from
+    source ``src<k % servers>`` (``source`` then holds that many sections)."""
     sensors = []
-    for path in paths:
+    for k, path in enumerate(paths):
         line = line_name(path)
+        name = "src" if servers == 1 else f"src{k % servers}"
         for j in range(SENSORS):
             tag = (
                 f'tag = "ns=2;s={line}.s{j:02d}"'
@@ -87,7 +102,7 @@ def _config(
                 else f'device = "{line}"\ntag = "s{j:02d}"'
             )
             sensors.append(
-                f'[[sensors]]\nline = "{line}"\nname = "s{j:02d}"\nsource = "src"\n{tag}\n'
+                f'[[sensors]]\nline = "{line}"\nname = "s{j:02d}"\nsource = "{name}"\n{tag}\n'
             )
     lines = "".join(
         f"[lines.{line_name(p)}]\nperiod_s = 1.0\nlateness_s = {LATENESS_S}\nstaleness_s = 5.0\n"
@@ -100,9 +115,9 @@ def _config(
     )
 
 
-def _opcua_source(port: int) -> str:
+def _opcua_source(port: int, name: str = "src") -> str:
     return (
-        '[[sources]]\ntype = "opcua"\nname = "src"\n'
+        f'[[sources]]\ntype = "opcua"\nname = "{name}"\n'
         f'endpoint = "opc.tcp://127.0.0.1:{port}/lineguard/"\n'
         "publishing_interval_s = 0.1\nsampling_interval_s = 0.0\nqueue_size = 10000\n"
     )
@@ -122,6 +137,11 @@ def _pinned(core: int):
     return pin
 
 
+#: Where the simulators run: "other" pins them to core 1 (the gateway has
+#: core 0); "all" lets them use every core, the gateway's too.
+SIM_CORES = {"cores": "other"}
+
+
 def _sim(
     kind: str, paths: list[Path], port: int, speed: float, extra: list[str]
 ) -> subprocess.Popen:
@@ -138,8 +158,9 @@ def _sim(
     args += ["--speed", str(speed), *extra]
     if kind == "sparkplug":
         args += ["--group", "Bench", "--node", "sim"]
+    pin = _pinned(1) if SIM_CORES["cores"] == "other" else None
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_pinned(1)
+        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=pin
     )
     # Building 500 nodes takes a while on a busy machine: wait until it serves.
     for line in proc.stdout:  # type: ignore[union-attr]
@@ -160,31 +181,44 @@ def _end(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
-def throughput(kind: str, paths: list[Path], tmp: Path, opcua_speed: float = 20.0) -> dict:
-    """Measurement 1: updates the gateway turns into telemetry, per CPU-second."""
+def throughput(
+    kind: str, paths: list[Path], tmp: Path, opcua_speed: float = 20.0, servers: int = 1
+) -> dict:
+    """Measurement 1: updates the gateway turns into telemetry, per CPU-second.
+
+    With ``servers`` > 1 (OPC UA) the lines are split over that many
+    simulator processes, each one a source of the one gateway: one asyncua
+    server is a single-threaded Python process, and several of them offer
+    the gateway more updates per second of wall time than one can.
+    """
     os.sched_setaffinity(0, {0})
     total = LINES * SENSORS * len(read_run(paths[0]))
     broker = MosquittoServer().start() if kind == "sparkplug" else None
-    port = broker.port if broker else free_port()
+    servers = servers if kind == "opcua" else 1
+    ports = [broker.port] if broker else [free_port() for _ in range(servers)]
     sent = {"records": 0}
-    source = _opcua_source(port) if kind == "opcua" else _spb_source(port)
+    if kind == "opcua":
+        names = ["src"] if servers == 1 else [f"src{i}" for i in range(servers)]
+        source = "".join(_opcua_source(p, n) for p, n in zip(ports, names, strict=True))
+    else:
+        source = _spb_source(ports[0])
     gateway = LiveGateway(
-        parse_config(_config(source, paths, tmp / f"tp-{kind}")),
+        parse_config(_config(source, paths, tmp / f"tp-{kind}-{servers}", servers=servers)),
         send=lambda k, p: sent.__setitem__("records", sent["records"] + 1),
     )
-    extra = (
-        ["--wait-for-items", str(LINES * SENSORS)] if kind == "opcua" else ["--start-after", "3"]
-    )
-    sim = None
+    sims: list[subprocess.Popen] = []
     try:
         if kind == "opcua":
             # asyncua's server cannot write as fast as it is asked: unpaced,
             # it stops answering the client's keep-alive reads. Offered load:
-            # speed x 500 updates/s.
-            sim = _sim(kind, paths, port, opcua_speed, extra)
+            # speed x 500 updates/s, over all servers.
+            for i, port in enumerate(ports):
+                mine = paths[i::servers]
+                extra = ["--wait-for-items", str(len(mine) * SENSORS)]
+                sims.append(_sim(kind, mine, port, opcua_speed, extra))
         gateway.start()
         if kind == "sparkplug":
-            sim = _sim(kind, paths, port, 0, extra)
+            sims.append(_sim(kind, paths, ports[0], 0, ["--start-after", "3"]))
         sink = gateway.sink
         deadline = time.monotonic() + 600
         # Past the first values (one per tag, at subscription or birth).
@@ -206,13 +240,15 @@ def throughput(kind: str, paths: list[Path], tmp: Path, opcua_speed: float = 20.
     finally:
         for reader in gateway.readers:
             reader.stop()
-        _end(sim)
+        for sim in sims:
+            _end(sim)
         if broker is not None:
             broker.stop()
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     updates = u1 - u0
     return {
         "source": kind,
+        "servers": servers,
         "updates": updates,
         "updates_expected": total,
         "offered_updates_per_s": round(opcua_speed * LINES * SENSORS) if kind == "opcua" else None,
@@ -221,9 +257,50 @@ def throughput(kind: str, paths: list[Path], tmp: Path, opcua_speed: float = 20.
         "wall_s": round(t1 - t0, 2),
         "updates_per_s_wall": round(updates / max(t1 - t0, 1e-9)),
         "gateway_cpu_s": round(cpu1 - cpu0, 2),
+        # Share of one core the gateway used while reaching the wall rate.
+        "gateway_core_share": round((cpu1 - cpu0) / max(t1 - t0, 1e-9), 3),
         "updates_per_cpu_s": round(updates / max(cpu1 - cpu0, 1e-9)),
         "faults": {k: v for k, v in gateway.sink.stats().items() if isinstance(v, int) and v},
     }
+
+
+#: What ``lineguard gateway run`` loads, in order, for the RSS breakdown.
+IMPORT_STEPS = (
+    ("python", ""),
+    ("numpy", "import numpy"),
+    ("pydantic models", "import pydantic.main, pydantic.types, pydantic.fields"),
+    ("pydantic_settings + lineguard.settings", "import lineguard.settings"),
+    ("lineguard.ingest.live (config, frames, buffer)", "import lineguard.ingest.live"),
+    ("kafka-python", "import kafka"),
+    ("cryptography (asyncua's client imports it)", "import cryptography.x509"),
+    ("asyncua", "import asyncua"),
+    ("the rest of lineguard.cli", "import lineguard.cli"),
+)
+
+
+def import_rss() -> list[dict]:
+    """Where the gateway's memory goes: RSS after each import step, in a fresh process."""
+    code = "import json, psutil\np = psutil.Process()\nout = []\n"
+    for name, stmt in IMPORT_STEPS:
+        code += (
+            f"{stmt}\nout.append(({name!r}, p.memory_info().rss))\n"
+            if stmt
+            else (f"out.append(({name!r}, p.memory_info().rss))\n")
+        )
+    code += "print(json.dumps(out))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    rows, before = [], 0
+    for name, rss in steps:
+        rows.append(
+            {
+                "step": name,
+                "rss_mb": round(rss / 2**20, 1),
+                "added_mb": round((rss - before) / 2**20, 1),
+            }
+        )
+        before = rss
+    return rows
 
 
 def load_and_latency(
@@ -320,20 +397,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--opcua-speed", type=float, default=20.0, help="OPC UA simulator pace (x 500 updates/s)"
     )
+    parser.add_argument(
+        "--opcua-servers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="OPC UA throughput with this many simulator processes (one run per count)",
+    )
+    parser.add_argument(
+        "--sims-on",
+        choices=["other", "all"],
+        default="other",
+        help="simulators pinned to the other core, or free to use all cores",
+    )
     args = parser.parse_args(argv)
+    SIM_CORES["cores"] = args.sims_on
     import logging
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    result: dict = {"throughput": [], "load": []}
+    result: dict = {"throughput": [], "load": [], "import_rss": import_rss()}
     with tempfile.TemporaryDirectory(prefix="lineguard-gwbench-") as tmp_name:
         tmp = Path(tmp_name)
         paths = write_runs(tmp / "runs", args.rows)
         for kind in [] if args.skip_throughput else args.sources:
-            row = throughput(kind, paths, tmp, args.opcua_speed)
-            result["throughput"].append(row)
-            print(json.dumps(row), flush=True)
+            for servers in args.opcua_servers if kind == "opcua" else [1]:
+                row = throughput(kind, paths, tmp, args.opcua_speed, servers)
+                result["throughput"].append(row)
+                print(json.dumps(row), flush=True)
         if not args.skip_load:
             from lineguard.demo import WorkerProcess
             from lineguard.models.registry import Registry
@@ -355,12 +447,16 @@ def main(argv: list[str] | None = None) -> int:
                         print(json.dumps(row), flush=True)
                 finally:
                     worker.stop()
-    print("\n| source | updates | wall updates/s | gateway CPU s | updates per CPU-s |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| source | servers | offered/s | updates | wall updates/s | gateway CPU s "
+        "| gateway core share | updates per CPU-s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in result["throughput"]:
         print(
-            f"| {r['source']} | {r['updates']} | {r['updates_per_s_wall']} | "
-            f"{r['gateway_cpu_s']} | {r['updates_per_cpu_s']} |"
+            f"| {r['source']} | {r['servers']} | {r['offered_updates_per_s'] or 'unpaced'} | "
+            f"{r['updates']} | {r['updates_per_s_wall']} | {r['gateway_cpu_s']} | "
+            f"{r['gateway_core_share']} | {r['updates_per_cpu_s']} |"
         )
     if result["load"]:
         print("\n| source | tags x Hz | CPU % of one core | RSS MB (max) | p50 s | p99 s | max s |")
@@ -371,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['rss_mb_max']} | {r['latency_p50_s']} | {r['latency_p99_s']} | "
                 f"{r['latency_max_s']} |"
             )
+    print("\n| loaded (in order) | RSS MB after | added MB |")
+    print("|---|---|---|")
+    for r in result["import_rss"]:
+        print(f"| {r['step']} | {r['rss_mb']} | {r['added_mb']} |")
     print(json.dumps(result))
     return 0
 

@@ -792,6 +792,13 @@ class MosquittoServer(_ServerProcess):
         A ``mosquitto_passwd`` file: anonymous clients are then refused.
     binary : Path, optional
         ``mosquitto`` binary; :func:`find_mosquitto` if omitted.
+    tls_certfile, tls_keyfile : Path, optional
+        The broker's certificate chain and key (PEM). Given both, a second
+        listener on :attr:`tls_port` speaks MQTT over TLS, beside the plain
+        one: a test's publisher can stay plain while the client under test
+        must verify the broker.
+    tls_port : int, optional
+        Port of the TLS listener; a free one if omitted.
     """
 
     name = "mosquitto"
@@ -802,11 +809,25 @@ class MosquittoServer(_ServerProcess):
         port: int | None = None,
         password_file: Path | None = None,
         binary: Path | None = None,
+        tls_certfile: Path | None = None,
+        tls_keyfile: Path | None = None,
+        tls_port: int | None = None,
     ) -> None:
         super().__init__(workdir, binary)
+        if (tls_certfile is None) != (tls_keyfile is None):
+            raise StackError(
+                "expected both tls_certfile and tls_keyfile for a TLS listener; "
+                f"got certfile={tls_certfile}, keyfile={tls_keyfile}"
+            )
         self._auto_port = port is None
         self.port = port if port is not None else free_port()
         self.password_file = password_file
+        self.tls_certfile = tls_certfile
+        self.tls_keyfile = tls_keyfile
+        self._auto_tls_port = tls_port is None
+        self.tls_port: int | None = None
+        if tls_certfile is not None:
+            self.tls_port = tls_port if tls_port is not None else free_port()
 
     def _find_binary(self) -> Path:
         return find_mosquitto()
@@ -827,16 +848,28 @@ class MosquittoServer(_ServerProcess):
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:
             lines.append("allow_anonymous true")
+        if self.tls_port is not None:
+            # Listener options follow their "listener" line; the security
+            # options above are global (per_listener_settings is off).
+            lines += [
+                f"listener {self.tls_port} {_HOST}",
+                f"certfile {self.tls_certfile}",
+                f"keyfile {self.tls_keyfile}",
+            ]
         conf.write_text("\n".join(lines) + "\n")
         return [str(binary), "-c", str(conf)]
 
     def _probe(self) -> bool:
-        return _tcp_ok(_HOST, self.port)
+        return _tcp_ok(_HOST, self.port) and (
+            self.tls_port is None or _tcp_ok(_HOST, self.tls_port)
+        )
 
     def _new_ports(self) -> bool:
-        if not self._auto_port:
+        if not self._auto_port or (self.tls_port is not None and not self._auto_tls_port):
             return False
         self.port = free_port()
+        if self.tls_port is not None:
+            self.tls_port = free_port()
         return True
 
     def start(self, timeout: float = 30.0) -> MosquittoServer:

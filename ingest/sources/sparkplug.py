@@ -24,6 +24,7 @@ ISO-8601 with a zone) and optional quality.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from datetime import datetime
@@ -107,8 +108,14 @@ class _MqttReader:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_subscribe = self._on_subscribe
         self.connected = threading.Event()
+        #: Set once the broker acknowledged this connection's subscriptions.
+        self.subscribed = threading.Event()
         self.connections = 0
+        #: Connection attempts that failed before MQTT (TCP or TLS), retried.
+        self.connect_failures = 0
 
     def start(self) -> _MqttReader:
         """Connect (asynchronously; paho retries with backoff) and start the loop."""
@@ -125,6 +132,7 @@ class _MqttReader:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         self.sink.source_down(self.config.name, f"MQTT disconnected: {reason}")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -134,6 +142,27 @@ class _MqttReader:
         self.connections += 1
         self.connected.set()
         self._subscribe(client)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the connect
+        # (then retries with backoff), so the error is the one being handled:
+        # a refused TCP connection, or a TLS handshake that failed, e.g. a
+        # broker certificate the configured CA did not sign.
+        exc = sys.exc_info()[1]
+        self.connect_failures += 1
+        cfg = self.config
+        what = (
+            f"a TLS connection to {cfg.host}:{cfg.port} verified with "
+            f"{cfg.ca_file or 'the system CAs'}"
+            if cfg.tls or cfg.ca_file or cfg.cert_file
+            else f"an MQTT connection to {cfg.host}:{cfg.port}"
+        )
+        self.sink.source_down(
+            cfg.name, f"MQTT connection failed: expected {what}; got {type(exc).__name__}: {exc}"
+        )
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self.subscribed.set()
 
     def _subscribe(self, client: Any) -> None:
         raise NotImplementedError

@@ -94,9 +94,18 @@ _FAULT = click.option(
 @click.option("--key", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--user", "users", multiple=True, help="USER:PASSWORD allowed to connect.")
 @click.option(
+    "--security-mode",
+    "security_modes",
+    multiple=True,
+    type=click.Choice(["Sign", "SignAndEncrypt"]),
+    help="With --cert/--key: the Basic256Sha256 modes offered (default both).",
+)
+@click.option(
     "--wait-for-items", type=int, default=0, help="Start playing once this many tags are monitored."
 )
-def sim_opcua(runs, port, speed, retime, loop, faults, cert, key, users, wait_for_items) -> None:  # type: ignore[no-untyped-def]
+def sim_opcua(  # type: ignore[no-untyped-def]
+    runs, port, speed, retime, loop, faults, cert, key, users, security_modes, wait_for_items
+) -> None:
     """Serve recorded runs as OPC UA tags (ns=<idx>;s=<line>.<sensor>)."""
     from lineguard.ingest.sim.opcua import main_serve
 
@@ -111,6 +120,7 @@ def sim_opcua(runs, port, speed, retime, loop, faults, cert, key, users, wait_fo
         private_key=key,
         users=dict(u.split(":", 1) for u in users) if users else None,
         wait_for_items=wait_for_items,
+        security_modes=tuple(security_modes) or ("SignAndEncrypt", "Sign"),
     )
 
 

@@ -522,3 +522,298 @@ def test_sparkplug_bad_messages_through_the_broker_are_counted_and_rows_keep_flo
     # each fault is an extra message, not a replaced one.
     np.testing.assert_array_equal(times, run.time_us)
     np.testing.assert_array_equal(values, expected)
+
+
+# -- OPC UA Sign only, and the deadband -----------------------------------------
+
+
+def test_opcua_sign_only_gets_data_and_the_mode_is_the_one_configured(tmp_path, state_dir):
+    path = _short_run(tmp_path, 600)
+    run = read_run(path)
+    port = free_port()
+    server_cert, server_key = _certificate(tmp_path, "server", "urn:lineguard:sim")
+    client_cert, client_key = _certificate(tmp_path, "gateway", "urn:lineguard:gateway")
+    # The server offers Basic256Sha256 Sign and nothing else: a gateway that
+    # asked for another mode than the configured one would be refused.
+    secure = ["--cert", str(server_cert), "--key", str(server_key), "--security-mode", "Sign"]
+    sim = _Sim([str(path), "--port", str(port), "--speed", "1", "--retime", *secure]).start()
+    keys = f'certificate = "{client_cert}"\nprivate_key = "{client_key}"\n'
+    sensors = [(s, _node(s)) for s in run.sensors]
+    sign = _opcua_config(
+        port, sensors, source=f'security_policy = "Basic256Sha256"\nsecurity_mode = "Sign"\n{keys}'
+    )
+    encrypt = _opcua_config(
+        port,
+        sensors,
+        source=f'security_policy = "Basic256Sha256"\nsecurity_mode = "SignAndEncrypt"\n{keys}',
+    )
+    try:
+        with _Gateway(sign.replace("/tmp/lineguard-test-unused", str(state_dir / "a"))) as gw:
+            gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "frames over Sign")
+            assert gw.sources["outages"] == 0, gw.sources
+            _times, values = gw.frames()
+            assert not np.isnan(values).any()
+        with _Gateway(encrypt.replace("/tmp/lineguard-test-unused", str(state_dir / "b"))) as gw:
+            gw.wait(lambda: gw.sources["outages"] >= 1, 30, "the refusal of SignAndEncrypt")
+            assert gw.sources["updates"] == 0 and len(gw.frames()[0]) == 0
+    finally:
+        sim.stop()
+
+
+def _level_run(tmp_path: Path) -> Path:
+    """One sensor: a level with jitter below 0.1, and steps of 1.0 between levels.
+
+    Jitter rows come back to their level, so "beyond the deadband" means the
+    same against the previous value and against the last reported one.
+    """
+    levels = [10.0, 10.0, 10.03, 10.0, 10.04, 11.0, 11.02, 11.0, 10.0, 10.05, 10.0, 12.0]
+    # Ends on a step: once its frame is in, every earlier notification is.
+    levels += [12.03, 12.0, 11.96, 12.0, 13.0, 13.01, 13.0, 13.02, 13.0, 14.0, 14.04, 14.0, 15.0]
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    path = tmp_path / "level" / "0.csv"
+    path.parent.mkdir(parents=True)
+    rows = [
+        f"{(start + dt.timedelta(seconds=i)).strftime('%Y-%m-%d %H:%M:%S')};{v}"
+        for i, v in enumerate(levels)
+    ]
+    path.write_text("datetime;Level\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_opcua_absolute_deadband_drops_changes_below_it_and_keeps_those_above(tmp_path, state_dir):
+    path = _level_run(tmp_path)
+    run = read_run(path)
+    port = free_port()
+    sim = _Sim([str(path), "--port", str(port), "--speed", "10", "--wait-for-items", "1"]).start()
+    config = _opcua_config(
+        port,
+        [("Level", "ns=2;s=level-0.Level")],
+        line='lateness_s = 3.0\nstaleness_s = 60.0\nframes = "on_update"\n',
+        source="deadband = 0.1\n",
+    )
+    values = run.values[:, 0]
+    steps = [i for i in range(1, len(run)) if abs(values[i] - values[i - 1]) > 0.5]
+    try:
+        with _Gateway(config.replace("/tmp/lineguard-test-unused", str(state_dir))) as gw:
+            gw.wait(lambda: run.time_us[-1] in gw.frames()[0], 60, "the frame of the last step")
+            times, got = gw.frames()
+    finally:
+        sim.stop()
+    # asyncua's server applies the deadband to the first value too (against
+    # the NaN placeholder of "waiting for initial data"), so the first row
+    # may or may not be reported; every other row is decided by the deadband.
+    later = times > run.time_us[0]
+    np.testing.assert_array_equal(times[later], run.time_us[steps])
+    np.testing.assert_array_equal(got[later, 0], values[steps])
+    assert gw.sources["updates"] <= len(steps) + 1, gw.sources
+
+
+# -- MQTT over TLS -------------------------------------------------------------------
+
+
+def _tls_ca(directory: Path, name: str) -> tuple[Path, object, object]:
+    """A self-signed CA: its PEM certificate file, certificate and key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / f"{name}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, cert, key
+
+
+def _tls_server(directory: Path, ca_cert, ca_key) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """The broker's certificate for 127.0.0.1, signed by the CA, and its key."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "broker-cert.pem", directory / "broker-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_sparkplug_over_tls_verifies_the_broker_and_a_wrong_ca_is_refused_and_logged(
+    tmp_path, caplog
+):
+    run = read_run(_short_run(tmp_path, 600))
+    ca_path, ca_cert, ca_key = _tls_ca(tmp_path, "plant-ca")
+    other_ca, _, _ = _tls_ca(tmp_path, "other-ca")
+    cert, key = _tls_server(tmp_path, ca_cert, ca_key)
+    with MosquittoServer(tls_certfile=cert, tls_keyfile=key) as broker:
+        assert broker.tls_port is not None
+        good = _spb_config(
+            broker.tls_port,
+            run.sensors,
+            tmp_path / "a",
+            extra=f'tls = true\nca_file = "{ca_path}"\n',
+        )
+        with _Gateway(good) as gw:
+            # The edge node publishes on the plain listener; the gateway
+            # reads through the TLS one.
+            node = _Node(run, broker.port, speed=1, retime=True).start(gw)
+            try:
+                gw.wait(lambda: len(gw.frames()[0]) >= 3, 60, "frames over TLS")
+                assert gw.sources["outages"] == 0, gw.sources
+            finally:
+                node.stop()
+        bad = _spb_config(
+            broker.tls_port,
+            run.sensors,
+            tmp_path / "b",
+            extra=f'tls = true\nca_file = "{other_ca}"\n',
+        )
+        caplog.clear()
+        with (
+            caplog.at_level("WARNING", logger="lineguard.ingest.sources.base"),
+            _Gateway(bad) as gw,
+        ):
+            gw.wait(lambda: gw.sources["outages"] >= 1, 30, "the refused handshake")
+            # paho keeps retrying (backoff 0.5 s to 2 s here): let it fail a few
+            # more times.
+            reader = gw.gateway.readers[0]
+            gw.wait(lambda: reader.connect_failures >= 3, 30, "three failed handshakes")
+            assert gw._thread.is_alive() and gw.sources["down"] == ["plc"]
+            assert gw.sources["updates"] == 0 and len(gw.frames()[0]) == 0
+    failed = [r.getMessage() for r in caplog.records if "MQTT connection failed" in r.getMessage()]
+    # Logged once for the outage, however many retries; the message says what
+    # was expected (a broker verified with this CA) and what the handshake got.
+    assert len(failed) == 1, failed
+    assert f"verified with {other_ca}" in failed[0] and "CERTIFICATE_VERIFY_FAILED" in failed[0]
+
+
+# -- MQTT plain JSON topics ----------------------------------------------------------
+
+
+def test_mqtt_json_topics_reach_telemetry_and_malformed_json_is_counted_and_logged_once(
+    tmp_path, caplog
+):
+    import orjson
+    import paho.mqtt.client as mqtt
+
+    rows = 12
+    malformed = {3, 4}  # rows whose "b" message is not JSON
+    t0 = (int(time.time()) - 60) * 1_000_000  # whole seconds, a minute ago
+    a = np.round(np.linspace(1.0, 2.1, rows), 3)
+    b = np.round(np.linspace(50.0, 61.0, rows), 3)
+    c = np.round(np.linspace(-3.0, -1.9, rows), 3)
+    sensors = "".join(
+        f'[[sensors]]\nline = "l1"\nname = "{s}"\nsource = "mq"\ntag = "plant/l1/{s}"\n'
+        for s in "abc"
+    )
+    with MosquittoServer() as broker:
+        config = (
+            f'site = "s1"\ngateway_id = "gw1"\nstate_dir = "{tmp_path / "state"}"\n'
+            '[[sources]]\ntype = "mqtt_json"\nname = "mq"\nhost = "127.0.0.1"\n'
+            f"port = {broker.port}\nreconnect_min_s = 0.5\nreconnect_max_s = 2.0\n"
+            # Stamped mid-period, a reading is 0.5 s old at its period's end
+            # and 1.5 s at the next one's: fresh in its own frame only.
+            '[lines.l1]\nlateness_s = 3.0\nstaleness_s = 0.75\nframes = "on_update"\n'
+            f"{sensors}"
+        )
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        caplog.clear()
+        try:
+            with (
+                caplog.at_level("WARNING", logger="lineguard.ingest.sources.base"),
+                _Gateway(config) as gw,
+            ):
+                reader = gw.gateway.readers[0]
+                gw.wait(reader.subscribed.is_set, 30, "the gateway's subscriptions")
+                for i in range(rows):
+                    stamp_us = t0 + i * 1_000_000 + 500_000
+                    iso = dt.datetime.fromtimestamp(stamp_us / 1e6, dt.timezone.utc).isoformat()
+                    messages = [
+                        ("a", orjson.dumps({"value": float(a[i]), "timestamp": stamp_us // 1000})),
+                        (
+                            "c",
+                            orjson.dumps(
+                                {"value": float(c[i]), "timestamp": iso, "quality": "good"}
+                            ),
+                        ),
+                        (
+                            "b",
+                            b'{"value": 5'
+                            if i in malformed
+                            else orjson.dumps(
+                                {"value": float(b[i]), "timestamp": stamp_us // 1000}
+                            ),
+                        ),
+                    ]
+                    for sensor, payload in messages:
+                        publisher.publish(f"plant/l1/{sensor}", payload, qos=1).wait_for_publish(10)
+                gw.wait(lambda: len(gw.frames()[0]) >= rows, 30, "a frame per published row")
+                src = gw.sources
+                times, values = gw.frames()
+        finally:
+            publisher.disconnect()
+            publisher.loop_stop()
+    assert src["malformed_payload"] == len(malformed), src
+    assert src["updates"] == 3 * rows - len(malformed), src
+    expected = np.column_stack([a, b, c])
+    expected[sorted(malformed), 1] = np.nan
+    np.testing.assert_array_equal(times, t0 + np.arange(rows) * 1_000_000)
+    np.testing.assert_array_equal(values, expected)
+    logged = [r.getMessage() for r in caplog.records if "malformed_payload" in r.getMessage()]
+    assert len(logged) == 1 and "mq:plant/l1/b" in logged[0], logged
+    assert "expected JSON" in logged[0] and "b'{\"value\": 5'" in logged[0], logged
