@@ -231,6 +231,7 @@ class TelemetryProcessor:
         if restored and restored.get("model_version") == active and restored.get("scoring"):
             served.state = ScoringState.from_dict(restored["scoring"])
             served.alerting = bool(restored.get("alerting", False))
+            served.dead = tuple(restored.get("dead", ()))
         self._served[line] = served
         return served
 
@@ -261,6 +262,8 @@ class TelemetryProcessor:
             "model_version": served.bundle.version if served else None,
             "scoring": served.state.to_dict() if served and served.state else None,
             "alerting": served.alerting if served else False,
+            # A dead sensor's alert is raised once and cleared once, across restarts too.
+            "dead": list(served.dead) if served else [],
             "incident": incident.to_dict(),
             "seen": self._seen[line].to_dict() if line in self._seen else {},
         }

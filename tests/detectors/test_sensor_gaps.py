@@ -76,3 +76,22 @@ def test_a_sensor_missing_from_a_whole_record_raises_and_clears_an_alert(registr
     for message in (raised, cleared):
         jsonschema.Draft202012Validator(message_schema(ALERT_SCHEMA)).validate(message)
     assert back.imputed == {}
+
+
+def test_a_dead_sensor_alert_survives_a_restart_raised_once_and_cleared_once(registry, run) -> None:
+    """The line state carries the dead sensors: a worker resuming the line
+    neither pages again for a sensor still dead nor forgets to clear it."""
+    processor = TelemetryProcessor(registry)
+    first = processor.process([record(run, 0, slice(0, 30), drop="Pressure")])
+    assert [
+        a["state"] for _, a in first.alerts if a.get("reason") == "dead_or_unmapped_sensor"
+    ] == ["raised"]
+    snapshot = processor.export_state(LINE)
+    assert snapshot["dead"] == ["Pressure"]
+    resumed = TelemetryProcessor(registry)
+    resumed.restore_state(LINE, snapshot)
+    again = resumed.process([record(run, 1, slice(30, 60), drop="Pressure")])
+    assert not [a for _, a in again.alerts if a.get("reason") == "dead_or_unmapped_sensor"]
+    back = resumed.process([record(run, 2, slice(60, 90))])
+    (cleared,) = [a for _, a in back.alerts if a.get("reason") == "dead_or_unmapped_sensor"]
+    assert (cleared["state"], cleared["sensors"]) == ("cleared", ["Pressure"])
