@@ -139,13 +139,11 @@ def _normal(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    sys.path.insert(0, str(REPO / "bench"))
+    from scoring_cost import fleet_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=10)
-    parser.add_argument("--sensors", type=int, default=50)
-    parser.add_argument("--train-rows", type=int, default=2000)
-    parser.add_argument("--score-rows", type=int, default=4000)
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=15)
+    fleet_arguments(parser, repeat=15)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

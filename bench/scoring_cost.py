@@ -26,14 +26,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fleet_arguments(parser: argparse.ArgumentParser, repeat: int) -> None:
+    """The synthetic fleet's options, shared by the scoring-stage benchmarks."""
     parser.add_argument("--lines", type=int, default=10)
     parser.add_argument("--sensors", type=int, default=50)
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--score-rows", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=repeat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    fleet_arguments(parser, repeat=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 

@@ -248,6 +248,22 @@ def test_opcua_network_cut_ends_in_reconnection_and_a_reported_gap(tmp_path, sta
         sim.stop()
 
 
+def _builder(subject, issuer, public_key):  # type: ignore[no-untyped-def]
+    """A certificate builder valid from yesterday for 30 days (test certificates)."""
+    from cryptography import x509
+
+    now = dt.datetime.now(dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+    )
+
+
 def _certificate(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
     """A self-signed OPC UA application certificate (DER) and its key (PEM)."""
     from cryptography import x509
@@ -257,15 +273,8 @@ def _certificate(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        _builder(subject, subject, key.public_key())
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.UniformResourceIdentifier(uri), x509.DNSName(socket.gethostname())]
@@ -620,15 +629,8 @@ def _tls_ca(directory: Path, name: str) -> tuple[Path, object, object]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        _builder(subject, subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -661,15 +663,9 @@ def _tls_server(directory: Path, ca_cert, ca_key) -> tuple[Path, Path]:  # type:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        _builder(subject, ca_cert.subject, key.public_key())
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]

@@ -33,8 +33,9 @@ from lineguard.models.feedback import FEEDBACK_SCHEMA, read_feedback
 from lineguard.models.lifecycle import compare_versions
 from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, train_line_model
-from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
+from lineguard.settings import InfluxSettings, KafkaSettings, Settings
 from lineguard.stream.worker import ensure_topics
+from tests.support.workers import own_topics
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +47,7 @@ def lifecycle(local_stack, tmp_path_factory):
     """Own topics, database and registry; one scoring worker process."""
     tag = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("lifecycle")
-    topics = TopicSettings(
-        telemetry=f"telemetry-{tag}",
-        dead_letter=f"dlq-{tag}",
-        alerts=f"alerts-{tag}",
-        incidents=f"incidents-{tag}",
-        models=f"models-{tag}",
-        feedback=f"feedback-{tag}",
-    )
+    topics = own_topics(tag)
     settings = Settings(
         registry_dir=workdir / "registry",
         worker_id=f"worker-{tag}",

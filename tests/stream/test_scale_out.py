@@ -23,18 +23,16 @@ from lineguard.demo import WorkerProcess
 from lineguard.influx import InfluxV1Client
 from lineguard.ingest.csv_runs import read_run
 from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
-from lineguard.models.registry import Registry
-from lineguard.models.training import fit_from_rows, train_from_rows
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stream.processor import RESULT_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
 from tests.support.faults import assignments_logged, reference_incidents, stored_incidents
+from tests.support.workers import train_lines
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "skab"
 LINES = [f"press-{i}" for i in range(8)]
-TRAIN_ROWS = 400
 # Join/leave cycles during the replay: each one a worker joining and the
 # oldest leaving, so partitions move twice per cycle.
 CYCLES = 3
@@ -90,18 +88,7 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
         "LINEGUARD_TOPIC_PARTITIONS": "4",
     }
     run = read_run(SAMPLES / "valve1" / "0.csv")
-    fitted = fit_from_rows(list(run.sensors), run.values[:TRAIN_ROWS])
-    registry = Registry(settings.registry_dir)
-    for line in LINES:  # one model per line (the same fit: this is about routing)
-        train_from_rows(
-            registry,
-            line,
-            sensors=list(run.sensors),
-            time_us=run.time_us[:TRAIN_ROWS],
-            X=run.values[:TRAIN_ROWS],
-            source="valve1/0.csv",
-            fitted=fitted,
-        )
+    train_lines(settings.registry_dir, run, LINES)  # one model per line, the same fit
     ensure_topics(settings)
 
     producer = make_producer(settings.kafka)

@@ -45,6 +45,19 @@ def sample_run() -> RecordedRun:
     return read_run(default_data_dir() / "valve1" / "0.csv")
 
 
+def own_topics(tag: str, **overrides: object) -> TopicSettings:
+    """Topic names of one test's own, tagged so that tests never share a topic."""
+    return TopicSettings(
+        telemetry=f"telemetry-{tag}",
+        dead_letter=f"dlq-{tag}",
+        alerts=f"alerts-{tag}",
+        incidents=f"incidents-{tag}",
+        models=f"models-{tag}",
+        feedback=f"feedback-{tag}",
+        **overrides,
+    )
+
+
 def train_lines(registry_dir: Path, run: RecordedRun, lines: Iterable[str]) -> dict[str, Any]:
     """One active model per line (one fit, stored per line: these tests are about routing)."""
     fitted = fit_from_rows(list(run.sensors), run.values[:TRAIN_ROWS])
@@ -145,15 +158,7 @@ class Scenario:
             state_dir=self.workdir / "state",
             kafka=KafkaSettings(bootstrap_servers=self.kafka_bootstrap),
             influx=InfluxSettings(url=self.influx_url, database=tag.replace("-", "_")),
-            topics=TopicSettings(
-                telemetry=f"telemetry-{tag}",
-                dead_letter=f"dlq-{tag}",
-                alerts=f"alerts-{tag}",
-                incidents=f"incidents-{tag}",
-                models=f"models-{tag}",
-                feedback=f"feedback-{tag}",
-                partitions=self.partitions,
-            ),
+            topics=own_topics(tag, partitions=self.partitions),
         )
         s, t = self.settings, self.settings.topics
         self.env = {
