@@ -316,12 +316,19 @@ def _certificate(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _certificate_pair(directory: Path) -> tuple[Path, Path, Path, Path]:
+    """The simulator's and the gateway's certificates and keys (server first)."""
+    return (
+        *_certificate(directory, "server", "urn:lineguard:sim"),
+        *_certificate(directory, "gateway", "urn:lineguard:gateway"),
+    )
+
+
 def test_opcua_sign_and_encrypt_with_certificates_and_a_password(tmp_path, state_dir):
     path = _short_run(tmp_path, 600)
     run = read_run(path)
     port = free_port()
-    server_cert, server_key = _certificate(tmp_path, "server", "urn:lineguard:sim")
-    client_cert, client_key = _certificate(tmp_path, "gateway", "urn:lineguard:gateway")
+    server_cert, server_key, client_cert, client_key = _certificate_pair(tmp_path)
     sim = _Sim(
         [
             str(path),
@@ -540,8 +547,7 @@ def test_opcua_sign_only_gets_data_and_the_mode_is_the_one_configured(tmp_path, 
     path = _short_run(tmp_path, 600)
     run = read_run(path)
     port = free_port()
-    server_cert, server_key = _certificate(tmp_path, "server", "urn:lineguard:sim")
-    client_cert, client_key = _certificate(tmp_path, "gateway", "urn:lineguard:gateway")
+    server_cert, server_key, client_cert, client_key = _certificate_pair(tmp_path)
     # The server offers Basic256Sha256 Sign and nothing else: a gateway that
     # asked for another mode than the configured one would be refused.
     secure = ["--cert", str(server_cert), "--key", str(server_key), "--security-mode", "Sign"]
