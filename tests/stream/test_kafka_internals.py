@@ -163,3 +163,65 @@ def test_a_commit_leaves_out_partitions_another_member_now_owns(local_stack) -> 
             await _stop(second, first)
 
     asyncio.run(scenario())
+
+
+def test_a_commit_made_while_the_broker_is_cut_completes_once_it_is_back(proxied_stack) -> None:
+    """The commit step on the real broker over an outage: aiokafka retries the
+    commit request itself while the path is cut, so the step neither fails nor
+    marks anything committed until the broker has the offsets; then it does,
+    and the next batch's commit follows. (A commit *refused* by the broker --
+    the failure branch of ``CommitSink`` -- is tested in memory only.)"""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from lineguard.stream.protocol import Delivery
+    from lineguard.stream.sinks import CommitSink
+    from lineguard.stream.stats import WorkerStats
+
+    bootstrap = proxied_stack.kafka_bootstrap
+    topic = _topic(bootstrap, 1)
+    group = f"commit-{uuid.uuid4().hex[:8]}"
+    proxy = proxied_stack.proxy
+    tp = TopicPartition(topic, 0)
+
+    async def scenario() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            request_timeout_ms=3000,
+        )
+        await producer.start()
+        await consumer.start()
+        try:
+            for i in range(10):
+                await (await producer.send(topic, b"x%d" % i, partition=0))
+            consumer.assign([tp])
+            app = FaustLikeApp(consumer)
+            stats = WorkerStats()
+            confirmed: list[dict] = []
+            sink = CommitSink(lambda offsets: commit(app, offsets), confirmed.append, stats)
+
+            # Batch 1 (records 0-3) is committed while the path is cut.
+            proxy.pause()
+            sink.add(Delivery(offsets={tp: 4}))
+            flush = asyncio.ensure_future(sink.flush())
+            await asyncio.sleep(6.0)  # the outage: twice the request timeout
+            assert not flush.done(), "the commit step returned while the broker was unreachable"
+            assert confirmed == [] and stats.commit_failures == 0
+            proxy.resume()
+            await asyncio.wait_for(flush, 120)
+            assert confirmed == [{tp: 4}] and stats.commit_failures == 0
+            assert await consumer.committed(tp) == 4
+
+            # Batch 2 (records 4-9) follows.
+            sink.add(Delivery(offsets={tp: 10}))
+            await asyncio.wait_for(sink.flush(), 60)
+            assert confirmed == [{tp: 4}, {tp: 10}]
+            assert await consumer.committed(tp) == 10
+        finally:
+            if proxy.paused:
+                proxy.resume()
+            await _stop(consumer, producer)
+
+    asyncio.run(scenario())
