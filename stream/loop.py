@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -177,6 +178,8 @@ class ConsumeLoop:
                 delivery = await self.prepare(records)
                 delivery.offsets = offsets
         except Exception:
+            if self.left_at_shutdown():
+                return
             self.crash()
         for event in events:
             await stream.ack(event)
@@ -298,6 +301,8 @@ class ConsumeLoop:
         try:
             await deliver(delivery, self.sinks)
         except Exception:
+            if self.left_at_shutdown():
+                return
             self.crash()
         done = delivery.done
         if self.serving is None:
@@ -335,6 +340,27 @@ class ConsumeLoop:
             await self.influx.write(point)
         except Exception as exc:  # metrics must never stop the worker
             log.debug("assignment report not written: %s", exc)
+
+    def left_at_shutdown(self) -> bool:
+        """Whether a batch that just failed did so because the worker is stopping.
+
+        On a graceful stop (SIGTERM, a scale-in) Faust stops the producer and
+        the consumer while a batch may still be on its way through the
+        delivery protocol; its next step then fails ("producer not started").
+        That batch is simply left uncommitted -- its records are consumed
+        again by the partitions' next owner, and its points are keyed, so
+        nothing is lost or doubled -- and the process exits as asked (0), not
+        as a crash (70). Any failure while the worker is not stopping is a
+        crash.
+        """
+        if not getattr(self.app, "should_stop", False):
+            return False
+        log.warning(
+            "%s batch left uncommitted: the worker is stopping (%s)",
+            self.role,
+            sys.exc_info()[1],
+        )
+        return True
 
     def crash(self) -> None:
         """Stop the process at once, uncommitted.
