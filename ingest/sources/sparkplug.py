@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 REBIRTH_METRIC = "Node Control/Rebirth"
 _BOOLEAN = 11
 _REBIRTH_EVERY_S = 2.0  # at most one rebirth request per this long
+# Births this soon after a rebirth request are answers, not duplicates. A node
+# may send two in that time: its own start-up birth crossing our request, then
+# the answer to it.
+_REBIRTH_ANSWER_S = 10.0
 
 
 def _pb() -> Any:
@@ -200,7 +204,7 @@ class SparkplugReader(_MqttReader):
         self._devices_born: set[str] = set()
         self._seq: int | None = None
         self._last_rebirth = 0.0
-        self._awaiting_rebirth = False
+        self._rebirth_asked_at: float | None = None
         self._payload_cls = _pb().Payload
 
     def _subscribe(self, client: Any) -> None:
@@ -217,7 +221,7 @@ class SparkplugReader(_MqttReader):
         if not force and now - self._last_rebirth < _REBIRTH_EVERY_S:
             return
         self._last_rebirth = now
-        self._awaiting_rebirth = True
+        self._rebirth_asked_at = now
         self.sink.faults["rebirth_requests"] += 1
         log.info("Sparkplug %s/%s: requesting rebirth (%s)", self.config.group_id, self._node, why)
         self.client.publish(self._ncmd, rebirth_payload(), qos=0)
@@ -253,10 +257,14 @@ class SparkplugReader(_MqttReader):
             self.sink.source_down(name, "NDEATH")
             return
         if kind == "NBIRTH":
-            # A birth we asked for (rebirth) is expected; one out of the blue
+            # A birth we asked for (rebirth) is expected -- every birth within
+            # _REBIRTH_ANSWER_S of the request, since the node's own start-up
+            # birth may cross the request and the answer follow it; one out of the blue
             # while the node is alive means two nodes share an id, or a
             # restart whose NDEATH was lost.
-            if self._born and not self._awaiting_rebirth:
+            asked = self._rebirth_asked_at
+            answer = asked is not None and time.monotonic() - asked <= _REBIRTH_ANSWER_S
+            if self._born and not answer:
                 self.sink.fault(
                     "duplicate_birth",
                     f"{name}:{topic}",
@@ -264,7 +272,6 @@ class SparkplugReader(_MqttReader):
                     "(it replaces the first)",
                 )
             self._aliases = {a: k for a, k in self._aliases.items() if k[0] is not None}
-            self._awaiting_rebirth = False
             self._born = True
             self._devices_born.clear()
             self._seq = payload.seq

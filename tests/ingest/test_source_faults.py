@@ -194,3 +194,21 @@ def test_unrequested_second_nbirth_is_a_duplicate_a_requested_rebirth_is_not():
     reader._request_rebirth("test", force=True)  # the broker is not connected: dropped
     reader.handle("spBv1.0/G/NBIRTH/N", _payload(0, [{"name": "bdSeq", "long_value": 0}]))
     assert sink.faults["duplicate_birth"] == 1
+
+
+def test_births_crossing_a_rebirth_request_are_answers_a_late_one_is_a_duplicate():
+    """Seen in CI: the node's own start-up NBIRTH crossed the gateway's
+    rebirth request, and the answer that followed was counted as a duplicate.
+    Every birth soon after a request is an answer; one long after is not."""
+    from lineguard.ingest.sources import sparkplug
+
+    reader, sink = _reader()
+    reader._request_rebirth("connected", force=True)  # not connected: the publish is dropped
+    birth = _payload(0, [{"name": "bdSeq", "long_value": 0}])
+    reader.handle("spBv1.0/G/NBIRTH/N", birth)  # the node's own start-up birth
+    reader.handle("spBv1.0/G/NBIRTH/N", birth)  # the answer to the request
+    assert sink.faults["duplicate_birth"] == 0
+    # Long after the request, a second birth without a death is a duplicate again.
+    reader._rebirth_asked_at -= sparkplug._REBIRTH_ANSWER_S + 1
+    reader.handle("spBv1.0/G/NBIRTH/N", birth)
+    assert sink.faults["duplicate_birth"] == 1
