@@ -43,6 +43,23 @@ def _topic(bootstrap: str, partitions: int) -> str:
     return name
 
 
+async def _clients(bootstrap: str, group: str):  # type: ignore[no-untyped-def]
+    """A started producer and a group consumer without auto-commit, whose short
+    request timeout makes a cut fail a request within seconds."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        request_timeout_ms=3000,
+    )
+    await producer.start()
+    await consumer.start()
+    return producer, consumer
+
+
 async def _stop(*clients) -> None:
     for client in clients:
         # Bounded: a client whose path was cut may not reach the broker to leave.
@@ -51,7 +68,7 @@ async def _stop(*clients) -> None:
 
 
 def test_the_committed_offset_lookup_is_carried_over_a_broker_outage(proxied_stack) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import TopicPartition
 
     bootstrap = proxied_stack.kafka_bootstrap
     topic = _topic(bootstrap, 2)
@@ -60,16 +77,7 @@ def test_the_committed_offset_lookup_is_carried_over_a_broker_outage(proxied_sta
     committed_tp, fresh_tp = TopicPartition(topic, 0), TopicPartition(topic, 1)
 
     async def scenario() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        # A short request timeout, so the cut fails a request within seconds.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            enable_auto_commit=False,
-            request_timeout_ms=3000,
-        )
-        await producer.start()
-        await consumer.start()
+        producer, consumer = await _clients(bootstrap, group)
         try:
             for partition in (0, 1):
                 for i in range(7):
@@ -171,7 +179,7 @@ def test_a_commit_made_while_the_broker_is_cut_completes_once_it_is_back(proxied
     marks anything committed until the broker has the offsets; then it does,
     and the next batch's commit follows. (A commit *refused* by the broker --
     the failure branch of ``CommitSink`` -- is tested in memory only.)"""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import TopicPartition
 
     from lineguard.stream.protocol import Delivery
     from lineguard.stream.sinks import CommitSink
@@ -184,15 +192,7 @@ def test_a_commit_made_while_the_broker_is_cut_completes_once_it_is_back(proxied
     tp = TopicPartition(topic, 0)
 
     async def scenario() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            enable_auto_commit=False,
-            request_timeout_ms=3000,
-        )
-        await producer.start()
-        await consumer.start()
+        producer, consumer = await _clients(bootstrap, group)
         try:
             for i in range(10):
                 await (await producer.send(topic, b"x%d" % i, partition=0))
