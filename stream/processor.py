@@ -115,6 +115,9 @@ class _Served:
     checked_at: float
     state: ScoringState | None = None
     alerting: bool = False
+    # Why the open alert was raised (reason, sensor): its ``cleared`` message
+    # names the same, so QA can pair the two edges without a lookup.
+    raised_for: tuple[str, str] = ("", "")
     columns: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     # Sensors with no reading in the line's latest record (dead or unmapped).
     dead: tuple[str, ...] = ()
@@ -226,11 +229,15 @@ class TelemetryProcessor:
             log.info("line %s: switching model %s -> %s", line, served.bundle.version, active)
         carried = carry_state(served.bundle if served else None, bundle, old_state)
         alerting = served.alerting if served is not None and carried is not None else False
-        served = _Served(bundle=bundle, checked_at=now, state=carried, alerting=alerting)
+        raised_for = served.raised_for if alerting and served is not None else ("", "")
+        served = _Served(
+            bundle=bundle, checked_at=now, state=carried, alerting=alerting, raised_for=raised_for
+        )
         restored = self._restored.pop(line, None)
         if restored and restored.get("model_version") == active and restored.get("scoring"):
             served.state = ScoringState.from_dict(restored["scoring"])
             served.alerting = bool(restored.get("alerting", False))
+            served.raised_for = tuple(restored.get("raised_for") or ("", ""))  # type: ignore[assignment]
             served.dead = tuple(restored.get("dead", ()))
         self._served[line] = served
         return served
@@ -262,6 +269,7 @@ class TelemetryProcessor:
             "model_version": served.bundle.version if served else None,
             "scoring": served.state.to_dict() if served and served.state else None,
             "alerting": served.alerting if served else False,
+            "raised_for": list(served.raised_for) if served else ["", ""],
             # A dead sensor's alert is raised once and cleared once, across restarts too.
             "dead": list(served.dead) if served else [],
             "incident": incident.to_dict(),
@@ -484,12 +492,23 @@ class TelemetryProcessor:
         A ``raised`` message names why (``reason``: the raising frame's, since
         a line goes into alert only on a frame that exceeds) and the sensor
         behind it (``reason_sensor``: the frame's first contributing sensor,
-        which is the check's own sensor where a check fired)."""
+        which is the check's own sensor where a check fired). The ``cleared``
+        message that ends it repeats both, so each edge reads alone.
+
+        Historical edges are not published but still move the state: the
+        next published clear names the raise it really ends."""
         flags = np.asarray(result.anomaly, dtype=bool)
         previous = np.concatenate(([served.alerting], flags[:-1]))
         edges = np.flatnonzero(flags != previous)
         served.alerting = bool(flags[-1])
         for i in edges.tolist():
+            if flags[i]:
+                why = reasons[i] if reasons is not None else ""
+                served.raised_for = (why, top[i].split(",", 1)[0] if why and top[i] else "")
+            # A clear names the raise it ends (kept in the line state).
+            why, sensor = served.raised_for
+            if not flags[i]:
+                served.raised_for = ("", "")
             if historical[i]:
                 # Late (buffered) frames are scored and stored, and their
                 # alert state is in the points, but paging now would be wrong.
@@ -507,11 +526,10 @@ class TelemetryProcessor:
                 "top_sensors": top[i].split(",") if top[i] else [],
                 "historical": bool(historical[i]),
             }
-            why = reasons[i] if reasons is not None and flags[i] else ""
             if why:
                 message["reason"] = why
-                if top[i]:
-                    message["reason_sensor"] = top[i].split(",", 1)[0]
+                if sensor:
+                    message["reason_sensor"] = sensor
             outcome.alerts.append((line.encode(), message))
 
     def _sensor_gaps(

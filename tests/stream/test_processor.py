@@ -187,3 +187,32 @@ def test_exported_state_resumes_a_line_exactly(registry, run) -> None:
     np.testing.assert_allclose(a, b)
     ids = lambda outs: [m["incident_id"] for o in outs for _, m in o.incidents]  # noqa: E731
     assert ids(first) == ids(second)
+
+
+def test_a_cleared_alert_names_the_raise_it_ends_across_a_restart(registry, run) -> None:
+    """Each ``cleared`` message repeats the reason and sensor of the
+    ``raised`` message before it, also when a restart falls in between."""
+    recs = records(run, size=5)
+    one = TelemetryProcessor(registry)
+    per_record = [[a for _, a in one.process([rec]).alerts] for rec in recs]
+    alerts = [a for batch in per_record for a in batch]
+    pairs = list(zip(alerts[::2], alerts[1::2], strict=False))
+    assert pairs and all(
+        (r["state"], c["state"]) == ("raised", "cleared") for r, c in pairs
+    )  # alerts alternate, starting with a raise
+    for raised, cleared in pairs:
+        assert raised["reason"]
+        assert (cleared["reason"], cleared.get("reason_sensor")) == (
+            raised["reason"],
+            raised.get("reason_sensor"),
+        )
+    # Restart while an alert is open: the resumed worker's clear still names it.
+    k = next(i for i, batch in enumerate(per_record) if batch and batch[-1]["state"] == "raised")
+    before = TelemetryProcessor(registry)
+    for rec in recs[: k + 1]:
+        before.process([rec])
+    resumed = TelemetryProcessor(registry)
+    resumed.restore_state("valve1-0", before.export_state("valve1-0"))
+    after = [a for rec in recs[k + 1 :] for _, a in resumed.process([rec]).alerts]
+    assert after == alerts[len([a for b in per_record[: k + 1] for a in b]) :]
+    assert after[0]["state"] == "cleared" and after[0]["reason"] == per_record[k][-1]["reason"]
