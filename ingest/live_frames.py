@@ -18,6 +18,7 @@ Everything here is a pure function of the state passed in and out.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -174,33 +175,28 @@ def assemble_frames(
     pending = list(state.pending)
 
     if updates.sensor:
+        src, rec = updates.source_us, updates.received_us
         # Source time, with the receive time where the source gave none or
-        # where it is implausibly far ahead (clock skew rule).
-        times = []
-        skewed = 0
-        for t, r in zip(updates.source_us, updates.received_us, strict=True):
-            if t < 0:
-                t = r
-            elif t - r > MAX_FUTURE_US:
-                skewed += 1
-                t = r
-            times.append(t)
-        counters["clock_skew"] += skewed
+        # where it is implausibly far ahead (clock skew rule). Whole-list
+        # passes (comprehensions, max, min) keep the per-update cost low.
+        times = [r if t < 0 or t - r > MAX_FUTURE_US else t for t, r in zip(src, rec, strict=True)]
+        counters["clock_skew"] += sum(
+            1 for t, r in zip(src, rec, strict=True) if t - r > MAX_FUTURE_US and t >= 0
+        )
         newest = max(times) if newest is None else max(newest, max(times))
         # The least-delayed update estimates the source clock best.
-        batch_offset = max(t - r for t, r in zip(times, updates.received_us, strict=True))
+        batch_offset = max(map(operator.sub, times, rec))
         if offset is None or batch_offset > offset or batch_offset < offset - CLOCK_STEP_US:
             offset = batch_offset
+        first = min(times)
         if next_start is None:
-            first = min(times)
             next_start = first - first % p
-        late = []
-        for s, v, t in zip(updates.sensor, updates.value, times, strict=True):
-            if t < next_start:
-                late.append((s, v, t))
-            else:
-                pending.append((s, v, t))
-        if late:
+        if first >= next_start:
+            pending.extend(zip(updates.sensor, updates.value, times, strict=True))
+        else:
+            late = []
+            for u in zip(updates.sensor, updates.value, times, strict=True):
+                (late if u[2] < next_start else pending).append(u)
             # Updates for periods already closed still move the held value on.
             counters["late"] += len(late)
             _hold_latest(held_value, held_us, late)
@@ -234,20 +230,24 @@ def assemble_frames(
         counters["gap_frames"] += skip
         next_start, n_close = skip_end, MAX_PERIODS_PER_TICK
     close_end = next_start + n_close * p
-    new_state.pending = [u for u in pending if u[2] >= close_end]
 
-    # Latest update per (period, sensor): the newest source time, and of
-    # equal times the last to arrive.
-    latest: dict[tuple[int, int], tuple[int, float]] = {}
-    for s, v, t in pending:
-        if t < close_end:
-            key = ((t - next_start) // p, s)
-            seen = latest.get(key)
-            if seen is None or t >= seen[0]:
-                latest[key] = (t, v)
-    by_period: dict[int, list[tuple[int, int, float]]] = {}
-    for (k, s), (t, v) in latest.items():
-        by_period.setdefault(k, []).append((s, t, v))
+    # Latest update per (period, sensor), key period * d + sensor: the newest
+    # source time, and of equal times the last to arrive.
+    keep: list[tuple[int, float, int]] = []
+    latest: dict[int, tuple[int, float, int]] = {}
+    for u in pending:
+        t = u[2]
+        if t >= close_end:
+            keep.append(u)
+            continue
+        key = (t - next_start) // p * d + u[0]
+        seen = latest.get(key)
+        if seen is None or t >= seen[2]:
+            latest[key] = u
+    new_state.pending = keep
+    by_period: dict[int, list[tuple[int, float, int]]] = {}
+    for key, u in latest.items():
+        by_period.setdefault(key // d, []).append(u)
 
     # Hold forward period by period; a held reading older than the sensor's
     # staleness bound at the period's end reads null.
@@ -259,12 +259,15 @@ def assemble_frames(
     for k in range(n_close):
         reported = by_period.get(k)
         if reported:
-            for s, t, v in reported:
+            for s, v, t in reported:
                 held_value[s] = v
                 held_us[s] = t
         end = next_start + (k + 1) * p
-        row = [_NAN if end - held_us[j] > staleness[j] else held_value[j] for j in range(d)]
-        n_null = sum(1 for x in row if x != x)
+        row = [
+            v if end - h <= bound else _NAN
+            for v, h, bound in zip(held_value, held_us, staleness, strict=True)
+        ]
+        n_null = sum(1 for x in row if x != x)  # NaN is the one float unequal to itself
         if n_null == d:
             gaps += 1
             continue
