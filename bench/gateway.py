@@ -422,8 +422,16 @@ def main(argv: list[str] | None = None) -> int:
         default="other",
         help="simulators pinned to the other core, or free to use all cores",
     )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the load run's gateway process (e.g. MALLOC_ARENA_MAX=2)",
+    )
     args = parser.parse_args(argv)
     SIM_CORES["cores"] = args.sims_on
+    gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -454,7 +462,11 @@ def main(argv: list[str] | None = None) -> int:
                 worker = WorkerProcess("score", env, tmp / "score.log")
                 try:
                     for kind in args.sources:
-                        row = load_and_latency(kind, paths, tmp, stack, settings, env, args.load_s)
+                        row = load_and_latency(
+                            kind, paths, tmp, stack, settings, {**env, **gateway_env}, args.load_s
+                        )
+                        if gateway_env:
+                            row["gateway_env"] = gateway_env
                         result["load"].append(row)
                         print(json.dumps(row), flush=True)
                 finally:

@@ -27,13 +27,17 @@ def _bits(values) -> list[int]:
     return list(struct.unpack(f"<{len(flat)}q", struct.pack(f"<{len(flat)}d", *flat)))
 
 
-def _random_ticks(rng: np.random.Generator, d: int, n_ticks: int, leap: bool = False):
+def _random_ticks(
+    rng: np.random.Generator, d: int, n_ticks: int, leap: bool = False, grid_us: int = 1
+):
     """Ticks of (updates, now_us) with every case the rules treat specially.
 
     Missing source times, source clocks far ahead (skew), updates late for
     closed periods, equal stamps (the last to arrive wins), NaN readings,
     quiet stretches longer than the staleness bounds and, with ``leap``, a
-    source clock that jumps more than ``MAX_PERIODS_PER_TICK`` periods.
+    source clock that jumps more than ``MAX_PERIODS_PER_TICK`` periods. With
+    ``grid_us`` the source times fall on that grid, so that a reading's age
+    at a period's end can equal its staleness bound exactly.
     """
     now = T0 + int(rng.integers(0, S))
     ticks = []
@@ -45,7 +49,7 @@ def _random_ticks(rng: np.random.Generator, d: int, n_ticks: int, leap: bool = F
         sensor = rng.integers(0, d, n).tolist()
         value = rng.normal(size=n).round(3).tolist()
         value = [math.nan if rng.random() < 0.1 else v for v in value]
-        source = (now - rng.integers(0, 4 * S, n)).tolist()
+        source = ((now - rng.integers(0, 4 * S, n)) // grid_us * grid_us).tolist()
         for j in range(n):
             r = rng.random()
             if r < 0.08:
@@ -103,6 +107,16 @@ def test_same_frames_and_state_as_the_vectorized_builder(seed, on_update):
     assert sent > 0
     assert counters["late"] > 0 and counters["clock_skew"] > 0
     assert counters["gap_frames"] > 0 and counters["null_values"] > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_same_frames_when_ages_equal_the_staleness_bound(seed):
+    # Stamps on a quarter-second grid, bounds of whole periods: a reading
+    # exactly as old as its bound at a period's end is still fresh.
+    rng = np.random.default_rng(100 + seed)
+    ticks = _random_ticks(rng, 3, 80, grid_us=S // 4)
+    sent, _ = _compare(3, ticks, 1.0, 0.25, False, [1.0, 2.0, 0.5])
+    assert sent > 0
 
 
 def test_same_frames_after_a_source_clock_leap_beyond_the_tick_bound():
