@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -44,6 +43,7 @@ import orjson
 
 from lineguard.contracts import TELEMETRY_V1, TELEMETRY_V2, TELEMETRY_V3
 from lineguard.errors import DataError
+from lineguard.ingest.wire_v3 import BINARY_MAGIC, V3_HISTORICAL, V3_PREFIX
 
 __all__ = [
     "BINARY_MAGIC",
@@ -66,11 +66,10 @@ _SCHEMA_FILES = {
     SCHEMA_V2: "telemetry-v2.schema.json",
     SCHEMA_V3: "telemetry-v3.schema.json",
 }
-#: First bytes of a v3 record (a JSON record starts with ``{``).
-BINARY_MAGIC = b"LGT3"
-# magic, flags (bit 0: historical), 3 zero bytes, header length.
-_V3_PREFIX = struct.Struct("<4sB3xI")
-_V3_HISTORICAL = 0x01
+# The v3 layout (magic, prefix, flag bit) is defined once, in the numpy-free
+# encoder the live gateway uses.
+_V3_PREFIX = V3_PREFIX
+_V3_HISTORICAL = V3_HISTORICAL
 # A record above this size is refused before parsing: it protects the worker's
 # memory, and Kafka's default max.message.bytes is about 1 MiB anyway.
 MAX_RECORD_BYTES = 8 * 1024 * 1024

@@ -28,8 +28,10 @@ line's model wants frames: one row per period with a value for every sensor.
   worker's ``admit`` stage), so it is replaced by the gateway's receive time
   and counted (``clock_skew``).
 
-Everything here is a pure function of the state passed in and out: the live
-loop (:mod:`lineguard.ingest.live`) owns the clock and the sources.
+Everything here is a pure function of the state passed in and out. This is
+the vectorized reference: the live gateway runs the same rules on plain
+lists (:mod:`lineguard.ingest.live_frames`, so that its process does not
+load numpy), and the tests hold the two to the same frames bit for bit.
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ simply sit behind it in the same queue. A record that reaches the broker late
 ``historical``: the worker scores and stores it but raises no live alert for
 it. A record resent after a failure may reach the broker twice; the worker
 drops the second copy by its ``(gateway, seq)``.
+
+The live gateway (:mod:`lineguard.ingest.live`) uses the sequence counter,
+the producer and store-and-forward but not the replay, so numpy, the numpy
+encoder and the CSV reader are imported by the replay functions only: the
+live gateway's process never loads numpy (docs/gateway.md, "Memory").
 """
 
 from __future__ import annotations
@@ -33,16 +38,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
+from lineguard.contracts import TELEMETRY_V3
 from lineguard.ingest.buffer import BufferedRecord, BufferFull, DiskBuffer
-from lineguard.ingest.contract import BINARY_MAGIC, SCHEMA_V3, TelemetryBatch, encode
-from lineguard.ingest.csv_runs import RecordedRun
+from lineguard.ingest.wire_v3 import BINARY_MAGIC
 from lineguard.retry import Backoff
 from lineguard.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lineguard.ingest.csv_runs import RecordedRun
 
 __all__ = [
     "ReplayStats",
@@ -126,6 +135,8 @@ def plan_records(
         Frame index ranges and when to send each record (the due time of its
         last frame).
     """
+    import numpy as np
+
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1; got {max_frames}")
     n = len(due_s)
@@ -469,7 +480,7 @@ def replay(
     sleep: Callable[[float], None] = time.sleep,
     forward: StoreAndForward | None = None,
     drain_timeout_s: float | None = 60.0,
-    schema: str = SCHEMA_V3,
+    schema: str = TELEMETRY_V3,
 ) -> ReplayStats:
     """Replay a recorded run as one line's live telemetry.
 
@@ -509,6 +520,10 @@ def replay(
         default (read in place by the worker; the smallest records);
         ``lineguard.telemetry.v2`` or ``v1`` for consumers that only read JSON.
     """
+    import numpy as np
+
+    from lineguard.ingest.contract import TelemetryBatch, encode
+
     stats = ReplayStats()
     n = len(run)
     if n == 0:

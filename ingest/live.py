@@ -4,10 +4,12 @@
 Each configured source reads its tags in its own thread into one
 :class:`~lineguard.ingest.sources.base.TagSink`. Every ``tick_s`` the loop
 takes each line's updates, closes the frames that are due
-(:func:`~lineguard.ingest.frames.assemble_frames`, pure) and sends them as
-one v3 telemetry record per line, through the same sequence counter and
-store-and-forward disk buffer as the CSV replay: a Kafka outage delays
-records, it does not lose them.
+(:func:`~lineguard.ingest.live_frames.assemble_frames`, pure) and sends them
+as one v3 telemetry record per line
+(:func:`~lineguard.ingest.wire_v3.encode_v3`), through the same sequence
+counter and store-and-forward disk buffer as the CSV replay: a Kafka outage
+delays records, it does not lose them. Nothing on this path imports numpy (see
+docs/gateway.md, "Memory").
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from lineguard.ingest.buffer import DiskBuffer
-from lineguard.ingest.contract import SCHEMA_V3, TelemetryBatch, encode
-from lineguard.ingest.frames import LineFrameState, assemble_frames, new_line_state
 from lineguard.ingest.gateway import SequenceCounter, StoreAndForward, make_producer
 from lineguard.ingest.gateway_config import GatewayConfig, SensorConfig
+from lineguard.ingest.live_frames import LineFrameState, assemble_frames, new_line_state
 from lineguard.ingest.sources.base import SensorRoute, TagSink, now_us
+from lineguard.ingest.wire_v3 import encode_v3
 
 __all__ = ["LiveGateway", "LiveStats", "build_sink", "run_gateway", "source_tag_key"]
 
@@ -176,7 +178,7 @@ class LiveGateway:
             self.states[line] = state
             if len(frames) == 0:
                 continue
-            batch = TelemetryBatch(
+            payload = encode_v3(
                 site=cfg.site,
                 line=line,
                 gateway=cfg.gateway_id,
@@ -186,7 +188,6 @@ class LiveGateway:
                 values=frames.values,
                 sent_at_us=now_us(),
             )
-            payload = encode(batch, SCHEMA_V3)
             self._send(line.encode("utf-8"), payload)
             self.stats.records += 1
             self.stats.frames += len(frames)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from lineguard.ingest.frames import TagUpdates
+from lineguard.ingest.live_frames import TagUpdates
 
 __all__ = ["FAULT_KINDS", "SensorRoute", "TagSink", "now_us"]
 
@@ -147,7 +147,7 @@ class TagSink:
         with self._lock:
             buf = self._buf[line]
             self._buf[line] = ([], [], [], [])
-        return TagUpdates.from_lists(*buf)
+        return TagUpdates(*buf)
 
     # -- outages -------------------------------------------------------------
     def source_down(self, source: str, reason: str) -> None:

@@ -22,6 +22,7 @@ Shared options, the settings override and table helpers are in
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -29,18 +30,6 @@ import traceback
 from typing import Any
 
 import click
-
-from lineguard.cli.dashboards import dashboards, report
-from lineguard.cli.demo import demo
-from lineguard.cli.evaluate import evaluate
-from lineguard.cli.feedback import feedback
-from lineguard.cli.gateway import gateway
-from lineguard.cli.models import models
-from lineguard.cli.settings import settings
-from lineguard.cli.sim import gateway_run, sim
-from lineguard.cli.stack import stack
-from lineguard.cli.train import train
-from lineguard.cli.worker import worker
 
 __all__ = ["describe_failure", "main"]
 
@@ -82,6 +71,27 @@ def describe_failure(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+#: Command -> module that defines it (the attribute has the command's name).
+#: A command's module is imported when that command runs, not before: the
+#: site gateway (``lineguard gateway run``, a long-running edge process with
+#: a memory budget, docs/gateway.md) then loads neither the model, the
+#: dashboard nor the worker commands.
+_COMMANDS = {
+    "gateway": "lineguard.cli.gateway",
+    "train": "lineguard.cli.train",
+    "models": "lineguard.cli.models",
+    "feedback": "lineguard.cli.feedback",
+    "dashboards": "lineguard.cli.dashboards",
+    "report": "lineguard.cli.dashboards",
+    "evaluate": "lineguard.cli.evaluate",
+    "worker": "lineguard.cli.worker",
+    "stack": "lineguard.cli.stack",
+    "demo": "lineguard.cli.demo",
+    "settings": "lineguard.cli.settings",
+    "sim": "lineguard.cli.sim",
+}
+
+
 class _Main(click.Group):
     """The top-level group: every failure becomes one line on stderr.
 
@@ -91,6 +101,21 @@ class _Main(click.Group):
     configuration; anything else is a bug and says so. ``-v`` adds the
     traceback in both cases.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command = getattr(importlib.import_module(module), cmd_name)
+        if cmd_name == "gateway":
+            # `gateway run` (the live gateway) lives beside the simulators.
+            from lineguard.cli.sim import gateway_run
+
+            command.add_command(gateway_run)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -130,22 +155,3 @@ def main(verbose: int) -> None:
         # one-line error says what failed and where (-v shows the attempts).
         # A long-running worker keeps them: they are its connection history.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
-
-
-_GROUPS = (
-    gateway,
-    train,
-    models,
-    feedback,
-    dashboards,
-    report,
-    evaluate,
-    worker,
-    stack,
-    demo,
-    settings,
-    sim,
-)
-for _command in _GROUPS:
-    main.add_command(_command)
-gateway.add_command(gateway_run)
