@@ -353,7 +353,7 @@ def train_pipeline(
         # their full feature window from the end of the fit part, as live.
         context = X[max(n_fit - (window - 1), 0) : n_fit] if window > 1 else None
         F, _, X_imp = pipeline.transform_rows(X[n_fit:], context)
-        hold_scores, hold_modes = pipeline.score_features(F, X_imp)
+        hold_scores, hold_modes = pipeline.score_features(F, X_imp, context)
     else:
         hold_scores, hold_modes = _holdout_scores(pipeline, X, t, n_fit, window)
     threshold = fit_threshold(hold_scores, target_far)

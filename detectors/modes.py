@@ -34,6 +34,13 @@ own alert reason (``unseen_mode``): nothing in training says what normal
 looks like there. A line without state channels has one mode and no
 :class:`ModeModels` at all (the pooled model is then the mode's model).
 
+A row whose trailing feature window reaches back across a mode switch is a
+transition: its window statistics mix two modes' physics, which neither
+mode's model has seen (a level's trailing mean still holds the fill while the
+mixer runs). Transitions are judged by the pooled model, which has seen
+every switch of the training batches, and are left out of the mode models'
+fits (:func:`steady_modes`).
+
 Scoring stays batched: one vectorized detector call per mode present in the
 micro-batch (a handful on a batch line, usually one), never per frame.
 """
@@ -49,7 +56,7 @@ from sklearn.utils.validation import check_is_fitted
 from .base import Detector
 from .robust import TRIM_STEPS, trimmed_rows
 
-__all__ = ["DEFAULT_MODE_MIN_ROWS", "MODE_FEATURE_RATIO", "ModeModels"]
+__all__ = ["DEFAULT_MODE_MIN_ROWS", "MODE_FEATURE_RATIO", "ModeModels", "steady_modes"]
 
 #: Fewest training rows a mode needs for a model of its own. 300 rows
 #: (5 minutes at 1 Hz) is a few complete phases of a batch line.
@@ -58,6 +65,42 @@ DEFAULT_MODE_MIN_ROWS = 300
 #: of d features from fewer than ~4 d rows is mostly noise in its small
 #: eigenvalues, which is where the residual (SPE) statistic looks.
 MODE_FEATURE_RATIO = 4
+
+
+def steady_modes(modes: np.ndarray, n_context: int, window: int) -> np.ndarray:
+    """Each row's mode where its whole trailing window is in it, else -1.
+
+    Parameters
+    ----------
+    modes : ndarray of int, shape (n_context + n,)
+        Modes of the history: the context rows (oldest first), then the rows
+        to judge. -1 marks an unseen mode.
+    n_context : int
+        How many of ``modes`` are context (the scorer's carried rows:
+        ``min(window - 1, rows seen)``, so the result does not depend on
+        batching). At stream start or after a gap there are none, and a
+        row's window starts at the stream's first row.
+    window : int
+        Trailing window, in rows.
+
+    Returns
+    -------
+    ndarray of intp, shape (n,)
+        The mode of each judged row, or -1 where its window spans a switch
+        (or the mode is unseen).
+    """
+    g = np.asarray(modes, dtype=np.intp).ravel()
+    if not 0 <= n_context <= g.size:
+        raise ValueError(f"n_context must be in [0, {g.size}], got {n_context}.")
+    pos = np.arange(g.size)
+    change = np.zeros(g.size, dtype=bool)
+    change[1:] = g[1:] != g[:-1]
+    last = np.where(change, pos, 0)
+    np.maximum.accumulate(last, out=last)
+    # Row j's window covers [j - window + 1, j]: steady when the mode last
+    # changed at or before its first row.
+    steady = last <= np.maximum(pos - int(window) + 1, 0)
+    return np.where(steady, g, -1)[n_context:]
 
 
 class ModeModels(BaseEstimator):
@@ -128,6 +171,7 @@ class ModeModels(BaseEstimator):
         modes: np.ndarray,
         codes: np.ndarray,
         template: Detector,
+        columns: np.ndarray | None = None,
     ) -> ModeModels:
         """Fit a clone of ``template`` on each mode with enough rows.
 
@@ -136,11 +180,18 @@ class ModeModels(BaseEstimator):
         F : ndarray of shape (n, n_features)
             Detector features of normal rows.
         modes : ndarray of int, shape (n,)
-            Mode index of each row (all seen: these are training rows).
+            Mode index of each row; -1 for rows no mode model should learn
+            from (transitions, :func:`steady_modes`).
         codes : ndarray of int, shape (n_modes,)
             Code of each mode (the sensor checks' ``modes_``).
         template : Detector
             Unfitted detector (the line's detector type).
+        columns : ndarray of int, optional
+            Feature columns the mode models judge (default: all). The line
+            passes every feature but those of its state channels: within a
+            mode those are constant, except on the rows just after a switch,
+            where their trailing statistics only say how recently the mode
+            began -- a model per mode would spend its limits on that.
         """
         F = np.asarray(F, dtype=np.float64)
         modes = np.asarray(modes, dtype=np.intp).ravel()
@@ -148,12 +199,17 @@ class ModeModels(BaseEstimator):
         n_modes = self.codes_.size
         if modes.shape[0] != F.shape[0]:
             raise ValueError(f"modes must hold one mode per row ({F.shape[0]}), got {modes.size}.")
-        if modes.size and (modes.min() < 0 or modes.max() >= n_modes):
+        if modes.size and (modes.min() < -1 or modes.max() >= n_modes):
             raise ValueError(
-                f"Training modes must be in [0, {n_modes}), got {modes.min()}..{modes.max()}."
+                f"Training modes must be in [-1, {n_modes}), got {modes.min()}..{modes.max()}."
             )
         self.n_modes_ = int(n_modes)
-        self.mode_rows_ = np.bincount(modes, minlength=n_modes).astype(np.int64)
+        self.n_features_in_ = F.shape[1]
+        self.columns_ = (
+            np.arange(F.shape[1]) if columns is None else np.asarray(columns, dtype=np.intp)
+        )
+        F = F[:, self.columns_]
+        self.mode_rows_ = np.bincount(modes[modes >= 0], minlength=n_modes).astype(np.int64)
         need = max(int(self.min_rows), MODE_FEATURE_RATIO * F.shape[1])
         self.models_: list[Detector | None] = []
         allowed = self.allowed_modes
@@ -220,9 +276,12 @@ class ModeModels(BaseEstimator):
         groups = self._groups(modes)
         if len(groups) == 1:
             m, _ = groups[0]
-            model = pooled if m < 0 or self.models_[m] is None else self.models_[m]
-            score = model.decision_function(F)
+            if m < 0 or self.models_[m] is None:
+                score = pooled.decision_function(F)
+            else:
+                score = self.models_[m].decision_function(F[:, self.columns_])
             return score if m < 0 or self.factor_[m] == 1.0 else score * self.factor_[m]
+        Fc = F[:, self.columns_]
         score = np.empty(F.shape[0])
         pooled_rows = [rows for m, rows in groups if m < 0 or self.models_[m] is None]
         if pooled_rows:
@@ -230,21 +289,26 @@ class ModeModels(BaseEstimator):
             score[rows] = pooled.decision_function(F[rows])
         for m, rows in groups:
             if m >= 0 and self.models_[m] is not None:
-                score[rows] = self.models_[m].decision_function(F[rows])
+                score[rows] = self.models_[m].decision_function(Fc[rows])
         factor = np.where(modes >= 0, self.factor_[np.maximum(modes, 0)], 1.0)
         return score * factor
 
     def contributions(self, F: np.ndarray, modes: np.ndarray, pooled: Detector) -> np.ndarray:
         """Per-feature shares of each row's score, from the model that scored it.
 
-        The factor scales a row's whole score, so it does not change shares.
+        The factor scales a row's whole score, so it does not change shares;
+        columns a mode model does not judge get no share from it.
         """
         check_is_fitted(self, "models_")
         modes = np.asarray(modes, dtype=np.intp).ravel()
-        out = np.empty(F.shape)
+        out = np.zeros(F.shape)
         for m, rows in self._groups(modes):
-            model = pooled if m < 0 or self.models_[m] is None else self.models_[m]
-            out[rows] = model.contributions(F[rows])
+            if m < 0 or self.models_[m] is None:
+                out[rows] = pooled.contributions(F[rows])
+            else:
+                out[np.ix_(rows, self.columns_)] = self.models_[m].contributions(
+                    F[np.ix_(rows, self.columns_)]
+                )
         return out
 
     @staticmethod

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
-from .modes import ModeModels
+from .modes import ModeModels, steady_modes
 from .robust import TRIM_STEPS, trimmed_rows
 from .sensor_checks import CheckState, SensorChecks
 
@@ -284,8 +284,21 @@ class LinePipeline(BaseEstimator):
         self.mode_models_ = None
         mode_models = getattr(self, "mode_models", None)
         if mode_models is not None and self.checks_ is not None and self.checks_.modes_.size > 1:
+            # Mode models judge every feature but the state channels' own.
+            state = np.tile(self.checks_.state_channels_, F.shape[1] // X.shape[1])
+            # Transitions (windows across a switch) are the pooled model's.
+            steady = np.concatenate(
+                [
+                    steady_modes(self.checks_.modes_of(X_imp[lo:hi]), 0, self.window)
+                    for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]])
+                ]
+            )
             self.mode_models_ = clone(mode_models).fit(
-                F, self.checks_.modes_of(X_imp[F_rows]), self.checks_.modes_, self.detector
+                F,
+                steady[F_rows],
+                self.checks_.modes_,
+                self.detector,
+                columns=np.flatnonzero(~state),
             )
         self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
         return self
@@ -375,10 +388,10 @@ class LinePipeline(BaseEstimator):
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
         F, _, X_imp = self.transform_rows(X, context)
-        return self.score_features(F, X_imp)[0]
+        return self.score_features(F, X_imp, context)[0]
 
     def score_features(
-        self, features: np.ndarray, imputed: np.ndarray
+        self, features: np.ndarray, imputed: np.ndarray, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Detector score of feature rows, judged in each row's operating mode.
 
@@ -388,17 +401,30 @@ class LinePipeline(BaseEstimator):
         imputed : ndarray of shape (n, n_sensors)
             The same rows, imputed, raw units (:meth:`transform_rows`): they
             say which mode each row is in.
+        context : ndarray of shape (n_context, n_sensors) or None
+            The context given to :meth:`transform_rows` (the rows before):
+            a row whose trailing window reaches back into another mode is a
+            transition, judged by the pooled model.
 
         Returns
         -------
         score : ndarray of shape (n,)
         modes : ndarray of intp, shape (n,), or None
-            Mode per row (-1: unseen) where per-mode models are in use.
+            Mode per row where per-mode models are in use; -1 where the
+            pooled model judged it (unseen mode, or a transition).
         """
         mode_models = getattr(self, "mode_models_", None)
         if mode_models is None:
             return self.detector_.decision_function(features), None
-        modes = self.checks_.modes_of(imputed)
+        rows = imputed
+        n_ctx = 0
+        if context is not None and context.shape[0]:
+            ctx = context[context.shape[0] - min(self.window - 1, context.shape[0]) :]
+            if np.isnan(ctx).any():
+                ctx = self._impute(ctx, None)
+            rows = np.concatenate([ctx, imputed], axis=0)
+            n_ctx = ctx.shape[0]
+        modes = steady_modes(self.checks_.modes_of(rows), n_ctx, self.window)
         return mode_models.decision_function(features, modes, self.detector_), modes
 
     def sensor_contributions(
@@ -676,7 +702,7 @@ def score_batch(
             parts.append(part)
         return _concat(parts), state
     features, context, X_imp = pipeline.transform_rows(X, state.context)
-    score, modes = pipeline.score_features(features, X_imp)
+    score, modes = pipeline.score_features(features, X_imp, state.context)
     raw = score > threshold
     reason = raw.astype(np.int8)
     checks = getattr(pipeline, "checks_", None)
