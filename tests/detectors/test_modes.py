@@ -148,10 +148,13 @@ def test_an_unseen_mode_gets_its_own_reason_and_the_pooled_score() -> None:
     unseen = REASONS.index("unseen_mode")
     assert (result.reason[150:] == unseen).all()
     assert (result.reason[20:150] != unseen).all()
-    F, _, _ = pipeline.transform_rows(test)
-    np.testing.assert_allclose(
-        result.score[150:], pipeline.detector_.decision_function(F[150:]), rtol=1e-12
-    )
+    F, _, X_imp = pipeline.transform_rows(test)
+    pooled = pipeline.detector_.decision_function(F[150:])
+    np.testing.assert_allclose(result.score[150:], pooled, rtol=1e-12)
+    # A batch wholly in the unseen mode too (one mode in the batch).
+    alone, modes = pipeline.score_features(F[150:], X_imp[150:], X_imp[:150])
+    assert (modes == -1).all()
+    np.testing.assert_allclose(alone, pooled, rtol=1e-12)
 
 
 def test_scores_do_not_depend_on_batching() -> None:
@@ -161,8 +164,10 @@ def test_scores_do_not_depend_on_batching() -> None:
     t = _times(len(X))
     whole, _ = score_batch(pipeline, X, None, threshold, 2, 5, time_us=t)
     parts, state = [], None
-    for lo in range(0, len(X), 37):
-        r, state = score_batch(pipeline, X[lo : lo + 37], state, threshold, 2, 5, t[lo : lo + 37])
+    # 61-row batches: one starts 5 rows after the valve switch at row 300,
+    # so those rows' transition is known only from the carried context.
+    for lo in range(0, len(X), 61):
+        r, state = score_batch(pipeline, X[lo : lo + 61], state, threshold, 2, 5, t[lo : lo + 61])
         parts.append(r)
     np.testing.assert_array_equal(np.concatenate([p.score for p in parts]), whole.score)
     np.testing.assert_array_equal(np.concatenate([p.top_sensors for p in parts]), whole.top_sensors)
