@@ -17,13 +17,15 @@ lax for the quiet phases.
   control limits. Modes with fewer rows are judged by the pooled model: a
   handful of rows cannot say what normal looks like, while the pooled model
   has at least seen the line's every phase;
-* **a threshold per mode**: :func:`lineguard.detectors.calibration.train_pipeline`
+* optionally (``per_mode_thresholds``, off by default: it doubled MIDAS's
+  false alarms on held-out normal runs) **a threshold per mode**:
+  :func:`lineguard.detectors.calibration.train_pipeline`
   (:func:`~lineguard.detectors.calibration.mode_thresholds`) calibrates each
-  mode with enough held-back rows on its own, from the same
-  target false-alarm rate, and stores it here as a factor that maps the
-  mode's scores onto the line's one threshold (``factor = T_line / T_mode``).
-  Every consumer of the score -- the worker's threshold test, the debounce,
-  the incident path, the model envelope -- keeps one threshold per line; a
+  mode with enough held-back rows on its own, from the same target
+  false-alarm rate, and stores it here as a factor that maps the mode's
+  scores onto the line's one threshold (``factor = T_line / T_mode``). Every
+  consumer of the score -- the worker's threshold test, the debounce, the
+  incident path, the model envelope -- keeps one threshold per line; a
   mode's scores are simply expressed in units of its own threshold.
 
 Modes are those of the line's sensor checks (:meth:`SensorChecks.modes_of
