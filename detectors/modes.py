@@ -53,6 +53,7 @@ import math
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .base import Detector
@@ -272,7 +273,7 @@ class ModeModels(BaseEstimator):
 
         Rows in an unseen mode (``-1``) get the pooled score, unscaled.
         """
-        check_is_fitted(self, "models_")
+        self._require_fitted()
         modes = np.asarray(modes, dtype=np.intp).ravel()
         groups = self._groups(modes)
         if len(groups) == 1:
@@ -300,7 +301,7 @@ class ModeModels(BaseEstimator):
         The factor scales a row's whole score, so it does not change shares;
         columns a mode model does not judge get no share from it.
         """
-        check_is_fitted(self, "models_")
+        self._require_fitted()
         modes = np.asarray(modes, dtype=np.intp).ravel()
         out = np.zeros(F.shape)
         for m, rows in self._groups(modes):
@@ -311,6 +312,14 @@ class ModeModels(BaseEstimator):
                     F[np.ix_(rows, self.columns_)]
                 )
         return out
+
+    def _require_fitted(self) -> None:
+        # The hot path: a plain attribute test, not sklearn's check_is_fitted
+        # (which builds the estimator's tags on every call).
+        if not hasattr(self, "models_"):
+            raise NotFittedError(
+                "This ModeModels instance is not fitted yet; call fit before scoring."
+            )
 
     @staticmethod
     def _groups(modes: np.ndarray) -> list[tuple[int, np.ndarray]]:
