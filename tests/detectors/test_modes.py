@@ -211,3 +211,23 @@ def test_saved_models_carry_their_modes_through_the_registry(tmp_path) -> None:
     np.testing.assert_array_equal(
         loaded.pipeline.decision_function(probe), bundle.pipeline.decision_function(probe)
     )
+
+
+def test_per_mode_thresholds_survive_the_refit_on_all_rows() -> None:
+    # The toy's modes differ in spread (the open valve's y is noisier), so
+    # their thresholds differ.
+    rng = np.random.default_rng(12)
+    X = _line(rng, 10)
+    X[X[:, 0] == 1, 2] += 0.5 * rng.normal(size=int((X[:, 0] == 1).sum()))
+    kw = {
+        "time_us": _times(len(X)),
+        "max_trim": 0.0,
+        "mode_models": ModeModels(per_mode_thresholds=True),
+    }
+    calibrated, thr0, _ = train_pipeline(X, SENSORS, "pca", refit=False, **kw)
+    refitted, thr1, info = train_pipeline(X, SENSORS, "pca", **kw)
+    factors = calibrated.mode_models_.factor_
+    assert thr0 == thr1
+    assert not np.allclose(factors, 1.0)
+    np.testing.assert_allclose(refitted.mode_models_.factor_, factors, rtol=1e-12)
+    np.testing.assert_allclose(info["modes"]["threshold_factor"], factors, rtol=1e-5)
