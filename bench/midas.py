@@ -216,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         from lineguard.detectors.sensor_checks import SensorChecks
 
         kwargs["sensor_checks"] = SensorChecks(**kwargs["sensor_checks"])
+    if isinstance(kwargs.get("mode_models"), dict):
+        from lineguard.detectors.modes import ModeModels
+
+        kwargs["mode_models"] = ModeModels(**kwargs["mode_models"])
     res = evaluate(args.data, args.detector, args.folds, kwargs, times=not args.no_gap_reset)
     res["summary"]["gap_reset"] = not args.no_gap_reset
     if args.runs:

@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         from lineguard.detectors.sensor_checks import SensorChecks
 
         kwargs["sensor_checks"] = SensorChecks(**kwargs["sensor_checks"])
+    if isinstance(kwargs.get("mode_models"), dict):
+        from lineguard.detectors.modes import ModeModels
+
+        kwargs["mode_models"] = ModeModels(**kwargs["mode_models"])
     per_run: list = []
     ours, base = evaluate(args.data, args.detector, kwargs, per_run, args.dirty)
     if args.runs:

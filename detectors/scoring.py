@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import blas_rows_are_independent
 from .base import Detector
 from .features import TemporalFeatures
+from .modes import ModeModels, steady_modes
 from .robust import TRIM_STEPS, trimmed_rows
 from .sensor_checks import CheckState, SensorChecks
 
@@ -147,6 +148,12 @@ class LinePipeline(BaseEstimator):
         Trimmed fit (:mod:`lineguard.detectors.robust`): the detector is
         refitted, a few times, without the share of each operating mode's
         training rows it scores highest. 0 fits once, on every row.
+    mode_models : ModeModels or None, default=None
+        Unfitted per-mode models (:mod:`lineguard.detectors.modes`): each
+        operating mode of the sensor checks with enough training rows gets a
+        detector of its own, the others keep the pooled one. Needs
+        ``sensor_checks`` (the modes are theirs) and more than one mode;
+        otherwise ignored (``mode_models_`` is None).
 
     Attributes
     ----------
@@ -170,6 +177,9 @@ class LinePipeline(BaseEstimator):
         Fitted clone of ``sensor_checks``.
     trimmed_rows_ : int
         Training feature rows the trimmed fit left out (0 without ``max_trim``).
+    mode_models_ : ModeModels or None
+        Fitted clone of ``mode_models``; None without it or with one mode
+        (and on models saved before modes existed: they score as before).
 
     Notes
     -----
@@ -187,6 +197,7 @@ class LinePipeline(BaseEstimator):
         sensor_checks: SensorChecks | None = None,
         keep_bounded_levels: bool = False,
         max_trim: float = 0.0,
+        mode_models: ModeModels | None = None,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
@@ -195,6 +206,7 @@ class LinePipeline(BaseEstimator):
         self.sensor_checks = sensor_checks
         self.keep_bounded_levels = keep_bounded_levels
         self.max_trim = max_trim
+        self.mode_models = mode_models
 
     def fit(
         self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
@@ -269,6 +281,25 @@ class LinePipeline(BaseEstimator):
                 if not self.trimmed_rows_ or keep.sum() < 2:
                     break
                 self.detector_ = clone(self.detector).fit(F[keep])
+        self.mode_models_ = None
+        mode_models = getattr(self, "mode_models", None)
+        if mode_models is not None and self.checks_ is not None and self.checks_.modes_.size > 1:
+            # Mode models judge every feature but the state channels' own.
+            state = np.tile(self.checks_.state_channels_, F.shape[1] // X.shape[1])
+            # Transitions (windows across a switch) are the pooled model's.
+            steady = np.concatenate(
+                [
+                    steady_modes(self.checks_.modes_of(X_imp[lo:hi]), 0, self.window)
+                    for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]])
+                ]
+            )
+            self.mode_models_ = clone(mode_models).fit(
+                F,
+                steady[F_rows],
+                self.checks_.modes_,
+                self.detector,
+                columns=np.flatnonzero(~state),
+            )
         self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
         return self
 
@@ -356,17 +387,62 @@ class LinePipeline(BaseEstimator):
 
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
-        F, _ = self.transform(X, context)
-        return self.detector_.decision_function(F)
+        F, _, X_imp = self.transform_rows(X, context)
+        return self.score_features(F, X_imp, context)[0]
 
-    def sensor_contributions(self, features: np.ndarray) -> np.ndarray:
+    def score_features(
+        self, features: np.ndarray, imputed: np.ndarray, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Detector score of feature rows, judged in each row's operating mode.
+
+        Parameters
+        ----------
+        features : ndarray of shape (n, n_features_out)
+        imputed : ndarray of shape (n, n_sensors)
+            The same rows, imputed, raw units (:meth:`transform_rows`): they
+            say which mode each row is in.
+        context : ndarray of shape (n_context, n_sensors) or None
+            The context given to :meth:`transform_rows` (the rows before):
+            a row whose trailing window reaches back into another mode is a
+            transition, judged by the pooled model.
+
+        Returns
+        -------
+        score : ndarray of shape (n,)
+        modes : ndarray of intp, shape (n,), or None
+            Mode per row where per-mode models are in use; -1 where the
+            pooled model judged it (unseen mode, or a transition).
+        """
+        mode_models = getattr(self, "mode_models_", None)
+        if mode_models is None:
+            return self.detector_.decision_function(features), None
+        rows = imputed
+        n_ctx = 0
+        if context is not None and context.shape[0]:
+            ctx = context[context.shape[0] - min(self.window - 1, context.shape[0]) :]
+            if np.isnan(ctx).any():
+                ctx = self._impute(ctx, None)
+            rows = np.concatenate([ctx, imputed], axis=0)
+            n_ctx = ctx.shape[0]
+        modes = steady_modes(self.checks_.modes_of(rows), n_ctx, self.window)
+        return mode_models.decision_function(features, modes, self.detector_), modes
+
+    def sensor_contributions(
+        self, features: np.ndarray, modes: np.ndarray | None = None
+    ) -> np.ndarray:
         """Map the detector's feature attributions back onto sensors.
 
         Every feature is derived from exactly one sensor (value, rolling mean
         or rolling std of it), so a sensor's share is the sum of its features'
-        shares; rows still sum to 1 wherever the score is positive.
+        shares; rows still sum to 1 wherever the score is positive. With
+        ``modes`` (from :meth:`score_features`) each row's shares come from
+        the model that scored it.
         """
-        contrib = self.detector_.contributions(features)
+        mode_models = getattr(self, "mode_models_", None)
+        if mode_models is not None and modes is not None:
+            contrib = mode_models.contributions(features, modes, self.detector_)
+        else:
+            contrib = self.detector_.contributions(features)
         sensor_shares = np.zeros((contrib.shape[0], self.n_features_in_))
         for block in range(contrib.shape[1] // self.n_features_in_):
             d = self.n_features_in_
@@ -626,7 +702,7 @@ def score_batch(
             parts.append(part)
         return _concat(parts), state
     features, context, X_imp = pipeline.transform_rows(X, state.context)
-    score = pipeline.detector_.decision_function(features)
+    score, modes = pipeline.score_features(features, X_imp, state.context)
     raw = score > threshold
     reason = raw.astype(np.int8)
     checks = getattr(pipeline, "checks_", None)
@@ -658,7 +734,9 @@ def score_batch(
     if explain.any():
         # Attribution only where someone reads it: most frames of a healthy
         # line are quiet, and attribution costs as much as the score.
-        shares = pipeline.sensor_contributions(features[explain])
+        shares = pipeline.sensor_contributions(
+            features[explain], None if modes is None else modes[explain]
+        )
         if checks is not None:
             # Shares sum to at most 1, so +2 puts the blamed sensor first.
             blamed = found.sensor[explain]
