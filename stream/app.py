@@ -290,6 +290,7 @@ def _report_fields(
         "write_retries": s.write_retries,
         "write_errors": s.write_errors,
         "commit_failures": s.commit_failures,
+        "commit_error": s.commit_error,
         "assignments": s.assignments,
         "model_follower_reconnects": updates.reconnects if updates is not None else 0,
         "batch_ms": s.batch_ms,

@@ -37,6 +37,10 @@ class WorkerStats:
         self.state_restore_timeouts = 0
         self.state_ahead = 0
         self.commit_failures = 0
+        # The last failed commit's error and the broker's answer it chains to
+        # ("CommitFailedError <- IllegalGenerationError"): a refusal by the
+        # group coordinator reads differently from a request that never got through.
+        self.commit_error = ""
         # Partition assignments received (one per rebalance this worker took part in).
         self.assignments = 0
         self.batch_ms = 0.0

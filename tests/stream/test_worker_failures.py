@@ -14,6 +14,8 @@ wait polls for a state with a deadline that names what never happened.
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -130,6 +132,123 @@ def test_a_worker_started_before_influxdb_creates_its_database_once_it_answers(
         )
         assert worker.alive(), worker.log_tail()
     finally:
+        scenario.stop()
+        client.close()
+        influx.stop()
+
+
+def _committed(settings, partitions: int) -> dict[int, int | None]:
+    """The worker group's committed offset per telemetry partition, as the broker has it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        group_id=settings.worker_id,
+        enable_auto_commit=False,
+        **settings.kafka.kafka_python_config(),
+    )
+    try:
+        return {
+            p: consumer.committed(TopicPartition(settings.topics.telemetry, p))
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def test_a_commit_the_broker_refuses_leaves_the_batch_to_the_new_owner(
+    local_stack, tmp_path
+) -> None:
+    """A stalled member's commit is refused by the group coordinator (Kafka's
+    zombie fencing by generation), and the batch is the new owner's.
+
+    The first worker holds the second batch in its points step (InfluxDB is
+    down) and is then frozen (SIGSTOP) for longer than its session timeout:
+    the broker drops it from the group and the second worker takes every
+    partition and re-reads the batch from the committed offset. Once
+    InfluxDB is back and the second worker has stored and committed it, the
+    first worker is thawed; its points step completes and it commits with the
+    generation it had, which the broker refuses (aiokafka's
+    ``CommitFailedError`` chained to the broker's error). The refusal is
+    counted, the worker keeps running, and nothing is lost or doubled.
+    """
+    port = free_port()
+    influx = InfluxServer(tmp_path / "influx-own", port=port).start()
+    url = f"http://127.0.0.1:{port}"
+    scenario = Scenario(local_stack.kafka_bootstrap, url, tmp_path, "refused")
+    settings = scenario.settings
+    run = sample_run()
+    train_lines(settings.registry_dir, run, ["press-a"])
+    ensure_topics(settings)
+    records = telemetry_records(run, "press-a", 2 * FRAMES)
+    first, second = records[: len(records) // 2], records[len(records) // 2 :]
+    client = InfluxV1Client(settings.influx)
+    old = scenario.start_worker()
+    frozen = False
+    try:
+        scenario.produce(first)
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-a")) == FRAMES
+                and scenario.stats(old).get("records") == len(first)
+                and scenario.stats(old).get("uncommitted") == 0
+            ),
+            120,
+            f"the first {len(first)} records stored and committed by the first worker",
+        )
+        influx.stop()
+        scenario.produce(second)
+        scenario.wait(
+            lambda: (
+                scenario.stats(old).get("sink_down") == 1
+                and scenario.stats(old).get("uncommitted", 0) >= len(second)
+            ),
+            60,
+            "the first worker holding the second batch, its points step waiting for InfluxDB",
+        )
+        os.kill(old.process.pid, signal.SIGSTOP)
+        frozen = True
+        new = scenario.start_worker()
+        scenario.wait(
+            lambda: (
+                scenario.stats(new).get("assignments", 0) >= 1
+                and scenario.stats(new).get("uncommitted", 0) >= len(second)
+            ),
+            180,
+            "the second worker owning the partitions and holding the second batch",
+        )
+        influx.start()
+        scenario.wait(
+            lambda: (
+                sum(o or 0 for o in _committed(settings, scenario.partitions).values())
+                == len(records)
+            ),
+            120,
+            f"all {len(records)} records committed by the second worker",
+        )
+        assert scenario.stats(new).get("records", 0) >= len(second)
+        os.kill(old.process.pid, signal.SIGCONT)
+        frozen = False
+        scenario.wait(
+            lambda: scenario.stats(old).get("commit_failures", 0) >= 1,
+            120,
+            "the first worker's commit of the second batch refused by the broker",
+        )
+        error = scenario.stats(old)["commit_error"]
+        assert error.split(" <- ")[:2] in (
+            ["CommitFailedError", "UnknownMemberIdError"],
+            ["CommitFailedError", "IllegalGenerationError"],
+            ["CommitFailedError", "RebalanceInProgressError"],
+        ), error
+        # Refused, so nothing of the first worker's moved the group's offsets.
+        assert sum(o or 0 for o in _committed(settings, scenario.partitions).values()) == len(
+            records
+        )
+        np.testing.assert_array_equal(scored_times(client, "press-a"), run.time_us[: 2 * FRAMES])
+        assert old.alive(), old.log_tail()
+        assert new.alive(), new.log_tail()
+    finally:
+        if frozen:
+            os.kill(old.process.pid, signal.SIGCONT)
         scenario.stop()
         client.close()
         influx.stop()
