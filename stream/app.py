@@ -176,6 +176,13 @@ def _connect(
         if not isinstance(total, int) or total < 1:
             total = settings.topics.partitions
         loop.assigned(partitions, total)
+        if settings.stats_file is not None:
+            # The assignment counter is what a supervisor (or a test) waits on
+            # after a rebalance: written now, not at the next report tick.
+            try:
+                _write_stats(settings, app, loop)
+            except OSError as exc:  # metrics must never stop the worker
+                log.debug("stats file not written: %s", exc)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -293,6 +300,7 @@ def _report_fields(
         "commit_error": s.commit_error,
         "assignments": s.assignments,
         "model_follower_reconnects": updates.reconnects if updates is not None else 0,
+        "announced": updates.announced() if updates is not None else "",
         "batch_ms": s.batch_ms,
         "uncommitted": behind,
         "duplicates": s.duplicates,
