@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 
 import numpy as np
 import pytest
@@ -252,3 +253,110 @@ def test_a_commit_the_broker_refuses_leaves_the_batch_to_the_new_owner(
         scenario.stop()
         client.close()
         influx.stop()
+
+
+#: Kafka API key of the committed-offset request (OffsetFetch; aiokafka sends
+#: versions 1-3: the topic as an int16-sized string, then an int32-counted
+#: array of int32 partitions).
+OFFSET_FETCH = 9
+
+
+def _produce_to(settings, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) records to one telemetry partition; wait until all are stored."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(acks="all", **settings.kafka.kafka_python_config())
+    try:
+        sends = [
+            producer.send(settings.topics.telemetry, key=k, value=v, partition=partition)
+            for k, v in records
+        ]
+        for send in sends:
+            send.get(30)
+    finally:
+        producer.close(timeout=10)
+
+
+def test_the_committed_offset_lookup_is_retried_in_a_worker_while_the_broker_is_cut(
+    proxied_stack, tmp_path
+) -> None:
+    """The look-up of a newly seen partition's committed offset, in a running
+    worker, while the broker's network path is cut at that very request.
+
+    Partition 1 has a committed offset before the worker starts (0, set by
+    the test), so the look-up is the committed-offset request itself, whose
+    retry aiokafka would otherwise do silently inside one request. The
+    path is cut when the worker sends that request (the proxy holds it back)
+    and restored only once the worker has counted two failed attempts. Then
+    every frame of both lines is stored once, both partitions are committed
+    to their end, and the worker is still running.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    proxy = proxied_stack.proxy
+    scenario = Scenario(proxied_stack.kafka_bootstrap, proxied_stack.influx_url, tmp_path, "lookup")
+    settings = scenario.settings
+    run = sample_run()
+    train_lines(settings.registry_dir, run, ["press-a", "press-b"])
+    ensure_topics(settings)
+    seeded = KafkaConsumer(
+        group_id=settings.worker_id,
+        enable_auto_commit=False,
+        **settings.kafka.kafka_python_config(),
+    )
+    try:
+        seeded.commit({TopicPartition(settings.topics.telemetry, 1): OffsetAndMetadata(0, "", -1)})
+    finally:
+        seeded.close()
+    assert _committed(settings, 2) == {0: None, 1: 0}
+    records = {line: telemetry_records(run, line, FRAMES) for line in ("press-a", "press-b")}
+    client = InfluxV1Client(settings.influx)
+    worker = scenario.start_worker()
+    try:
+        _produce_to(settings, 0, records["press-a"])
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-a")) == FRAMES
+                and scenario.stats(worker).get("uncommitted") == 0
+            ),
+            120,
+            f"press-a's {FRAMES} frames stored and committed (partition 0)",
+        )
+        assert scenario.stats(worker).get("offset_lookup_retries") == 0
+        # The request naming partition 1 alone: the worker's look-up (Faust's
+        # own seek at assignment, and any later refresh, name both).
+        topic = settings.topics.telemetry.encode()
+        proxy.cut_on_request(
+            OFFSET_FETCH, struct.pack(">h", len(topic)) + topic + struct.pack(">ii", 1, 1)
+        )
+        _produce_to(settings, 1, records["press-b"])
+        scenario.wait(
+            proxy.cut_by_request.is_set,
+            120,
+            "the path cut at the worker's committed-offset request",
+        )
+        scenario.wait(
+            lambda: scenario.stats(worker).get("offset_lookup_retries", 0) >= 2,
+            120,
+            "two committed-offset look-up attempts failed and counted while the path was cut",
+        )
+        proxy.resume()
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-b")) == FRAMES
+                and _committed(settings, 2)
+                == {0: len(records["press-a"]), 1: len(records["press-b"])}
+            ),
+            180,
+            f"press-b's {FRAMES} frames stored and both partitions committed to their end",
+        )
+        for line in records:
+            np.testing.assert_array_equal(scored_times(client, line), run.time_us[:FRAMES])
+        assert scenario.stats(worker).get("dead_letters") == 0
+        assert worker.alive(), worker.log_tail()
+    finally:
+        if proxy.paused:
+            proxy.resume()
+        scenario.stop()
+        client.close()
