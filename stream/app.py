@@ -14,6 +14,7 @@ minutes after a rebalance; see ``docs/reliability.md``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -38,6 +39,9 @@ from lineguard.stream.worker import faust_credentials
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+#: Bound on one partition's position while computing the reported lag.
+LAG_POSITION_S = 1.0
 
 
 def _faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -176,6 +180,13 @@ def _connect(
         if not isinstance(total, int) or total < 1:
             total = settings.topics.partitions
         loop.assigned(partitions, total)
+        if settings.stats_file is not None:
+            # The assignment counter is what a supervisor (or a test) waits on
+            # after a rebalance: written now, not at the next report tick.
+            try:
+                _write_stats(settings, app, loop)
+            except OSError as exc:  # metrics must never stop the worker
+                log.debug("stats file not written: %s", exc)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -240,14 +251,16 @@ async def _create_database(influx: AsyncInfluxV1Client, stats: WorkerStats) -> N
 
 
 async def _lag(app: faust.App, settings: Settings) -> int:
-    """Records on the broker past the fetch position (-1 while rebalancing)."""
+    """Records on the broker past the fetch position (-1 while rebalancing or unreachable)."""
     try:
         lag = 0
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic != settings.topics.telemetry:
                 continue
-            position = await consumer.position(tp)
+            # Bounded: while the broker is unreachable a position can wait for
+            # it, and the report (the stats file among it) must go on.
+            position = await asyncio.wait_for(consumer.position(tp), LAG_POSITION_S)
             if position is not None:
                 lag += max(consumer.highwater(tp) - position, 0)
         return lag
@@ -290,8 +303,11 @@ def _report_fields(
         "write_retries": s.write_retries,
         "write_errors": s.write_errors,
         "commit_failures": s.commit_failures,
+        "commit_error": s.commit_error,
+        "offset_lookup_retries": s.offset_lookup_retries,
         "assignments": s.assignments,
         "model_follower_reconnects": updates.reconnects if updates is not None else 0,
+        "announced": updates.announced() if updates is not None else "",
         "batch_ms": s.batch_ms,
         "uncommitted": behind,
         "duplicates": s.duplicates,

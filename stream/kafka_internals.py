@@ -10,12 +10,19 @@ and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
+from lineguard.errors import ServiceUnreachable
 from lineguard.retry import Backoff, async_retrying
-from lineguard.stream.limits import FETCH_MAX_WAIT_MS, RETRY_FIRST_S, RETRY_MAX_S
+from lineguard.stream.limits import (
+    FETCH_MAX_WAIT_MS,
+    LOOKUP_ATTEMPT_S,
+    RETRY_FIRST_S,
+    RETRY_MAX_S,
+)
 
 __all__ = ["CommitOutcome", "commit", "committed_offsets", "shorten_fetch_wait"]
 
@@ -29,12 +36,21 @@ def _consumer_thread(app: Any) -> tuple[Any, Any]:
     return thread, thread._ensure_consumer()
 
 
-async def committed_offsets(app: Any, tps: set[Any]) -> dict[Any, int]:
+async def committed_offsets(
+    app: Any,
+    tps: set[Any],
+    on_retry: Callable[[BaseException, float], None] | None = None,
+    attempt_s: float = LOOKUP_ATTEMPT_S,
+) -> dict[Any, int]:
     """Each partition's committed offset, or its earliest offset when none is committed.
 
     Retries with bounded backoff (0.2 s doubling to 10 s) while the broker
-    does not answer, logging each failed attempt: the batch waiting on it
-    cannot be scored from a position the worker does not know.
+    does not answer, logging each failed attempt and calling ``on_retry``
+    (the worker counts them): the batch waiting on it cannot be scored from
+    a position the worker does not know. Each partition's requests are
+    bounded by ``attempt_s``: aiokafka would otherwise wait out an
+    unreachable broker inside one request for as long as its request timeout
+    allows, where no log or counter shows it.
     """
     if not tps:
         return {}
@@ -42,24 +58,36 @@ async def committed_offsets(app: Any, tps: set[Any]) -> dict[Any, int]:
 
     thread, consumer = _consumer_thread(app)
     found: dict[Any, int] = {}
+
+    async def one(tp: Any) -> int:
+        committed = await thread.call_thread(
+            consumer.committed, TopicPartition(tp.topic, tp.partition)
+        )
+        if committed is None or committed < 0:
+            # Nothing committed yet: the group starts at the log start
+            # (auto_offset_reset=earliest), which retention may have moved.
+            earliest = await app.consumer.earliest_offsets(tp)
+            committed = max(int(next(iter(earliest.values()), 0) or 0), 0)
+        return int(committed)
+
     # One policy for the whole look-up: the partitions found stay found, and
     # the backoff keeps growing while the broker stays away.
     async for attempt in async_retrying(
         lambda: f"committed-offset look-up of {sorted(map(str, tps - found.keys()))}",
         Backoff(RETRY_FIRST_S, RETRY_MAX_S),
+        on_retry=on_retry,
         logger=log,
     ):
         with attempt:
             for tp in tps - found.keys():
-                committed = await thread.call_thread(
-                    consumer.committed, TopicPartition(tp.topic, tp.partition)
-                )
-                if committed is None or committed < 0:
-                    # Nothing committed yet: the group starts at the log start
-                    # (auto_offset_reset=earliest), which retention may have moved.
-                    earliest = await app.consumer.earliest_offsets(tp)
-                    committed = max(int(next(iter(earliest.values()), 0) or 0), 0)
-                found[tp] = int(committed)
+                # A read: abandoning it at the bound leaves nothing half done.
+                try:
+                    found[tp] = await asyncio.wait_for(one(tp), attempt_s)
+                except TimeoutError as exc:
+                    raise ServiceUnreachable(
+                        f"expected the broker to answer the committed-offset request of "
+                        f"{tp} within {attempt_s:g} s; no answer came"
+                    ) from exc
     return found
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "BATCH_RECORDS",
     "BATCH_WINDOW_S",
     "FETCH_MAX_WAIT_MS",
+    "LOOKUP_ATTEMPT_S",
     "MAX_WRITE_BYTES",
     "RETRY_FIRST_S",
     "RETRY_MAX_S",
@@ -41,6 +42,12 @@ STORES_PENDING = 2
 #: Backoff of every retried I/O (InfluxDB writes, offset look-ups).
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
+#: Bound on one attempt of the committed-offset look-up. aiokafka waits out
+#: an unreachable broker inside its own request for up to Faust's request
+#: timeout (90 s), unlogged and uncounted; past this bound the attempt fails
+#: and the worker's own retry (logged, counted in ``offset_lookup_retries``)
+#: asks again.
+LOOKUP_ATTEMPT_S = 5.0
 #: Largest InfluxDB request body (see ``writes.write_bodies``): about 16k
 #: score points.
 MAX_WRITE_BYTES = 2 * 1024 * 1024

@@ -198,7 +198,9 @@ class ConsumeLoop:
         """
         generation = self.generation
         unknown = {e.message.tp for e in events if not self.offsets.knows(e.message.tp)}
-        committed = await kafka_internals.committed_offsets(self.app, unknown)
+        committed = await kafka_internals.committed_offsets(
+            self.app, unknown, on_retry=self._lookup_retried
+        )
         if committed and self.serving is not None:
             await self.restore_state(committed, generation)
         if generation != self.generation:
@@ -212,6 +214,9 @@ class ConsumeLoop:
         ]
         # The unbroken progress up to this batch: committed once it is stored.
         return records_of(taken), self.offsets.committable()
+
+    def _lookup_retried(self, _exc: BaseException, _delay: float) -> None:
+        self.stats.offset_lookup_retries += 1
 
     async def restore_state(self, committed: dict[Any, int], generation: int) -> None:
         """Restore the lines of newly seen partitions, bounded; loud on the fallback."""

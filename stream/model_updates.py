@@ -115,6 +115,17 @@ class ModelUpdates:
             return None
         return found
 
+    def announced(self) -> str:
+        """The announcements in force, ``line:role=version`` comma-separated and sorted.
+
+        Reported in the worker's stats, so that a supervisor (or a test) can
+        see which promotion or shadow a worker has taken in, without its log.
+        """
+        with self._lock:
+            entries = [f"{line}:active={a.version}" for line, a in self._active.items()]
+            entries += [f"{line}:shadow={a.version}" for line, a in self._shadow.items()]
+        return ",".join(sorted(entries))
+
     def refused(self, line: str, version: str) -> bool:
         """Whether ``version`` of ``line`` already failed to load here."""
         return (line, version) in self._refused

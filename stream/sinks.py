@@ -212,6 +212,7 @@ class CommitSink(_Staged):
             outcome = await self.commit(delivery.offsets)
         except Exception as exc:  # rebalancing, coordinator moved: the next batch retries
             self.stats.commit_failures += 1
+            self.stats.commit_error = _error_chain(exc)
             log.warning(
                 "offset commit failed (%s: %s); the next batch retries", type(exc).__name__, exc
             )
@@ -221,6 +222,22 @@ class CommitSink(_Staged):
         if outcome.committed:
             self.on_committed(outcome.committed)
         delivery.done["committed"] = len(outcome.committed)
+
+
+def _error_chain(exc: BaseException) -> str:
+    """``exc``'s type and those it was raised from, outermost first.
+
+    aiokafka raises ``CommitFailedError`` from the broker's answer
+    (``UnknownMemberIdError``, ``IllegalGenerationError``,
+    ``RebalanceInProgressError``); the chain keeps that answer visible.
+    """
+    names, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(names)
 
 
 def delivery_sinks(

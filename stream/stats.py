@@ -37,6 +37,13 @@ class WorkerStats:
         self.state_restore_timeouts = 0
         self.state_ahead = 0
         self.commit_failures = 0
+        # The last failed commit's error and the broker's answer it chains to
+        # ("CommitFailedError <- IllegalGenerationError"): a refusal by the
+        # group coordinator reads differently from a request that never got through.
+        self.commit_error = ""
+        # Committed-offset look-ups of newly assigned partitions asked again
+        # (the broker did not answer within the attempt's bound).
+        self.offset_lookup_retries = 0
         # Partition assignments received (one per rebalance this worker took part in).
         self.assignments = 0
         self.batch_ms = 0.0

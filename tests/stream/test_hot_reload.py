@@ -35,6 +35,7 @@ from lineguard.models.registry import Registry
 from lineguard.models.training import TrainingConfig, train_line_model
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings
 from lineguard.stream.worker import ensure_topics
+from tests.support.faults import stats_path, worker_stats
 from tests.support.workers import own_topics
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,8 @@ def lifecycle(local_stack, tmp_path_factory):
     }
     registry = Registry(settings.registry_dir)
     ensure_topics(settings)
+    # Its counters (announcements taken in, models served) come from its stats file.
+    env["LINEGUARD_STATS_FILE"] = str(stats_path(workdir / "score.log"))
     worker = WorkerProcess("score", env, workdir / "score.log")
     client = InfluxV1Client(settings.influx)
     yield settings, registry, worker, client
@@ -92,16 +95,23 @@ def _wait(client, query: str, expected: int, worker, timeout: float = 120.0) -> 
     raise AssertionError(f"expected {expected} for {query!r}; have {count}\n{worker.log_tail(40)}")
 
 
-def _wait_log(worker, text: str, timeout: float = 120.0) -> None:
-    """Wait until the worker's log holds ``text``; fail naming what never happened."""
+def _wait_stats(worker, holds, what: str, timeout: float = 120.0) -> dict:
+    """Poll the worker's stats file until ``holds(stats)``; fail naming what never happened."""
     deadline = time.monotonic() + timeout
-    while text not in worker.log_path.read_text():
+    while not holds(stats := worker_stats(worker)):
         assert worker.alive(), f"worker died:\n{worker.log_tail()}"
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"the worker never logged {text!r} within {timeout:.0f} s\n{worker.log_tail(40)}"
+                f"{what}: not in the worker's stats within {timeout:.0f} s "
+                f"(announced {stats.get('announced')!r}, models {stats.get('models')!r})\n"
+                f"{worker.log_tail(40)}"
             )
         time.sleep(0.2)
+    return stats
+
+
+def _announced(stats: dict) -> set[str]:
+    return set(filter(None, str(stats.get("announced", "")).split(",")))
 
 
 def _part(run, start: int, stop: int | None = None, shift_us: int = 0):
@@ -176,7 +186,11 @@ def test_promotion_during_a_live_replay_switches_version_without_gap_or_duplicat
     assert _wait(client, count_q, half, worker) == half
     previous, error = activate_and_announce(registry, settings, line, "v0002", "promote")
     assert (previous, error) == ("v0001", None)
-    _wait_log(worker, f"model announcement: line {line} promote v0002")
+    _wait_stats(
+        worker,
+        lambda st: f"{line}:active=v0002" in _announced(st),
+        f"the worker taking in the promotion of {line} to v0002",
+    )
     thread = _replay_in_thread(settings, _part(run, half), line, 80.0, sequence)
     thread.join(120)
     assert not thread.is_alive(), "the second half's replay never finished"
@@ -200,7 +214,12 @@ def test_promotion_during_a_live_replay_switches_version_without_gap_or_duplicat
     switch = int(np.argmax(versions == "v0002"))
     assert switch == half, f"switched at frame {switch}; the promotion came after {half}"
     assert (versions[:switch] == "v0001").all() and (versions[switch:] == "v0002").all()
-    assert "switching model v0001 -> v0002" in worker.log_path.read_text()
+    # The worker serves v0002 now (its own report, not its log).
+    _wait_stats(
+        worker,
+        lambda st: f"{line}:v0002" in str(st.get("models", "")).split(","),
+        f"the worker reporting v0002 as {line}'s active model",
+    )
 
 
 def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lifecycle) -> None:
@@ -213,7 +232,11 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
         registry, run, line, rows=400, config=TrainingConfig(target_far=0.2), activate=False
     )
     assert shadow_and_announce(registry, settings, line, "v0002") is None
-    _wait_log(worker, f"model announcement: line {line} shadow v0002")
+    _wait_stats(
+        worker,
+        lambda st: f"{line}:shadow=v0002" in _announced(st),
+        f"the worker taking in v0002 as {line}'s shadow",
+    )
 
     # QA labels the recorded fault as a real defect through the feedback topic,
     # plus one malformed record that must be dead-lettered, not crash anything.
@@ -320,7 +343,11 @@ def test_shadow_scores_under_its_own_tag_never_alerts_and_compares_per_shift(lif
     # Stopping the shadow stops its points: new frames get only the active one.
     assert shadow_and_announce(registry, settings, line, None) is None
     assert registry.shadow_version(line) is None
-    _wait_log(worker, f"model announcement: line {line} shadow_stop None")
+    _wait_stats(
+        worker,
+        lambda st: not any(a.startswith(f"{line}:shadow=") for a in _announced(st)),
+        f"the worker dropping {line}'s shadow",
+    )
     later = _part(run, len(run) - 5, shift_us=60_000_000)
     thread = _replay_in_thread(settings, later, line, 0)
     thread.join(120)

@@ -225,3 +225,60 @@ def test_a_commit_made_while_the_broker_is_cut_completes_once_it_is_back(proxied
             await _stop(consumer, producer)
 
     asyncio.run(scenario())
+
+
+def test_the_broker_refuses_a_commit_from_a_stale_generation_or_an_unknown_member(
+    local_stack,
+) -> None:
+    """The broker fact the worker's commit-refusal test rests on: the group
+    coordinator checks a commit's generation and member id (Kafka's fencing
+    of a member the group has moved on without). Raw OffsetCommit v2
+    requests, as aiokafka builds them, answered per partition."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.protocol.commit import OffsetCommitRequest
+
+    bootstrap = local_stack.kafka_bootstrap
+    topic = _topic(bootstrap, 1)
+    group = f"fence-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> dict[str, int]:
+        member = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+        )
+        await member.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while not member.assignment():
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError("the member was not assigned its partition within 60 s")
+                await member.getmany(timeout_ms=200)
+            coordinator = member._coordinator  # private: the generation and member id in force
+            generation, member_id = coordinator.generation, coordinator.member_id
+
+            async def commit(gen: int, mid: str) -> int:
+                request = OffsetCommitRequest(group, gen, mid, -1, [(topic, [(0, 1, "")])])
+                response = await member._client.send(coordinator.coordinator_id, request)
+                ((_, ((_, code),)),) = response.topics
+                return int(code)
+
+            return {
+                "current": await commit(generation, member_id),
+                "stale generation": await commit(generation + 5, member_id),
+                "unknown member": await commit(generation, "not-a-member"),
+                "no generation, no member": await commit(-1, ""),
+            }
+        finally:
+            await _stop(member)
+
+    # Kafka error codes: 0 none, 22 ILLEGAL_GENERATION, 25 UNKNOWN_MEMBER_ID.
+    assert asyncio.run(scenario()) == {
+        "current": 0,
+        "stale generation": 22,
+        "unknown member": 25,
+        "no generation, no member": 25,
+    }

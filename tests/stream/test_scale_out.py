@@ -26,7 +26,12 @@ from lineguard.ingest.gateway import SequenceCounter, make_producer, replay
 from lineguard.settings import InfluxSettings, KafkaSettings, Settings, TopicSettings
 from lineguard.stream.processor import RESULT_MEASUREMENT
 from lineguard.stream.worker import ensure_topics
-from tests.support.faults import assignments_logged, reference_incidents, stored_incidents
+from tests.support.faults import (
+    assignments_counted,
+    reference_incidents,
+    stats_path,
+    stored_incidents,
+)
 from tests.support.workers import train_lines
 
 pytestmark = pytest.mark.integration
@@ -111,7 +116,13 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
 
-    workers = [WorkerProcess("score", env, tmp_path / "worker-0.log")]
+    def start_worker(n: int) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{n}.log"
+        return WorkerProcess(
+            "score", {**env, "LINEGUARD_STATS_FILE": str(stats_path(log_path))}, log_path
+        )
+
+    workers = [start_worker(0)]
     client = InfluxV1Client(settings.influx)
     gateways = [threading.Thread(target=gateway, args=(line,)) for line in LINES]
     try:
@@ -120,10 +131,10 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
         _wait(lambda: sum(_count_by_line(client).values()) > 0, workers, 90, "first results")
         for cycle in range(1, CYCLES + 1):
             # A worker joins (the group rebalances and splits the partitions)...
-            newcomer = WorkerProcess("score", env, tmp_path / f"worker-{cycle}.log")
+            newcomer = start_worker(cycle)
             workers.append(newcomer)
             _wait(
-                lambda w=newcomer: assignments_logged(w) >= 1,
+                lambda w=newcomer: assignments_counted(w) >= 1,
                 workers,
                 60,
                 f"worker {cycle} assigned",
@@ -138,10 +149,10 @@ def test_workers_joining_and_leaving_mid_replay_lose_nothing(local_stack, tmp_pa
             assert all(thread.is_alive() for thread in gateways), f"replay ended in cycle {cycle}"
             # ...and the oldest leaves: its partitions move to the newcomer.
             leaving = workers.pop(0)
-            reassigned = assignments_logged(newcomer)
+            reassigned = assignments_counted(newcomer)
             assert leaving.stop() == 0, leaving.log_tail(30)
             _wait(
-                lambda w=newcomer, n=reassigned: assignments_logged(w) > n,
+                lambda w=newcomer, n=reassigned: assignments_counted(w) > n,
                 workers,
                 60,
                 f"worker {cycle} reassigned after the oldest left",

@@ -14,6 +14,9 @@ wait polls for a state with a deadline that names what never happened.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import struct
 
 import numpy as np
 import pytest
@@ -133,3 +136,227 @@ def test_a_worker_started_before_influxdb_creates_its_database_once_it_answers(
         scenario.stop()
         client.close()
         influx.stop()
+
+
+def _committed(settings, partitions: int) -> dict[int, int | None]:
+    """The worker group's committed offset per telemetry partition, as the broker has it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        group_id=settings.worker_id,
+        enable_auto_commit=False,
+        **settings.kafka.kafka_python_config(),
+    )
+    try:
+        return {
+            p: consumer.committed(TopicPartition(settings.topics.telemetry, p))
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def test_a_commit_the_broker_refuses_leaves_the_batch_to_the_new_owner(
+    local_stack, tmp_path
+) -> None:
+    """A stalled member's commit is refused by the group coordinator (Kafka's
+    zombie fencing by generation), and the batch is the new owner's.
+
+    The first worker holds the second batch in its points step (InfluxDB is
+    down) and is then frozen (SIGSTOP) for longer than its session timeout:
+    the broker drops it from the group and the second worker takes every
+    partition and re-reads the batch from the committed offset. Once
+    InfluxDB is back and the second worker has stored and committed it, the
+    first worker is thawed; its points step completes and it commits with the
+    generation it had, which the broker refuses (aiokafka's
+    ``CommitFailedError`` chained to the broker's error). The refusal is
+    counted, the worker keeps running, and nothing is lost or doubled.
+    """
+    port = free_port()
+    influx = InfluxServer(tmp_path / "influx-own", port=port).start()
+    url = f"http://127.0.0.1:{port}"
+    scenario = Scenario(local_stack.kafka_bootstrap, url, tmp_path, "refused")
+    settings = scenario.settings
+    run = sample_run()
+    train_lines(settings.registry_dir, run, ["press-a"])
+    ensure_topics(settings)
+    records = telemetry_records(run, "press-a", 2 * FRAMES)
+    first, second = records[: len(records) // 2], records[len(records) // 2 :]
+    client = InfluxV1Client(settings.influx)
+    old = scenario.start_worker()
+    frozen = False
+    try:
+        scenario.produce(first)
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-a")) == FRAMES
+                and scenario.stats(old).get("records") == len(first)
+                and scenario.stats(old).get("uncommitted") == 0
+            ),
+            120,
+            f"the first {len(first)} records stored and committed by the first worker",
+        )
+        influx.stop()
+        scenario.produce(second)
+        scenario.wait(
+            lambda: (
+                scenario.stats(old).get("sink_down") == 1
+                and scenario.stats(old).get("uncommitted", 0) >= len(second)
+            ),
+            60,
+            "the first worker holding the second batch, its points step waiting for InfluxDB",
+        )
+        os.kill(old.process.pid, signal.SIGSTOP)
+        frozen = True
+        new = scenario.start_worker()
+        scenario.wait(
+            lambda: (
+                scenario.stats(new).get("assignments", 0) >= 1
+                and scenario.stats(new).get("uncommitted", 0) >= len(second)
+            ),
+            180,
+            "the second worker owning the partitions and holding the second batch",
+        )
+        influx.start()
+        scenario.wait(
+            lambda: (
+                sum(o or 0 for o in _committed(settings, scenario.partitions).values())
+                == len(records)
+            ),
+            120,
+            f"all {len(records)} records committed by the second worker",
+        )
+        assert scenario.stats(new).get("records", 0) >= len(second)
+        os.kill(old.process.pid, signal.SIGCONT)
+        frozen = False
+        scenario.wait(
+            lambda: scenario.stats(old).get("commit_failures", 0) >= 1,
+            120,
+            "the first worker's commit of the second batch refused by the broker",
+        )
+        error = scenario.stats(old)["commit_error"]
+        assert error.split(" <- ")[:2] in (
+            ["CommitFailedError", "UnknownMemberIdError"],
+            ["CommitFailedError", "IllegalGenerationError"],
+            ["CommitFailedError", "RebalanceInProgressError"],
+        ), error
+        # Refused, so nothing of the first worker's moved the group's offsets.
+        assert sum(o or 0 for o in _committed(settings, scenario.partitions).values()) == len(
+            records
+        )
+        np.testing.assert_array_equal(scored_times(client, "press-a"), run.time_us[: 2 * FRAMES])
+        assert old.alive(), old.log_tail()
+        assert new.alive(), new.log_tail()
+    finally:
+        if frozen:
+            os.kill(old.process.pid, signal.SIGCONT)
+        scenario.stop()
+        client.close()
+        influx.stop()
+
+
+#: Kafka API key of the committed-offset request (OffsetFetch; aiokafka sends
+#: versions 1-3: the topic as an int16-sized string, then an int32-counted
+#: array of int32 partitions).
+OFFSET_FETCH = 9
+
+
+def _produce_to(settings, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) records to one telemetry partition; wait until all are stored."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(acks="all", **settings.kafka.kafka_python_config())
+    try:
+        sends = [
+            producer.send(settings.topics.telemetry, key=k, value=v, partition=partition)
+            for k, v in records
+        ]
+        for send in sends:
+            send.get(30)
+    finally:
+        producer.close(timeout=10)
+
+
+def test_the_committed_offset_lookup_is_retried_in_a_worker_while_the_broker_is_cut(
+    proxied_stack, tmp_path
+) -> None:
+    """The look-up of a newly seen partition's committed offset, in a running
+    worker, while the broker's network path is cut at that very request.
+
+    Partition 1 has a committed offset before the worker starts (0, set by
+    the test), so the look-up is the committed-offset request itself, whose
+    retry aiokafka would otherwise do silently inside one request. The
+    path is cut when the worker sends that request (the proxy holds it back)
+    and restored only once the worker has counted two failed attempts. Then
+    every frame of both lines is stored once, both partitions are committed
+    to their end, and the worker is still running.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    proxy = proxied_stack.proxy
+    scenario = Scenario(proxied_stack.kafka_bootstrap, proxied_stack.influx_url, tmp_path, "lookup")
+    settings = scenario.settings
+    run = sample_run()
+    train_lines(settings.registry_dir, run, ["press-a", "press-b"])
+    ensure_topics(settings)
+    seeded = KafkaConsumer(
+        group_id=settings.worker_id,
+        enable_auto_commit=False,
+        **settings.kafka.kafka_python_config(),
+    )
+    try:
+        seeded.commit({TopicPartition(settings.topics.telemetry, 1): OffsetAndMetadata(0, "", -1)})
+    finally:
+        seeded.close()
+    assert _committed(settings, 2) == {0: None, 1: 0}
+    records = {line: telemetry_records(run, line, FRAMES) for line in ("press-a", "press-b")}
+    client = InfluxV1Client(settings.influx)
+    worker = scenario.start_worker()
+    try:
+        _produce_to(settings, 0, records["press-a"])
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-a")) == FRAMES
+                and scenario.stats(worker).get("uncommitted") == 0
+            ),
+            120,
+            f"press-a's {FRAMES} frames stored and committed (partition 0)",
+        )
+        assert scenario.stats(worker).get("offset_lookup_retries") == 0
+        # The request naming partition 1 alone: the worker's look-up (Faust's
+        # own seek at assignment, and any later refresh, name both).
+        topic = settings.topics.telemetry.encode()
+        proxy.cut_on_request(
+            OFFSET_FETCH, struct.pack(">h", len(topic)) + topic + struct.pack(">ii", 1, 1)
+        )
+        _produce_to(settings, 1, records["press-b"])
+        scenario.wait(
+            proxy.cut_by_request.is_set,
+            120,
+            "the path cut at the worker's committed-offset request",
+        )
+        scenario.wait(
+            lambda: scenario.stats(worker).get("offset_lookup_retries", 0) >= 2,
+            120,
+            "two committed-offset look-up attempts failed and counted while the path was cut",
+        )
+        proxy.resume()
+        scenario.wait(
+            lambda: (
+                len(scored_times(client, "press-b")) == FRAMES
+                and _committed(settings, 2)
+                == {0: len(records["press-a"]), 1: len(records["press-b"])}
+            ),
+            180,
+            f"press-b's {FRAMES} frames stored and both partitions committed to their end",
+        )
+        for line in records:
+            np.testing.assert_array_equal(scored_times(client, line), run.time_us[:FRAMES])
+        assert scenario.stats(worker).get("dead_letters") == 0
+        assert worker.alive(), worker.log_tail()
+    finally:
+        if proxy.paused:
+            proxy.resume()
+        scenario.stop()
+        client.close()

@@ -64,7 +64,7 @@ __all__ = [
     "FaultRig",
     "ScenarioResult",
     "assignment_times",
-    "assignments_logged",
+    "assignments_counted",
     "bad_records",
     "reference_incidents",
     "stats_path",
@@ -605,7 +605,7 @@ class FaultRig:
                 newcomer = self.start_worker(env, "rebalance", i + 1)
                 workers.append(newcomer)
                 wait_for(
-                    lambda w=newcomer: assignments_logged(w) >= 1,
+                    lambda w=newcomer: assignments_counted(w) >= 1,
                     workers,
                     90.0,
                     f"worker {i + 1} assigned",
@@ -620,13 +620,13 @@ class FaultRig:
                     f"scoring going on after worker {i + 1} joined",
                 )
                 leaving = workers.pop(0)
-                survivors_before = {id(w): assignments_logged(w) for w in workers}
+                survivors_before = {id(w): assignments_counted(w) for w in workers}
                 if leaving.stop() != 0:
                     raise RuntimeError(f"worker did not leave cleanly:\n{leaving.log_tail()}")
                 stopped.append(leaving)
                 wait_for(
                     lambda sb=survivors_before: all(
-                        assignments_logged(w) > sb[id(w)] for w in workers
+                        assignments_counted(w) > sb[id(w)] for w in workers
                     ),
                     workers,
                     90.0,
@@ -817,9 +817,13 @@ class FaultRig:
 # --------------------------------------------------------------------------
 
 
-def assignments_logged(worker: WorkerProcess) -> int:
-    """Partition assignments a worker has logged so far (its own log line per assignment)."""
-    return worker.log_path.read_text(errors="replace").count("telemetry partitions assigned")
+def assignments_counted(worker: WorkerProcess) -> int:
+    """Partition assignments a rig worker has counted so far (its stats file).
+
+    The worker rewrites its stats file as soon as it is assigned partitions,
+    so a wait on this count follows each rebalance without reading the log.
+    """
+    return int(worker_stats(worker).get("assignments", 0))
 
 
 def wait_for(

@@ -51,6 +51,10 @@ class PausableTcpProxy:
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        # One-shot trigger: (api_key, bytes the request must contain).
+        self._trigger: tuple[int, bytes] | None = None
+        #: Set when an armed trigger cut the path (see :meth:`cut_on_request`).
+        self.cut_by_request = threading.Event()
 
     @property
     def port(self) -> int:
@@ -96,6 +100,20 @@ class PausableTcpProxy:
         self._paused.set()
         self._cut(timeout)
 
+    def cut_on_request(self, api_key: int, containing: bytes = b"") -> None:
+        """Cut the path when a client next sends a request of type ``api_key``.
+
+        The first Kafka request frame (client to broker) whose header names
+        ``api_key`` and whose bytes contain ``containing`` (a topic name, say)
+        is not forwarded: the path is cut just before it, as if the broker
+        went away at that moment, and :attr:`cut_by_request` is set. For a
+        fault that must land on one request of a running client, which no
+        timing from outside can aim at. One-shot; :meth:`resume` restores
+        the path as after :meth:`pause`.
+        """
+        self.cut_by_request.clear()
+        self._trigger = (api_key, containing)
+
     def resume(self) -> None:
         """Restore the path: new connections are forwarded again."""
         if self._wake_r is not None:
@@ -133,6 +151,21 @@ class PausableTcpProxy:
             self._wake_w.send(b"x")
         with self._cond:
             self._cond.wait_for(lambda: self._pumps == 0, timeout)
+
+    def _fires(self, frame: bytes) -> bool:
+        trigger = self._trigger
+        if trigger is None or len(frame) < 6:
+            return False
+        api_key, containing = trigger
+        if struct.unpack(">h", frame[4:6])[0] != api_key or containing not in frame:
+            return False
+        self._trigger = None
+        self._paused.set()
+        self.cut_by_request.set()
+        if self._wake_w is not None:  # the other connections' pumps end too
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+        return True
 
     @staticmethod
     def _reset(sock: socket.socket) -> None:
@@ -172,6 +205,7 @@ class PausableTcpProxy:
         assert wake is not None
         peers = {client: upstream, upstream: client}
         open_reads = [client, upstream]
+        requests = _RequestFrames()
         cut = True
         try:
             while open_reads:
@@ -180,7 +214,13 @@ class PausableTcpProxy:
                     break
                 for src in readable:
                     data = src.recv(65536)
-                    if data:
+                    if data and src is client:
+                        armed = self._trigger is not None
+                        for chunk, whole in requests.feed(data, armed):
+                            if whole and self._fires(chunk):
+                                return  # the finally clause resets both sides
+                            upstream.sendall(chunk)
+                    elif data:
                         peers[src].sendall(data)
                     else:
                         # Half-close: pass the EOF on, keep the other way open.
@@ -200,3 +240,44 @@ class PausableTcpProxy:
             with self._cond:
                 self._pumps -= 1
                 self._cond.notify_all()
+
+
+class _RequestFrames:
+    """Follows the Kafka request frames (int32 size, then the body) of a client's byte stream.
+
+    Unarmed, every byte is passed on at once (the proxy also carries
+    non-Kafka traffic in its own tests); only the frame boundaries are
+    tracked. Armed, the next frame from a boundary on is held back until it
+    is whole, so that it can be checked before it is forwarded.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = b""  # the current frame's size bytes seen so far
+        self._left = 0  # body bytes of the current frame still to pass
+        self._held: bytes | None = None  # a frame being collected whole
+
+    def feed(self, data: bytes, armed: bool) -> list[tuple[bytes, bool]]:
+        """Chunks to forward, in order; ``True`` marks a whole frame held back for a check."""
+        out: list[tuple[bytes, bool]] = []
+        buf = bytes(data)
+        while buf:
+            if self._held is not None or (armed and not self._left and not self._prefix):
+                held = (self._held or b"") + buf
+                end = 4 + int.from_bytes(held[:4], "big") if len(held) >= 4 else None
+                if end is None or len(held) < end:
+                    self._held = held
+                    return out
+                out.append((held[:end], True))
+                self._held, buf = None, held[end:]
+            elif self._left:
+                k = min(self._left, len(buf))
+                out.append((buf[:k], False))
+                self._left, buf = self._left - k, buf[k:]
+            else:
+                k = min(4 - len(self._prefix), len(buf))
+                self._prefix += buf[:k]
+                out.append((buf[:k], False))
+                buf = buf[k:]
+                if len(self._prefix) == 4:
+                    self._left, self._prefix = int.from_bytes(self._prefix, "big"), b""
+        return out
