@@ -273,6 +273,15 @@ class LinePipeline(BaseEstimator):
         return self
 
     def _check_raw(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
+        return self._raw_rows(X, fitted)[0]
+
+    def _raw_rows(self, X: np.ndarray, fitted: bool = True) -> tuple[np.ndarray, bool]:
+        """Validated float64 rows and whether every reading is present.
+
+        One pass over the rows answers both questions in the usual batch
+        (every reading finite: no inf, nothing to impute); only a batch with
+        a gap pays for telling NaN (missing, imputed) from inf (rejected).
+        """
         if fitted:
             check_is_fitted(self, "detector_")
         X = np.asarray(X, dtype=np.float64)
@@ -282,13 +291,15 @@ class LinePipeline(BaseEstimator):
                 f"Expected rows of {d} sensors {list(self.sensors)} as a 2-D array, "
                 f"got shape {X.shape}."
             )
+        if np.isfinite(X).all():
+            return X, True
         if np.isinf(X).any():
             raise ValueError("Telemetry must not contain inf; use NaN for missing readings.")
-        return X
+        return X, False
 
-    def _impute(self, X: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+    def _impute(self, X: np.ndarray, last: np.ndarray | None, complete: bool = False) -> np.ndarray:
         """Carry the last observed reading forward; the training median before any."""
-        if not np.isnan(X).any():
+        if complete or not np.isnan(X).any():
             return X  # the usual batch: nothing to fill
         start = self.center_ if last is None else np.where(np.isnan(last), self.center_, last)
         H = np.concatenate([start[None, :], X], axis=0)
@@ -298,7 +309,10 @@ class LinePipeline(BaseEstimator):
         return H[idx, np.arange(H.shape[1])][1:]
 
     def _standardize(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.center_) / self.scale_
+        # In place on the difference: the same two operations, one array.
+        Z = X - self.center_
+        Z /= self.scale_
+        return Z
 
     def transform(
         self, X: np.ndarray, context: np.ndarray | None = None
@@ -338,21 +352,28 @@ class LinePipeline(BaseEstimator):
         dropped reading from creating a jump -- and an alert -- by itself; a
         sensor that stays missing is a data-quality issue for the ingest layer.
         """
-        X = self._check_raw(X)
+        X, complete = self._raw_rows(X)
         d = X.shape[1]
-        ctx = np.empty((0, d)) if context is None else self._check_raw(context)
-        X_imp = self._impute(X, ctx[-1] if ctx.shape[0] else None)
-        if np.isnan(ctx).any():
+        ctx = np.empty((0, d)) if context is None else self._check_raw(context, fitted=False)
+        X_imp = self._impute(X, ctx[-1] if ctx.shape[0] else None, complete)
+        if ctx.shape[0] and np.isnan(ctx).any():
             ctx = self._impute(ctx, None)
         n_ctx = self.window - 1
-        F, _ = self.features_.transform(
+        # The standardized rows are finite by construction (finite readings,
+        # finite centre, positive scale): the features skip their own check,
+        # and the detector's input check still rejects anything non-finite.
+        F, _ = self.features_._transform_finite(
             self._standardize(X_imp),
             self._standardize(ctx[ctx.shape[0] - min(n_ctx, ctx.shape[0]) :]),
         )
-        history = np.concatenate([ctx, X_imp], axis=0)
         # Keep >= 1 row even for window=1 so forward fill can cross batches.
-        keep = min(max(n_ctx, 1), history.shape[0])
-        return F, history[history.shape[0] - keep :].copy(), X_imp
+        keep = max(n_ctx, 1)
+        if X_imp.shape[0] >= keep:
+            new_context = X_imp[X_imp.shape[0] - keep :].copy()
+        else:
+            history = np.concatenate([ctx, X_imp], axis=0)
+            new_context = history[history.shape[0] - min(keep, history.shape[0]) :].copy()
+        return F, new_context, X_imp
 
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
