@@ -531,7 +531,8 @@ def debounce(
         )
     seq = np.concatenate([hist, raw])
     # Integer prefix sums: exact, so the result never depends on batching.
-    csum = np.concatenate([[0], np.cumsum(seq, dtype=np.int64)])
+    csum = np.zeros(seq.size + 1, dtype=np.int64)
+    np.cumsum(seq, dtype=np.int64, out=csum[1:])
     end = np.arange(hist.size + 1, seq.size + 1)
     count = csum[end] - csum[np.maximum(end - n, 0)]
     keep = min(n - 1, seq.size)
