@@ -387,7 +387,10 @@ class LinePipeline(BaseEstimator):
         or rolling std of it), so a sensor's share is the sum of its features'
         shares; rows still sum to 1 wherever the score is positive.
         """
-        contrib = self.detector_.contributions(features)
+        return self._sensor_shares(self.detector_.contributions(features))
+
+    def _sensor_shares(self, contrib: np.ndarray) -> np.ndarray:
+        """Feature shares summed per sensor (:meth:`sensor_contributions`)."""
         sensor_shares = np.zeros((contrib.shape[0], self.n_features_in_))
         for block in range(contrib.shape[1] // self.n_features_in_):
             d = self.n_features_in_
@@ -648,7 +651,8 @@ def score_batch(
             parts.append(part)
         return _concat(parts), state
     features, context, X_imp = pipeline.transform_rows(X, state.context)
-    score = pipeline.detector_.decision_function(features)
+    # The detector keeps what attribution can reuse of the scoring pass.
+    score, scored = pipeline.detector_._decision_and_context(features)
     raw = score > threshold
     reason = raw.astype(np.int8)
     checks = getattr(pipeline, "checks_", None)
@@ -680,14 +684,17 @@ def score_batch(
     if explain.any():
         # Attribution only where someone reads it: most frames of a healthy
         # line are quiet, and attribution costs as much as the score.
-        shares = pipeline.sensor_contributions(features[explain])
+        shares = pipeline._sensor_shares(
+            pipeline.detector_._contributions_at(features, explain, scored)
+        )
         if checks is not None:
             # Shares sum to at most 1, so +2 puts the blamed sensor first.
             blamed = found.sensor[explain]
             rows = np.flatnonzero(blamed >= 0)
             shares[rows, blamed[rows]] += 2.0
         order = _top_k(shares, top)
-        top_sensors[explain] = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
+        picked = shares[np.arange(order.shape[0])[:, None], order]
+        top_sensors[explain] = np.where(picked > 0, order, -1)
     result = BatchResult(
         score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors, reason=reason
     )
