@@ -22,6 +22,8 @@ caller's job: detectors reject NaN/inf with an explicit error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -81,6 +83,20 @@ class Detector(BaseEstimator):
         wherever the row deviates from normal at all (all-zero otherwise).
         """
         raise NotImplementedError
+
+    # -- the scorer's hot path ------------------------------------------------
+
+    def _decision_and_context(self, X: np.ndarray) -> tuple[np.ndarray, Any]:
+        """:meth:`decision_function` and whatever of its work
+        :meth:`_contributions_at` can reuse on some of the same rows (None:
+        nothing). A row's intermediate results never depend on the other
+        rows, so reusing them gives the same numbers as recomputing."""
+        return self.decision_function(X), None
+
+    def _contributions_at(self, X: np.ndarray, rows: np.ndarray, context: Any) -> np.ndarray:
+        """:meth:`contributions` of ``X[rows]``, given the context that
+        :meth:`_decision_and_context` returned for ``X``."""
+        return self.contributions(X[rows])
 
     # -- validation helpers -------------------------------------------------
 

@@ -236,6 +236,15 @@ class TemporalFeatures(BaseEstimator):
             raise ValueError(
                 f"context must hold at most window - 1 = {w - 1} rows, got {context.shape[0]}."
             )
+        return self._transform_finite(X, context)
+
+    def _transform_finite(
+        self, X: np.ndarray, context: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform` on rows already checked: finite float64 of the fitted
+        width, ``context`` at most ``window - 1`` rows (the scorer's hot path,
+        whose standardized rows are finite by construction)."""
+        w = self.window
         history = np.concatenate([context, X], axis=0)
         n = X.shape[0]
         new_context = history[history.shape[0] - min(w - 1, history.shape[0]) :].copy()

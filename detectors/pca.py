@@ -17,6 +17,8 @@ two are added: a score of 1 means "at the usual limit of one statistic".
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._numeric import ordered_matmul, ordered_sum
@@ -99,17 +101,22 @@ class PCADetector(Detector):
             return int(min(np.searchsorted(ratio, nc) + 1, usable))
         raise ValueError(f"n_components must be a float in (0, 1) or an int >= 1, got {nc!r}.")
 
-    def _parts(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _parts(
+        self, Z: np.ndarray, scores: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature non-negative pieces of T² and SPE for standardized rows.
 
         With z = Λ^{-1/2} Pᵀx (whitened scores) and P orthonormal,
         T² = ||z||² = ||P z||², so the squared entries of P z are a
         non-negative split of T² over features. SPE = ||x - P Pᵀx||² splits
-        into the squared residual of each feature.
+        into the squared residual of each feature. ``scores`` (``Z @ P`` of
+        these rows) may come from the scoring pass: a row's product does not
+        depend on the other rows, so it is the same number.
         """
         P = self.components_
         # Fixed-order products: identical results for any batch size.
-        scores = ordered_matmul(Z, P)
+        if scores is None:
+            scores = ordered_matmul(Z, P)
         # Both back-projections in one product (rows stacked): each row's
         # result does not depend on the others, so this is the same as two.
         m = scores.shape[0]
@@ -121,6 +128,12 @@ class PCADetector(Detector):
         return back**2, resid**2
 
     def _statistics(self, X: np.ndarray, exact_spe: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        t2, spe, _, _ = self._statistics_and_scores(X, exact_spe)
+        return t2, spe
+
+    def _statistics_and_scores(
+        self, X: np.ndarray, exact_spe: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """T² and SPE per raw row, without the per-feature split.
 
         T² is summed over the whitened scores rather than over their
@@ -132,7 +145,8 @@ class PCADetector(Detector):
         a few ``K eps ||z||²``, is below ``_SPE_SCORE_TOLERANCE`` of the
         score; other rows (a model with almost no residual variance, where
         the bound is large against ``spe_limit_``) get the residual
-        computed in full, as ``fit`` does for every row.
+        computed in full, as ``fit`` does for every row. Also returns the
+        standardized rows and their scores (for :meth:`_contributions_at`).
         """
         Z = (X - self.mean_) / self.scale_
         P = self.components_
@@ -151,7 +165,7 @@ class PCADetector(Detector):
         if full.size:
             resid = Z[full] - ordered_matmul(scores[full], P.T)
             spe[full] = ordered_sum(resid * resid)
-        return t2, np.maximum(spe, 0.0)
+        return t2, np.maximum(spe, 0.0), Z, scores
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """T²/T²_limit + SPE/SPE_limit per row (higher = more anomalous)."""
@@ -163,4 +177,17 @@ class PCADetector(Detector):
         """Per-feature share of the combined score (exact decomposition)."""
         X = self._validate_score_input(X)
         t2, spe = self._parts((X - self.mean_) / self.scale_)
+        return normalize_rows(t2 / self.t2_limit_ + spe / self.spe_limit_)
+
+    def _decision_and_context(self, X: np.ndarray) -> tuple[np.ndarray, Any]:
+        X = self._validate_score_input(X)
+        t2, spe, Z, scores = self._statistics_and_scores(X)
+        return t2 / self.t2_limit_ + spe / self.spe_limit_, (Z, scores)
+
+    def _contributions_at(self, X: np.ndarray, rows: np.ndarray, context: Any) -> np.ndarray:
+        if context is None:
+            return self.contributions(X[rows])
+        # The scoring pass's standardized rows and scores: no second product.
+        Z, scores = context
+        t2, spe = self._parts(Z[rows], scores[rows])
         return normalize_rows(t2 / self.t2_limit_ + spe / self.spe_limit_)

@@ -304,6 +304,15 @@ class LinePipeline(BaseEstimator):
         return self
 
     def _check_raw(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
+        return self._raw_rows(X, fitted)[0]
+
+    def _raw_rows(self, X: np.ndarray, fitted: bool = True) -> tuple[np.ndarray, bool]:
+        """Validated float64 rows and whether every reading is present.
+
+        One pass over the rows answers both questions in the usual batch
+        (every reading finite: no inf, nothing to impute); only a batch with
+        a gap pays for telling NaN (missing, imputed) from inf (rejected).
+        """
         if fitted:
             check_is_fitted(self, "detector_")
         X = np.asarray(X, dtype=np.float64)
@@ -313,13 +322,15 @@ class LinePipeline(BaseEstimator):
                 f"Expected rows of {d} sensors {list(self.sensors)} as a 2-D array, "
                 f"got shape {X.shape}."
             )
+        if np.isfinite(X).all():
+            return X, True
         if np.isinf(X).any():
             raise ValueError("Telemetry must not contain inf; use NaN for missing readings.")
-        return X
+        return X, False
 
-    def _impute(self, X: np.ndarray, last: np.ndarray | None) -> np.ndarray:
+    def _impute(self, X: np.ndarray, last: np.ndarray | None, complete: bool = False) -> np.ndarray:
         """Carry the last observed reading forward; the training median before any."""
-        if not np.isnan(X).any():
+        if complete or not np.isnan(X).any():
             return X  # the usual batch: nothing to fill
         start = self.center_ if last is None else np.where(np.isnan(last), self.center_, last)
         H = np.concatenate([start[None, :], X], axis=0)
@@ -329,7 +340,10 @@ class LinePipeline(BaseEstimator):
         return H[idx, np.arange(H.shape[1])][1:]
 
     def _standardize(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.center_) / self.scale_
+        # In place on the difference: the same two operations, one array.
+        Z = X - self.center_
+        Z /= self.scale_
+        return Z
 
     def transform(
         self, X: np.ndarray, context: np.ndarray | None = None
@@ -369,21 +383,28 @@ class LinePipeline(BaseEstimator):
         dropped reading from creating a jump -- and an alert -- by itself; a
         sensor that stays missing is a data-quality issue for the ingest layer.
         """
-        X = self._check_raw(X)
+        X, complete = self._raw_rows(X)
         d = X.shape[1]
-        ctx = np.empty((0, d)) if context is None else self._check_raw(context)
-        X_imp = self._impute(X, ctx[-1] if ctx.shape[0] else None)
-        if np.isnan(ctx).any():
+        ctx = np.empty((0, d)) if context is None else self._check_raw(context, fitted=False)
+        X_imp = self._impute(X, ctx[-1] if ctx.shape[0] else None, complete)
+        if ctx.shape[0] and np.isnan(ctx).any():
             ctx = self._impute(ctx, None)
         n_ctx = self.window - 1
-        F, _ = self.features_.transform(
+        # The standardized rows are finite by construction (finite readings,
+        # finite centre, positive scale): the features skip their own check,
+        # and the detector's input check still rejects anything non-finite.
+        F, _ = self.features_._transform_finite(
             self._standardize(X_imp),
             self._standardize(ctx[ctx.shape[0] - min(n_ctx, ctx.shape[0]) :]),
         )
-        history = np.concatenate([ctx, X_imp], axis=0)
         # Keep >= 1 row even for window=1 so forward fill can cross batches.
-        keep = min(max(n_ctx, 1), history.shape[0])
-        return F, history[history.shape[0] - keep :].copy(), X_imp
+        keep = max(n_ctx, 1)
+        if X_imp.shape[0] >= keep:
+            new_context = X_imp[X_imp.shape[0] - keep :].copy()
+        else:
+            history = np.concatenate([ctx, X_imp], axis=0)
+            new_context = history[history.shape[0] - min(keep, history.shape[0]) :].copy()
+        return F, new_context, X_imp
 
     def decision_function(self, X: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per raw row (higher = more anomalous)."""
@@ -443,6 +464,10 @@ class LinePipeline(BaseEstimator):
             contrib = mode_models.contributions(features, modes, self.detector_)
         else:
             contrib = self.detector_.contributions(features)
+        return self._sensor_shares(contrib)
+
+    def _sensor_shares(self, contrib: np.ndarray) -> np.ndarray:
+        """Feature shares summed per sensor (:meth:`sensor_contributions`)."""
         sensor_shares = np.zeros((contrib.shape[0], self.n_features_in_))
         for block in range(contrib.shape[1] // self.n_features_in_):
             d = self.n_features_in_
@@ -586,7 +611,8 @@ def debounce(
         )
     seq = np.concatenate([hist, raw])
     # Integer prefix sums: exact, so the result never depends on batching.
-    csum = np.concatenate([[0], np.cumsum(seq, dtype=np.int64)])
+    csum = np.zeros(seq.size + 1, dtype=np.int64)
+    np.cumsum(seq, dtype=np.int64, out=csum[1:])
     end = np.arange(hist.size + 1, seq.size + 1)
     count = csum[end] - csum[np.maximum(end - n, 0)]
     keep = min(n - 1, seq.size)
@@ -702,7 +728,13 @@ def score_batch(
             parts.append(part)
         return _concat(parts), state
     features, context, X_imp = pipeline.transform_rows(X, state.context)
-    score, modes = pipeline.score_features(features, X_imp, state.context)
+    if getattr(pipeline, "mode_models_", None) is None:
+        # The detector keeps what attribution can reuse of the scoring pass.
+        score, scored = pipeline.detector_._decision_and_context(features)
+        modes = None
+    else:
+        score, modes = pipeline.score_features(features, X_imp, state.context)
+        scored = None
     raw = score > threshold
     reason = raw.astype(np.int8)
     checks = getattr(pipeline, "checks_", None)
@@ -734,16 +766,20 @@ def score_batch(
     if explain.any():
         # Attribution only where someone reads it: most frames of a healthy
         # line are quiet, and attribution costs as much as the score.
-        shares = pipeline.sensor_contributions(
-            features[explain], None if modes is None else modes[explain]
-        )
+        if modes is None:
+            shares = pipeline._sensor_shares(
+                pipeline.detector_._contributions_at(features, explain, scored)
+            )
+        else:
+            shares = pipeline.sensor_contributions(features[explain], modes[explain])
         if checks is not None:
             # Shares sum to at most 1, so +2 puts the blamed sensor first.
             blamed = found.sensor[explain]
             rows = np.flatnonzero(blamed >= 0)
             shares[rows, blamed[rows]] += 2.0
         order = _top_k(shares, top)
-        top_sensors[explain] = np.where(np.take_along_axis(shares, order, axis=1) > 0, order, -1)
+        picked = shares[np.arange(order.shape[0])[:, None], order]
+        top_sensors[explain] = np.where(picked > 0, order, -1)
     result = BatchResult(
         score=score, raw_exceed=raw, anomaly=anomaly, top_sensors=top_sensors, reason=reason
     )

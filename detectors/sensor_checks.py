@@ -289,6 +289,28 @@ class SensorChecks(BaseEstimator):
         full = (np.eye(d) - self.coef_.T) / self.scale_[:, None]
         self.relation_matrix_ = np.ascontiguousarray(full[:, self.relation_columns_])
         self.relation_bias_ = self.mean_ @ self.relation_matrix_
+        # The limits on the columns each check is in force for, gathered once
+        # here rather than on every micro-batch.
+        self.freeze_columns_ = self._freeze_columns()
+        self.step_center_ = np.ascontiguousarray(self.center_[:, self.step_columns_])
+        self.step_inv_half_ = np.ascontiguousarray(self.inv_half_[:, self.step_columns_])
+        self.relation_column_limit_ = np.ascontiguousarray(
+            self.relation_limit_[:, self.relation_columns_]
+        )
+
+    def _hot_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Freeze columns, step centre and inverse half-width on the step
+        columns, relation limits on the relation columns (gathered in
+        :meth:`_step_bounds`; gathered here for checks saved before that)."""
+        cols = getattr(self, "freeze_columns_", None)
+        if cols is None:
+            return (
+                self._freeze_columns(),
+                self.center_[:, self.step_columns_],
+                self.inv_half_[:, self.step_columns_],
+                self.relation_limit_[:, self.relation_columns_],
+            )
+        return cols, self.step_center_, self.step_inv_half_, self.relation_column_limit_
 
     def _untrusted(self, X: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """(check, sensor) pairs that normal rows unseen by the limits contradict.
@@ -538,7 +560,7 @@ class SensorChecks(BaseEstimator):
         # is in force for, and full-width only on the rows where one fired
         # (few). A quiet batch (nothing over a limit: one flat test per check)
         # builds no (rows, sensors) severity arrays and no row masks.
-        cols = self._freeze_columns()
+        cols, step_center, step_inv_half, rel_limits = self._hot_tables()
         runs, repeated = self._run_lengths(
             X, mode, None, prev, state if prev is not None else None, cols
         )
@@ -564,9 +586,9 @@ class SensorChecks(BaseEstimator):
         step_cols = self.step_columns_
         if step_cols.size:
             step = X[:, step_cols]
-            step -= limits(self.center_[:, step_cols])
+            step -= limits(step_center)
             np.abs(step, out=step)
-            step *= limits(self.inv_half_[:, step_cols])
+            step *= limits(step_inv_half)
             fired(step > 1.0)
         resid = None
         rel_cols = self.relation_columns_
@@ -577,7 +599,7 @@ class SensorChecks(BaseEstimator):
             np.abs(resid, out=resid)
             # Severity |r| / limit > 1 implies |r| > limit: the rows where that
             # holds are the only candidates, and the division is made there.
-            rel_limit = limits(self.relation_limit_[:, rel_cols])
+            rel_limit = limits(rel_limits)
             over = resid > rel_limit
             if not all_seen:
                 over &= seen[:, None]

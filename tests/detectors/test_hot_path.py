@@ -279,3 +279,27 @@ def test_top_k_equals_a_stable_sort_including_ties() -> None:
         top = min(3, d)
         expected = np.argsort(-shares, axis=1, kind="stable")[:, :top]
         assert np.array_equal(_top_k(shares, top), expected)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["blas-gemm", "stacked-rows"])
+def test_pca_attribution_from_the_scoring_pass_equals_attribution_recomputed(
+    blas: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scorer reuses the scoring pass's standardized rows and scores for
+    # the rows it explains; that must be exactly what contributions() gives
+    # those rows alone, and the score exactly decision_function's.
+    monkeypatch.setattr(_numeric, "blas_rows_are_independent", lambda: blas)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(900, 40)) @ rng.normal(size=(40, 40))
+    detector = PCADetector().fit(X[:400])
+    F = X[400:] + np.where(rng.random((500, 1)) < 0.05, 4.0, 0.0)
+    score, context = detector._decision_and_context(F)
+    assert score.tobytes() == detector.decision_function(F).tobytes()
+    for rows in (np.flatnonzero(score > np.quantile(score, 0.97)), np.array([0, 499]), [3]):
+        rows = np.asarray(rows)
+        reused = detector._contributions_at(F, rows, context)
+        assert reused.tobytes() == detector.contributions(F[rows].copy()).tobytes()
+        assert np.allclose(reused.sum(axis=1), 1.0)
+    mask = score > np.median(score)
+    reused = detector._contributions_at(F, mask, context)
+    assert reused.tobytes() == detector.contributions(F[mask]).tobytes()

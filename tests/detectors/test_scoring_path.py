@@ -132,3 +132,25 @@ def test_score_batch_validates_input(pipeline: LinePipeline) -> None:
         score_batch(pipeline, np.zeros((3, 4)), None, float("nan"))
     empty, _ = score_batch(pipeline, np.zeros((0, 4)), None, 1.0)
     assert empty.score.shape == (0,) and empty.top_sensors.shape == (0, 3)
+
+
+def test_inf_is_rejected_and_nan_imputed_whether_or_not_the_batch_is_complete() -> None:
+    # The scorer tells complete batches from gappy ones in one pass; an inf
+    # must still be refused (alone, or next to a NaN), never imputed or scored.
+    rng = np.random.default_rng(4)
+    pipe = LinePipeline(SENSORS, make_detector("pca"), window=4).fit(_series(rng, 300))
+    X = _series(rng, 20)
+    for bad in ([(3, 1, np.inf)], [(3, 1, -np.inf), (5, 2, np.nan)]):
+        Y = X.copy()
+        for i, j, v in bad:
+            Y[i, j] = v
+        with pytest.raises(ValueError, match="must not contain inf"):
+            score_batch(pipe, Y, None, 1.0)
+    gappy = X.copy()
+    gappy[5, 2] = np.nan
+    filled = X.copy()
+    filled[5, 2] = X[4, 2]  # carried forward
+    got, _ = score_batch(pipe, gappy, None, 1.0)
+    want, _ = score_batch(pipe, filled, None, 1.0)
+    assert got.score.tobytes() == want.score.tobytes()
+    assert not np.array_equal(got.score, score_batch(pipe, X, None, 1.0)[0].score)

@@ -167,3 +167,31 @@ def test_a_frozen_stretch_in_the_training_window_does_not_blind_the_freeze_check
     plain = SensorChecks(trim=0.0).fit(X, starts=starts)
     assert first_freeze(tolerant) < 20 + 10
     assert first_freeze(plain) > 20 + 20  # its limit learned from the frozen stretch
+
+
+def test_checks_saved_before_the_hot_path_tables_score_the_same(fitted: SensorChecks) -> None:
+    # Checks fitted (and saved) before fit gathered the limits of each
+    # check's columns (freeze_columns_, step_center_, ...) gather them per
+    # call; both ways give the same result, and the gathered tables are the
+    # limits' own columns.
+    X = _batches(np.random.default_rng(5), 2)
+    X[130:150, LEVEL] = X[130, LEVEL]  # frozen while the valve is open
+    X[160, FLOW] += 0.3  # a step
+    X[170:175, TEMP] += 0.2  # leaves its relation to flow and outlet
+    new, new_state = fitted.check(X, None, None)
+    assert (new.reason > 0).sum() >= 3  # something fires, so the tables matter
+    old = clone(fitted)
+    old.__dict__.update(
+        {k: v for k, v in fitted.__dict__.items() if k.endswith("_") and not k.startswith("_")}
+    )
+    for name in ("freeze_columns_", "step_center_", "step_inv_half_", "relation_column_limit_"):
+        delattr(old, name)
+    again, again_state = old.check(X, None, None)
+    for field in ("reason", "sensor", "mode"):
+        assert getattr(again, field).tobytes() == getattr(new, field).tobytes(), field
+    assert again_state.runs.tolist() == new_state.runs.tolist()
+    cols, center, inv_half, rel = fitted._hot_tables()
+    assert cols.tolist() == np.flatnonzero(np.isfinite(fitted.freeze_limit_).any(axis=0)).tolist()
+    assert np.array_equal(center, fitted.center_[:, fitted.step_columns_])
+    assert np.array_equal(inv_half, fitted.inv_half_[:, fitted.step_columns_])
+    assert np.array_equal(rel, fitted.relation_limit_[:, fitted.relation_columns_])
