@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,20 @@ from tests.support.kafka_app import FaustLikeApp
 from tests.support.workers import poll
 
 pytestmark = pytest.mark.integration
+
+
+def _group_member(bootstrap: str, topic: str, group: str) -> Any:
+    """A group member that commits by hand, with the worker's session timeout."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
 
 
 def _topic(bootstrap: str, partitions: int) -> str:
@@ -131,14 +146,7 @@ def test_a_commit_leaves_out_partitions_another_member_now_owns(local_stack) -> 
     both = {TopicPartition(topic, 0), TopicPartition(topic, 1)}
 
     def member() -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            enable_auto_commit=False,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-        )
+        return _group_member(bootstrap, topic, group)
 
     async def assigned(consumer: AIOKafkaConsumer, count: int, what: str) -> None:
         deadline = asyncio.get_running_loop().time() + 60
@@ -234,7 +242,6 @@ def test_the_broker_refuses_a_commit_from_a_stale_generation_or_an_unknown_membe
     coordinator checks a commit's generation and member id (Kafka's fencing
     of a member the group has moved on without). Raw OffsetCommit v2
     requests, as aiokafka builds them, answered per partition."""
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.protocol.commit import OffsetCommitRequest
 
     bootstrap = local_stack.kafka_bootstrap
@@ -242,14 +249,7 @@ def test_the_broker_refuses_a_commit_from_a_stale_generation_or_an_unknown_membe
     group = f"fence-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> dict[str, int]:
-        member = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            enable_auto_commit=False,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-        )
+        member = _group_member(bootstrap, topic, group)
         await member.start()
         try:
             deadline = asyncio.get_running_loop().time() + 60
