@@ -101,8 +101,16 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def compare(args: argparse.Namespace, argv: list[str]) -> list[dict[str, object]]:
-    """Alternate the other tree's interpreter and this one; one row per run."""
+def compare(
+    args: argparse.Namespace, argv: list[str], script: Path | None = None
+) -> list[dict[str, object]]:
+    """Alternate the other tree's interpreter and this one; one row per run.
+
+    ``script`` (this file by default) is run under each interpreter with
+    ``--json`` and must print a row with ``frames_per_s`` and
+    ``batch_us_per_frame`` last.
+    """
+    script = Path(__file__).resolve() if script is None else script
     other = Path(args.against).resolve() / ".venv" / "bin" / "python"
     if not other.exists():
         raise SystemExit(f"--against expects a tree with its own .venv; {other} does not exist")
@@ -126,7 +134,7 @@ def compare(args: argparse.Namespace, argv: list[str]) -> list[dict[str, object]
         for label, python in (("other", str(other)), ("this", sys.executable)):
             # cwd outside both trees: each interpreter imports its own package.
             out = subprocess.run(
-                [python, str(Path(__file__).resolve()), "--json", *rest],
+                [python, str(script), "--json", *rest],
                 env=env,
                 cwd="/",
                 capture_output=True,

@@ -844,8 +844,12 @@ def sensor_gaps(X: np.ndarray) -> SensorGaps:
     SensorGaps
     """
     missing = np.isnan(np.asarray(X, dtype=np.float64))
-    dead = missing.all(axis=0) if missing.shape[0] else np.zeros(missing.shape[1], bool)
-    return SensorGaps(imputed=missing.sum(axis=0), dead=dead)
+    m, d = missing.shape
+    if not missing.any():  # the common record: every reading there
+        return SensorGaps(imputed=np.zeros(d, dtype=np.intp), dead=np.zeros(d, dtype=bool))
+    # count_nonzero over a bool array is several times faster than its sum.
+    imputed = np.count_nonzero(missing, axis=0)
+    return SensorGaps(imputed=imputed, dead=imputed == m)
 
 
 def warm_up() -> None:

@@ -164,6 +164,18 @@ def test_top_sensor_names_match_a_per_frame_join() -> None:
     assert top_sensor_names(top[:0], sensors).shape == (0,)
 
 
+@pytest.mark.parametrize(("n_sensors", "k"), [(4, 3), (60, 5), (3000, 6)])
+def test_top_sensor_names_match_a_per_frame_join_for_any_width(n_sensors: int, k: int) -> None:
+    # (3000, 6): 3001**6 does not fit the one-integer row key; the rows are
+    # then compared whole. Both ways must name the same sensors in order.
+    rng = np.random.default_rng(n_sensors)
+    sensors = [f"s{j}" for j in range(n_sensors)]
+    top = rng.integers(-1, min(n_sensors, 6), size=(500, k))
+    top[::7] = top[0]  # repeated combinations, as on a real line
+    expected = [",".join(sensors[j] for j in row if j >= 0) for row in top.tolist()]
+    assert top_sensor_names(top, sensors).tolist() == expected
+
+
 def _result(score, exceed, anomaly) -> BatchResult:
     n = len(score)
     return BatchResult(
@@ -303,3 +315,48 @@ def test_pca_attribution_from_the_scoring_pass_equals_attribution_recomputed(
     mask = score > np.median(score)
     reused = detector._contributions_at(F, mask, context)
     assert reused.tobytes() == detector.contributions(F[mask]).tobytes()
+
+
+def test_an_incident_point_is_one_line_with_its_reason_fields_only_once_it_has_one() -> None:
+    from lineguard.detectors.incidents import IncidentEvent
+    from lineguard.stream.processor import incident_point
+
+    event = IncidentEvent(
+        kind="open",
+        line="line 1",
+        incident_id="line 1-1",
+        start_us=1_735_689_600_000_000,
+        end_us=1_735_689_700_000_000,
+        peak_score=np.float64(12.5),
+        threshold=3.25,
+        severity="major",
+        frames=np.int64(100),
+        top_sensors=("a", "b"),
+        model_version="v1",
+        reason="freeze",
+        reason_sensor="a",
+        reasons={"freeze": 90, "score": 10},
+    )
+    assert incident_point(event, "site-1") == (
+        'lineguard_incident,line=line\\ 1,site=site-1 incident_id="line 1-1",state="open",'
+        'severity="major",peak_score=12.5,threshold=3.25,end_us=1735689700000000i,'
+        'duration_s=100.0,frames=100i,top_sensors="a,b",model_version="v1",reason="freeze",'
+        'reasons="freeze:90,score:10",reason_sensor="a" 1735689600000000000'
+    )
+    quiet = IncidentEvent(
+        kind="open",
+        line="l",
+        incident_id="l-1",
+        start_us=1,
+        end_us=1,
+        peak_score=float("nan"),  # not storable: the field is left out
+        threshold=3.0,
+        severity="minor",
+        frames=1,
+        top_sensors=(),
+        model_version="v2",
+    )
+    assert incident_point(quiet, "s") == (
+        'lineguard_incident,line=l,site=s incident_id="l-1",state="open",severity="minor",'
+        'threshold=3.0,end_us=1i,duration_s=0.0,frames=1i,top_sensors="",model_version="v2" 1000'
+    )

@@ -49,6 +49,9 @@ def test_sensor_gaps_counts_missing_readings_and_dead_columns() -> None:
     assert gaps.dead.tolist() == [False, False, True]
     assert gaps.dead_names(["a", "b", "c"]) == ["c"]
     assert sensor_gaps(np.zeros((0, 2))).dead.tolist() == [False, False]
+    full = sensor_gaps(np.ones((4, 2)))  # the common record: nothing missing
+    assert full.imputed.tolist() == [0, 0]
+    assert full.dead.tolist() == [False, False]
 
 
 def test_worker_counts_imputed_frames_per_line_and_sensor(registry, run) -> None:
