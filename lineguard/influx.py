@@ -280,12 +280,26 @@ def _column(
     if kind == "b":
         return "%s", np.where(array, "true", "false").tolist(), None
     if kind == "U":
-        return "%s", [_quote_string(s) for s in array.tolist()], None
+        return "%s", _quoted(array.tolist()), None
     if kind == "O":
-        encoded = [format_field_value(v) for v in array.tolist()]
+        items = array.tolist()
+        if all(type(v) is str for v in items):
+            return "%s", _quoted(items), None
+        encoded = [format_field_value(v) for v in items]
         missing = np.fromiter((e is None for e in encoded), dtype=bool, count=n)
         return "%s", encoded, missing
     raise TypeError(f"field {key!r} has unsupported dtype {array.dtype}")
+
+
+def _quoted(strings: list[str]) -> list[str]:
+    """Quoted field values of a string column, each distinct string quoted once.
+
+    String columns repeat a few values (a frame's top sensors, its reason):
+    quoting the distinct ones and looking the rest up is about ten times
+    faster than quoting every point's.
+    """
+    memo = {s: _quote_string(s) for s in set(strings)}
+    return [memo[s] for s in strings]
 
 
 def _constant_literal(values: Any, n: int) -> str | None:

@@ -163,6 +163,25 @@ def test_encode_points_matches_encode_point() -> None:
     assert batch == "\n".join(expected)
 
 
+def test_encode_points_string_columns_with_repeated_values_match_encode_point() -> None:
+    # String columns are quoted once per distinct value: repeats, escapes and
+    # an object column mixing strings with other types must still come out
+    # exactly as the one-point encoder writes each point.
+    times = np.arange(6, dtype=np.int64)
+    fields = {
+        "top": np.array(['a,"b"', 'a,"b"', "c\\d", 'a,"b"', "", "c\\d"], dtype=object),
+        "mixed": np.array(["x", 1, "x", None, True, "x"], dtype=object),
+        "u": np.array(["p q", "p q", "r", "r", "p q", "r"]),
+    }
+    batch = encode_points("m", {"line": "L"}, fields, times)
+    expected = [
+        encode_point("m", {"line": "L"}, {k: v[i] for k, v in fields.items()}, int(times[i]))
+        for i in range(6)
+    ]
+    assert batch == "\n".join(expected)
+    assert batch.split("\n")[2] == 'm,line=L top="c\\\\d",mixed="x",u="r" 2'
+
+
 def test_encode_points_nan_skipped_per_point() -> None:
     times = np.array([1, 2, 3, 4])
     out = encode_points(
