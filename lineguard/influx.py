@@ -398,7 +398,7 @@ def encode_points(
     template = prefix_t + " " + ",".join(field_t) + " %d"
     rows = zip(*columns, times.tolist(), strict=True)
     if missing_any is None:
-        return "\n".join([template % row for row in rows])
+        return "\n".join(map(template.__mod__, rows))
 
     # Slow path only for the points that have a missing value.
     dirty = missing_any.tolist()
