@@ -157,6 +157,10 @@ DEFAULT_KEEP_BOUNDED_LEVELS = True
 #: without state channels (SKAB) has one mode and is unchanged.
 DEFAULT_MODE_MODELS = True
 
+#: The model calibrated on the older rows describes each sensor (level or
+#: dynamics) as the model refitted on all rows does (``train_pipeline``).
+DEFAULT_SHARED_FEATURES = False
+
 # Share of held-back scores treated as "tail" by the exponential fallback.
 _TAIL_FRACTION = 0.2
 _MIN_TAIL_POINTS = 5
@@ -261,6 +265,7 @@ def train_pipeline(
     keep_bounded_levels: bool = DEFAULT_KEEP_BOUNDED_LEVELS,
     max_trim: float = DEFAULT_MAX_TRIM,
     mode_models: bool | ModeModels = DEFAULT_MODE_MODELS,
+    shared_features: bool = DEFAULT_SHARED_FEATURES,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -335,7 +340,24 @@ def train_pipeline(
     n_fit = X.shape[0] - n_hold
     modal = _mode_models(mode_models, max_trim)
 
-    def new_pipeline() -> LinePipeline:
+    fixed_slow = None
+    if refit and shared_features:
+        # The refitted model chooses its slow sensors on all normal rows; the
+        # model whose hold-out scores set the threshold must describe every
+        # sensor the same way, or the threshold belongs to another model.
+        fixed_slow = tuple(
+            LinePipeline(
+                sensors=list(sensors),
+                detector=make_detector(detector_name, seed),
+                window=window,
+                detrend_slow=detrend_slow,
+                keep_bounded_levels=keep_bounded_levels,
+            )
+            .fit(X, time_us=t)
+            .features_.slow_.tolist()
+        )
+
+    def new_pipeline(slow: tuple[bool, ...] | None = None) -> LinePipeline:
         return LinePipeline(
             sensors=list(sensors),
             detector=make_detector(detector_name, seed),
@@ -345,9 +367,10 @@ def train_pipeline(
             keep_bounded_levels=keep_bounded_levels,
             max_trim=max_trim,
             mode_models=modal,
+            fixed_slow=slow,
         )
 
-    pipeline = new_pipeline().fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
+    pipeline = new_pipeline(fixed_slow).fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
     if t is None:
         # The holdout continues the fit rows in time, so its first rows get
         # their full feature window from the end of the fit part, as live.
