@@ -186,6 +186,15 @@ class SensorChecks(BaseEstimator):
         limits keep the plain extremes: trimmed at 0.5 % they cost SKAB 0.8
         points of false-alarm rate and MIDAS 11 points of attribution.
         0 takes the plain extremes everywhere.
+    bounded_regressors : bool, default=True
+        Predict each sensor, in the relation regressions, only from sensors
+        whose level the fit rows pin down: with one stretch of history, a
+        sensor with fewer than :data:`MIN_EFFECTIVE_ROWS` effective rows
+        (whose step check is switched off for that reason) is no regressor.
+        Such a sensor's level wanders beyond its training range in healthy
+        operation (a casing temperature after a warm-up), and a regression
+        that leans on it then extrapolates: the *other* sensors' residuals
+        grow and their relation checks fire on normal rows.
 
     Attributes
     ----------
@@ -205,6 +214,9 @@ class SensorChecks(BaseEstimator):
     disabled_ : ndarray of bool, shape (3, n_sensors)
         Freeze, step and relation checks switched off per sensor because
         they fired on held-back normal rows (:meth:`fit`).
+    regressors_ : ndarray of bool, shape (n_sensors,)
+        Sensors the relation regressions may use as inputs
+        (``bounded_regressors``).
     """
 
     def __init__(
@@ -218,6 +230,7 @@ class SensorChecks(BaseEstimator):
         validation_fraction: float | None = 0.3,
         validation_max_rate: float = 0.005,
         trim: float = 0.005,
+        bounded_regressors: bool = True,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -228,6 +241,7 @@ class SensorChecks(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.validation_max_rate = validation_max_rate
         self.trim = trim
+        self.bounded_regressors = bounded_regressors
 
     # -- fitting -------------------------------------------------------------
     def fit(
@@ -258,6 +272,7 @@ class SensorChecks(BaseEstimator):
             raise ValueError(f"SensorChecks.fit needs at least 2 rows, got {n}.")
         starts = np.zeros(1, dtype=np.intp) if starts is None else np.asarray(starts, np.intp)
         disabled = np.zeros((3, d), dtype=bool)
+        self.regressors_ = np.ones(d, dtype=bool)
         if self.validation_fraction:
             disabled = self._untrusted(X, starts)
         self._fit_limits(X, starts)
@@ -347,11 +362,14 @@ class SensorChecks(BaseEstimator):
             n_fit = n - n_val
             if n_val < 1 or n_fit < 2:
                 return disabled
+            few = effective_rows(X[:n_fit]) < MIN_EFFECTIVE_ROWS
+            if getattr(self, "bounded_regressors", False):
+                # Set before the validation fit, kept for the final one.
+                self.regressors_ = ~few
             self._fit_limits(X[:n_fit], starts[starts < n_fit])
             for a, b in itertools.pairwise([n_fit, *starts[starts > n_fit].tolist(), n]):
                 sev, mode, _ = self._severities(X[a:b], None, None)
                 fired += np.array([(v[mode >= 0] > 1.0).sum(axis=0) for v in sev])
-            few = effective_rows(X[:n_fit]) < MIN_EFFECTIVE_ROWS
             few_resid = effective_rows(self._residuals(X[:n_fit])) < MIN_EFFECTIVE_ROWS
             disabled[1] |= few
             disabled[2] |= few_resid
@@ -407,10 +425,13 @@ class SensorChecks(BaseEstimator):
         if self.relation_factor is not None and self.checked_.sum() >= 2:
             Z = (X - self.mean_) / self.scale_
             gram = Z.T @ Z / n
+            inputs = getattr(self, "regressors_", np.ones(d, dtype=bool))
             for j in np.flatnonzero(self.checked_):
-                others = np.ones(d, dtype=bool)
+                others = inputs.copy()
                 others[j] = False
-                A = gram[np.ix_(others, others)] + self.ridge * np.eye(d - 1)
+                if not others.any():
+                    continue
+                A = gram[np.ix_(others, others)] + self.ridge * np.eye(int(others.sum()))
                 self.coef_[j, others] = np.linalg.solve(A, gram[others, j])
             resid = np.abs(self._residuals(X))
             worst = self._extreme(resid, groups, upper=True, trim=0.0)

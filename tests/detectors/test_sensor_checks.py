@@ -195,3 +195,58 @@ def test_checks_saved_before_the_hot_path_tables_score_the_same(fitted: SensorCh
     assert np.array_equal(center, fitted.center_[:, fitted.step_columns_])
     assert np.array_equal(inv_half, fitted.inv_half_[:, fitted.step_columns_])
     assert np.array_equal(rel, fitted.relation_limit_[:, fitted.relation_columns_])
+
+
+def _wandering_stretch(rng: np.random.Generator, n: int, slow_at: float | None = None):
+    """Three related fast readings, and a casing-like temperature that wanders.
+
+    Columns: slow (a random walk), a (fast), b = 2 a, c = -a. In training
+    ``c`` also co-drifts a little with the walk, as two slow-moving parts of
+    a short stretch do. With ``slow_at`` the walk continues from there, far
+    outside its training range, and ``c`` keeps its relation to ``a`` only
+    (healthy rows after a warm-up).
+    """
+    walk = np.cumsum(rng.normal(scale=0.05, size=n))
+    a = rng.normal(size=n)
+    b = 2 * a + rng.normal(scale=0.1, size=n)
+    c = -a + rng.normal(scale=0.1, size=n)
+    if slow_at is None:
+        c += 0.1 * (walk - walk.mean()) / walk.std()
+    else:
+        walk += slow_at
+    return np.column_stack([walk, a, b, c])
+
+
+def test_a_wandering_slow_sensor_is_no_regressor_of_the_relation_checks() -> None:
+    """A level the fit rows do not pin down must not carry the other sensors' relations.
+
+    In a short stretch a slowly wandering temperature co-drifts with other
+    readings; a regression leaning on it extrapolates as soon as the
+    temperature leaves its training range, and the *other* sensors'
+    relation checks fire on healthy rows (SKAB valve1/2 before this rule).
+    """
+    rng = np.random.default_rng(11)
+    train = _wandering_stretch(rng, 400)
+    span = train[:, 0].max() - train[:, 0].min()
+    healthy = _wandering_stretch(rng, 300, slow_at=train[:, 0].max() + 3 * span)
+    broken = healthy.copy()
+    broken[:, 3] += 1.0  # c leaves its relation to a and b (about 7 residual sd)
+
+    def rates(checks: SensorChecks) -> tuple[float, float]:
+        false_alarms = checks.check(healthy, None, None)[0]
+        caught = checks.check(broken, None, None)[0]
+        on_c = (caught.reason == RELATION) & (caught.sensor == 3)
+        return float(np.mean(false_alarms.reason == RELATION)), float(np.mean(on_c))
+
+    checks = SensorChecks(range_margin=None).fit(train)
+    assert effective_rows(train[:280])[0] < 30  # the walk: too few effective rows
+    assert not checks.regressors_[0] and checks.regressors_[1:].all()
+    false_alarm_rate, caught_rate = rates(checks)
+    assert false_alarm_rate < 0.01, f"relation fired on {false_alarm_rate:.0%} of healthy rows"
+    assert caught_rate > 0.95, f"broken relation of c caught on only {caught_rate:.0%} of rows"
+    # The same fit with the walk as a regressor shows what the rule prevents:
+    # false alarms on healthy rows, or a relation check switched off for c.
+    leaning = SensorChecks(range_margin=None, bounded_regressors=False).fit(train)
+    assert leaning.regressors_.all()
+    fa, caught = rates(leaning)
+    assert fa > 0.5 or caught < 0.5, (fa, caught)
