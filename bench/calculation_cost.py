@@ -26,7 +26,6 @@ is faster.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -56,6 +55,11 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         records = pipeline.wire_records(fleet, args.frames_per_record)
         step = pipeline.BATCH_RECORDS
         batches = [records[i : i + step] for i in range(0, len(records), step)]
+        if len(batches) < 2:
+            raise SystemExit(
+                f"expected at least 2 micro-batches of {step} records (the first is not timed); "
+                f"got {len(batches)}: raise --lines or --score-rows"
+            )
         frames_in = [sum(pipeline.decode(r.value).n_frames for r in b) for b in batches]
         best_pass = np.inf
         best_batch = np.full(len(batches) - 1, np.inf)
@@ -97,21 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--against", help="another tree (with .venv) to alternate with")
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.against:
-        sys.path.insert(0, str(BENCH_DIR))
-        from scoring_cost import compare
+    sys.path.insert(0, str(BENCH_DIR))
+    from scoring_cost import run
 
-        compare(args, argv, script=Path(__file__).resolve())
-        return 0
-    row = measure(args)
-    print(
-        f"calculation alone: {row['frames_per_s']} frames/s, "
-        f"{row['batch_us_per_frame']} us/frame by batch ({row['code']})"
-    )
-    if args.json:
-        print(json.dumps(row))
-    return 0
+    return run(parser.parse_args(argv), argv, measure, "calculation alone", Path(__file__))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -168,13 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--against", help="another tree (with .venv) to alternate with")
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args(argv)
+    return run(parser.parse_args(argv), argv, measure, "scoring stage alone", Path(__file__))
+
+
+def run(
+    args: argparse.Namespace,
+    argv: list[str],
+    measure: Callable[[argparse.Namespace], dict[str, object]],
+    stage: str,
+    script: Path,
+) -> int:
+    """Measure with this interpreter, or alternate with ``--against``'s (``script`` in both)."""
     if args.against:
-        compare(args, argv)
+        compare(args, argv, script=script.resolve())
         return 0
     row = measure(args)
     print(
-        f"scoring stage alone: {row['frames_per_s']} frames/s, "
+        f"{stage}: {row['frames_per_s']} frames/s, "
         f"{row['batch_us_per_frame']} us/frame by batch ({row['code']})"
     )
     if args.json:

@@ -7,6 +7,7 @@ the stream is cut into batches.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -343,20 +344,12 @@ def test_an_incident_point_is_one_line_with_its_reason_fields_only_once_it_has_o
         'duration_s=100.0,frames=100i,top_sensors="a,b",model_version="v1",reason="freeze",'
         'reasons="freeze:90,score:10",reason_sensor="a" 1735689600000000000'
     )
-    quiet = IncidentEvent(
-        kind="open",
-        line="l",
-        incident_id="l-1",
-        start_us=1,
-        end_us=1,
-        peak_score=float("nan"),  # not storable: the field is left out
-        threshold=3.0,
-        severity="minor",
-        frames=1,
-        top_sensors=(),
-        model_version="v2",
+    # No reason yet: no reason fields; a NaN peak is not storable: left out.
+    quiet = dataclasses.replace(
+        event, peak_score=float("nan"), reason="", reason_sensor="", reasons={}
     )
-    assert incident_point(quiet, "s") == (
-        'lineguard_incident,line=l,site=s incident_id="l-1",state="open",severity="minor",'
-        'threshold=3.0,end_us=1i,duration_s=0.0,frames=1i,top_sensors="",model_version="v2" 1000'
+    assert incident_point(quiet, "site-1") == (
+        'lineguard_incident,line=line\\ 1,site=site-1 incident_id="line 1-1",state="open",'
+        'severity="major",threshold=3.25,end_us=1735689700000000i,duration_s=100.0,'
+        'frames=100i,top_sensors="a,b",model_version="v1" 1735689600000000000'
     )
