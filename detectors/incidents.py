@@ -27,6 +27,8 @@ keep it in a changelogged table and resume after a restart or rebalance.
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +198,53 @@ def _event(kind: str, line: str, inc: dict[str, Any]) -> IncidentEvent:
     )
 
 
+def _add_frames(
+    inc: dict[str, Any],
+    times: np.ndarray,
+    scores: np.ndarray,
+    tops: list[str],
+    whys: list[str] | None,
+    lo: int,
+    hi: int,
+    model_version: str,
+) -> None:
+    """Add alert frames ``lo:hi`` (of one incident, in time order) to ``inc``.
+
+    Counts are taken per distinct top-sensor string and reason (``Counter``,
+    in C, in order of first appearance), so a long alert costs a few dict
+    updates, not a Python step per frame. The weights are small integers, so
+    their sums are exact whatever the order of the additions; the dicts keep
+    the frame-by-frame insertion order, which breaks reason ties.
+    """
+    if hi <= lo:
+        return
+    inc["last_alert_us"] = int(times[hi - 1])
+    inc["frames"] += hi - lo
+    inc["model_version"] = model_version
+    block = scores[lo:hi]
+    if np.isnan(block).any():
+        for peak in block.tolist():  # max() as a running step: NaN never wins
+            inc["peak_score"] = max(inc["peak_score"], peak)
+    else:
+        inc["peak_score"] = max(inc["peak_score"], float(block.max()))
+    weights = inc["sensor_weights"]
+    for names, count in Counter(tops[lo:hi]).items():
+        for weight, name in zip(_RANK_WEIGHTS, names.split(",") if names else (), strict=False):
+            weights[name] = weights.get(name, 0.0) + weight * count
+    if whys is None:
+        return
+    frames = inc["reason_frames"]
+    sensors = inc["reason_sensors"]
+    for (why, names), count in Counter(zip(whys[lo:hi], tops[lo:hi], strict=True)).items():
+        if not why:
+            continue
+        frames[why] = frames.get(why, 0) + count
+        sensor = names.split(",", 1)[0]
+        if sensor:
+            behind = sensors.setdefault(why, {})
+            behind[sensor] = behind.get(sensor, 0) + count
+
+
 def track_incidents(
     state: IncidentState,
     *,
@@ -267,18 +316,29 @@ def track_incidents(
     # Between two alert frames an open incident's last alert time is fixed
     # and admitted times only grow, so whether it closes is decided by the
     # next alert frame's time (or, after the last one, by the newest frame):
-    # only alert frames need a Python step.
+    # only alert frames are looked at, and they are counted per run.
     alerts = np.flatnonzero(admitted & flags_a)
-    scores = np.asarray(score, dtype=np.float64)[alerts].tolist()
-    for t, peak, i in zip(times_a[alerts].tolist(), scores, alerts.tolist(), strict=True):
-        if inc is not None and t - inc["last_alert_us"] > close_after_us:
-            events.append(_event("close", line, inc))
-            inc, grew = None, False
-        if inc is None:
+    if alerts.size:
+        t_alert = times_a[alerts]
+        scores = np.asarray(score, dtype=np.float64)[alerts]
+        tops = [top_sensors[i] for i in alerts.tolist()]
+        whys = [reasons[i] for i in alerts.tolist()] if reasons is not None else None
+        # Incidents are runs of alert frames no more than close_after apart;
+        # the first run continues the open incident unless it went quiet.
+        cuts = (np.flatnonzero(np.diff(t_alert) > close_after_us) + 1).tolist()
+        continues = inc is not None and int(t_alert[0]) - inc["last_alert_us"] <= close_after_us
+        edges = [0, *cuts, alerts.size]
+        for lo, hi in itertools.pairwise(edges):
+            if lo == 0 and continues:
+                _add_frames(inc, t_alert, scores, tops, whys, lo, hi, model_version)
+                grew = True
+                continue
+            if inc is not None:
+                events.append(_event("close", line, inc))
             inc = {
-                "start_us": t,
-                "last_alert_us": t,
-                "peak_score": peak,
+                "start_us": int(t_alert[lo]),
+                "last_alert_us": int(t_alert[lo]),
+                "peak_score": float(scores[lo]),
                 "threshold": float(threshold),
                 "frames": 0,
                 "sensor_weights": {},
@@ -286,29 +346,11 @@ def track_incidents(
                 "reason_frames": {},
                 "reason_sensors": {},
             }
-            opened = True
-        else:
-            opened = False
-        inc["last_alert_us"] = t
-        inc["frames"] += 1
-        inc["peak_score"] = max(inc["peak_score"], peak)
-        inc["model_version"] = model_version
-        for weight, name in zip(
-            _RANK_WEIGHTS, top_sensors[i].split(",") if top_sensors[i] else (), strict=False
-        ):
-            inc["sensor_weights"][name] = inc["sensor_weights"].get(name, 0.0) + weight
-        why = reasons[i] if reasons is not None else ""
-        if why:
-            inc["reason_frames"][why] = inc["reason_frames"].get(why, 0) + 1
-            sensor = top_sensors[i].split(",", 1)[0]
-            if sensor:
-                behind = inc["reason_sensors"].setdefault(why, {})
-                behind[sensor] = behind.get(sensor, 0) + 1
-        if opened:
+            # The open event carries the incident as its first frame left it.
+            _add_frames(inc, t_alert, scores, tops, whys, lo, lo + 1, model_version)
             events.append(_event("open", line, inc))
-            grew = False
-        else:
-            grew = True
+            _add_frames(inc, t_alert, scores, tops, whys, lo + 1, hi, model_version)
+            grew = hi - lo > 1
     if inc is not None and last_time - inc["last_alert_us"] > close_after_us:
         events.append(_event("close", line, inc))
         inc, grew = None, False
