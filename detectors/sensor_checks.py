@@ -187,10 +187,11 @@ def phase_channels(X: np.ndarray, starts: np.ndarray | None = None) -> np.ndarra
       dithers across its quantisation steps in short runs);
     * each entered at least :data:`MIN_PHASE_VISITS` times (a phase recurs
       in every batch; a batch or recipe counter never comes back);
-    * and it jumps at least once over a value: some change skips one of
-      the values in between (the wrap from the last phase back to the
-      first). A continuous quantity, however coarsely quantised, passes
-      through the values between two of its readings.
+    * and it jumps at least once over a value: some change, within a
+      segment or from one segment to the next, skips one of the values in
+      between (the wrap from the last phase back to the first). A
+      continuous quantity, however coarsely quantised, passes through the
+      values between two of its readings.
 
     On SKAB and MIDAS no column is picked (no column there has more than
     two distinct integer values); see docs/evaluating-detectors.md.
@@ -226,15 +227,19 @@ def phase_channels(X: np.ndarray, starts: np.ndarray | None = None) -> np.ndarra
         bounds = np.flatnonzero(first)
         lengths = np.diff(np.append(bounds, n))
         run_value = np.searchsorted(values, x[bounds])
-        visits = np.bincount(run_value, minlength=values.size)
-        if visits.min() < MIN_PHASE_VISITS:
-            continue
         medians = [np.median(lengths[run_value == v]) for v in range(values.size)]
         if min(medians) < MIN_PHASE_RUN:
             continue
-        # Changes inside a segment: does any skip a value in between?
-        inner = ~cut[bounds[1:]]
-        jumps = np.abs(np.diff(run_value))[inner]
+        # Visits and jumps are changes of value, wherever they happen: a
+        # value held across a gap is one visit, and batches trained as
+        # separate segments wrap from the last phase back to the first only
+        # across the pause between them.
+        entered = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
+        visit_value = np.searchsorted(values, x[entered])
+        visits = np.bincount(visit_value, minlength=values.size)
+        if visits.min() < MIN_PHASE_VISITS:
+            continue
+        jumps = np.abs(np.diff(visit_value))
         if jumps.size and jumps.max() >= 2:
             out[j] = True
     return out
