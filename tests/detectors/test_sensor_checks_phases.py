@@ -121,7 +121,7 @@ def _other_integers(n: int) -> dict[str, np.ndarray]:
     product = np.repeat([3, 1, 4, 2, 5], -(-n // 5))[:n].astype(float)
     # A noiseless slow reading in whole units: long runs, each value seen
     # on every pass, but it never skips a value.
-    triangle = np.rint(5 + 4 * np.abs(((t / 1500) % 2) - 1))
+    triangle = np.rint(5 + 4 * np.abs(((t / 750) % 2) - 1))
     return {"dithering": dithering, "product": product, "triangle": triangle}
 
 
