@@ -181,6 +181,10 @@ def test_a_phase_tag_and_the_same_phases_as_0_1_channels_give_the_same_modes() -
     assert len(pairs) == 5
     np.testing.assert_array_equal(np.bincount(a), np.array(LENGTHS) * 5)
     np.testing.assert_array_equal(np.sort(tag.mode_rows_), np.sort(commands.mode_rows_))
+    # Both keep the phases in their order (fill first), and so learn the same
+    # freeze and step limits for the process sensors in each phase.
+    for name in ("freeze_limit_", "low_", "high_"):
+        np.testing.assert_array_equal(getattr(tag, name)[:, 1:], getattr(commands, name)[:, 5:])
 
 
 # -- old checks, and the stream path ---------------------------------------
