@@ -101,9 +101,10 @@ MAX_PHASE_VALUES = 16
 #: a quantised analog reading dithers between neighbouring values near each
 #: quantisation boundary and gives many runs of a few rows.
 MIN_PHASE_RUN = 30
-#: Separate runs each phase value must have in training: a phase recurs
-#: batch after batch, while a batch counter or a day number holds each
-#: value once and never returns to it (every live value would be unseen).
+#: Times each phase value must be entered in training (a value held across
+#: a gap is entered once): a phase recurs batch after batch, while a product
+#: or recipe code that training sees once each never returns to a value in
+#: it (a monotone counter fails the jump clause of :func:`phase_channels`).
 MIN_PHASE_VISITS = 2
 
 #: Effective independent rows (:func:`effective_rows`) a sensor's fit rows
@@ -186,7 +187,7 @@ def phase_channels(X: np.ndarray, starts: np.ndarray | None = None) -> np.ndarra
       at least :data:`MIN_PHASE_RUN` rows (a quantised analog reading
       dithers across its quantisation steps in short runs);
     * each entered at least :data:`MIN_PHASE_VISITS` times (a phase recurs
-      in every batch; a batch or recipe counter never comes back);
+      in every batch; a product or recipe code held once each does not);
     * and it jumps at least once over a value: some change, within a
       segment or from one segment to the next, skips one of the values in
       between (the wrap from the last phase back to the first). A
