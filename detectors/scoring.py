@@ -292,8 +292,8 @@ class LinePipeline(BaseEstimator):
         self.mode_models_ = None
         mode_models = getattr(self, "mode_models", None)
         if mode_models is not None and self.checks_ is not None and self.checks_.modes_.size > 1:
-            # Mode models judge every feature but the state channels' own.
-            state = np.tile(self.checks_.state_channels_, F.shape[1] // X.shape[1])
+            # Mode models judge every feature but the state and phase channels' own.
+            state = np.tile(self.checks_.mode_channels, F.shape[1] // X.shape[1])
             # Transitions (windows across a switch) are the pooled model's.
             steady = np.concatenate(
                 [

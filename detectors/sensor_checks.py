@@ -21,7 +21,11 @@ line (fill, mix, heat, cool, discharge) announces its mode in 0/1 state
 channels -- valve, heater, cooler, mixer commands. :meth:`SensorChecks.fit`
 recognises such channels in the normal data (only the values 0 and 1, both
 seen) and takes each combination of their states seen in training as a
-mode. A continuous line without state channels has one mode. Every limit
+mode. Many batch lines (pharma above all) publish instead, or besides, one
+integer **phase tag** (an ISA-88 step number: 1 fill, 2 mix, 3 heat ...);
+:func:`phase_channels` recognises it from normal rows, and each of its
+values is part of the mode key like a state channel's bit. A continuous
+line without state or phase channels has one mode. Every limit
 below is learned per mode, from normal rows only:
 
 * freeze: the longest run of rows, within the mode, over which the sensor's
@@ -34,8 +38,8 @@ below is learned per mode, from normal rows only:
 * relation: ``relation_factor`` times the largest absolute residual seen in
   the mode.
 
-A combination of state channels never seen in training is reported as an
-**unseen mode** (its own alert reason), not scored as if it were normal:
+A combination of state channels (and phase values) never seen in training
+is reported as an **unseen mode** (its own alert reason), not scored as if it were normal:
 nothing in the training data says what normal looks like there. Modes with
 fewer than ``min_mode_rows`` training rows fall back to the limits learned
 over all rows (freeze: not checked).
@@ -61,12 +65,16 @@ from sklearn.utils.validation import check_is_fitted
 from ._numeric import ordered_matmul
 
 __all__ = [
+    "MAX_PHASE_VALUES",
     "MIN_EFFECTIVE_ROWS",
+    "MIN_PHASE_RUN",
+    "MIN_PHASE_VISITS",
     "REASONS",
     "CheckResult",
     "CheckState",
     "SensorChecks",
     "effective_rows",
+    "phase_channels",
     "unchanged_runs",
 ]
 
@@ -77,6 +85,27 @@ FREEZE, STEP, RELATION, UNSEEN_MODE = 2, 3, 4, 5
 # No limit: a check that does not apply to a sensor in a mode.
 _NO_LIMIT = np.inf
 _MAX_STATE_CHANNELS = 62
+# Bits of the mode code per phase channel: the index of its value among the
+# (at most MAX_PHASE_VALUES) values seen in training.
+_PHASE_BITS = 4
+
+#: Most distinct values a phase channel may take. An ISA-88 procedure has a
+#: handful of phases per unit (fill, mix, heat, cool, discharge, clean ...);
+#: a reading with more distinct integer values is a count or a quantised
+#: analog value. 16 also keeps a phase value's index in 4 bits of the code.
+MAX_PHASE_VALUES = 16
+#: Rows a phase channel must hold each of its values for, as the median
+#: over that value's runs: three default feature windows (10 rows). A phase
+#: is a stretch of operation many windows long (most of its rows must be
+#: steady, their windows inside it, for its mode model to learn from), while
+#: a quantised analog reading dithers between neighbouring values near each
+#: quantisation boundary and gives many runs of a few rows.
+MIN_PHASE_RUN = 30
+#: Times each phase value must be entered in training (a value held across
+#: a gap is entered once): a phase recurs batch after batch, while a product
+#: or recipe code that training sees once each never returns to a value in
+#: it (a monotone counter fails the jump clause of :func:`phase_channels`).
+MIN_PHASE_VISITS = 2
 
 #: Effective independent rows (:func:`effective_rows`) a sensor's fit rows
 #: need before its step and relation checks are trusted from one stretch of
@@ -146,6 +175,77 @@ def unchanged_runs(same: np.ndarray, carry: np.ndarray | None) -> np.ndarray:
     return runs
 
 
+def phase_channels(X: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+    """Columns of normal rows that read as an integer phase tag.
+
+    A phase channel is a column whose training values are
+
+    * all integers, with between 3 and :data:`MAX_PHASE_VALUES` distinct
+      values (two values are a 0/1 state channel's business, or a second
+      level of one reading; more than 16 a count or an analog value);
+    * each held for long runs: the median length of every value's runs is
+      at least :data:`MIN_PHASE_RUN` rows (a quantised analog reading
+      dithers across its quantisation steps in short runs);
+    * each entered at least :data:`MIN_PHASE_VISITS` times (a phase recurs
+      in every batch; a product or recipe code held once each does not);
+    * and it jumps at least once over a value: some change, within a
+      segment or from one segment to the next, skips one of the values in
+      between (the wrap from the last phase back to the first). A
+      continuous quantity, however coarsely quantised, passes through the
+      values between two of its readings.
+
+    On SKAB and MIDAS no column is picked (no column there has more than
+    two distinct integer values); see docs/evaluating-detectors.md.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_sensors)
+        Normal rows, finite, in time order.
+    starts : ndarray of int, optional
+        Rows where a gap-free segment starts (a run never spans a gap).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_sensors,)
+    """
+    X = _finite_2d(X)
+    n, d = X.shape
+    out = np.zeros(d, dtype=bool)
+    if n < 2:
+        return out
+    integer = np.all(np.rint(X) == X, axis=0)
+    cut = np.zeros(n, dtype=bool)
+    if starts is not None:
+        cut[np.asarray(starts, dtype=np.intp)] = True
+    cut[0] = True
+    for j in np.flatnonzero(integer):
+        x = X[:, j]
+        values = np.unique(x)
+        if not 3 <= values.size <= MAX_PHASE_VALUES:
+            continue
+        first = cut.copy()
+        first[1:] |= x[1:] != x[:-1]
+        bounds = np.flatnonzero(first)
+        lengths = np.diff(np.append(bounds, n))
+        run_value = np.searchsorted(values, x[bounds])
+        medians = [np.median(lengths[run_value == v]) for v in range(values.size)]
+        if min(medians) < MIN_PHASE_RUN:
+            continue
+        # Visits and jumps are changes of value, wherever they happen: a
+        # value held across a gap is one visit, and batches trained as
+        # separate segments wrap from the last phase back to the first only
+        # across the pause between them.
+        entered = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
+        visit_value = np.searchsorted(values, x[entered])
+        visits = np.bincount(visit_value, minlength=values.size)
+        if visits.min() < MIN_PHASE_VISITS:
+            continue
+        jumps = np.abs(np.diff(visit_value))
+        if jumps.size and jumps.max() >= 2:
+            out[j] = True
+    return out
+
+
 class SensorChecks(BaseEstimator):
     """Freeze, step, broken-relation and unseen-mode checks, per operating mode.
 
@@ -201,10 +301,17 @@ class SensorChecks(BaseEstimator):
     n_features_in_ : int
     state_channels_ : ndarray of bool, shape (n_sensors,)
         0/1 state channels that define the modes.
+    phase_channels_ : ndarray of bool, shape (n_sensors,)
+        Integer phase tags (:func:`phase_channels`) that define the modes
+        with the state channels (all False on checks saved before them).
+    phase_values_ : ndarray of float, shape (n_phase_channels, MAX_PHASE_VALUES + 1)
+        Each phase channel's values seen in training, sorted, padded with inf.
     checked_ : ndarray of bool, shape (n_sensors,)
-        Sensors the checks judge (not state channels, not constant).
+        Sensors the checks judge (not state or phase channels, not constant).
     modes_ : ndarray of int64, shape (n_modes,)
-        Seen state combinations, bit-packed, sorted.
+        Seen mode keys, sorted. A key packs the state channels' bits (bit i:
+        the i-th state channel) and, above them, 4 bits per phase channel
+        holding the index of its value in ``phase_values_``.
     mode_rows_ : ndarray of int64, shape (n_modes,)
     freeze_limit_, low_, high_, relation_limit_ : ndarray, shape (n_modes, n_sensors)
         Per-mode limits (``inf``/``-inf`` where a check does not apply).
@@ -273,6 +380,9 @@ class SensorChecks(BaseEstimator):
         starts = np.zeros(1, dtype=np.intp) if starts is None else np.asarray(starts, np.intp)
         disabled = np.zeros((3, d), dtype=bool)
         self.regressors_ = np.ones(d, dtype=bool)
+        # Which columns are phase tags is decided once, on all rows: a batch
+        # left out by the validation must not turn the tag into a sensor.
+        self.phase_channels_ = phase_channels(X, starts)
         if self.validation_fraction:
             disabled = self._untrusted(X, starts)
         self._fit_limits(X, starts)
@@ -380,18 +490,25 @@ class SensorChecks(BaseEstimator):
         self.n_features_in_ = d
         is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
         both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
-        state = is01 & both
+        phase = getattr(self, "phase_channels_", None)
+        phase = np.zeros(d, dtype=bool) if phase is None else phase.copy()
+        state = is01 & both & ~phase
         if state.sum() > _MAX_STATE_CHANNELS:
             # More switches than a mode code can hold: keep the first ones.
             state[np.flatnonzero(state)[_MAX_STATE_CHANNELS:]] = False
+        n_state = int(state.sum())
+        room = (_MAX_STATE_CHANNELS - n_state) // _PHASE_BITS
+        if phase.sum() > room:
+            phase[np.flatnonzero(phase)[room:]] = False
         self.state_channels_ = state
-        self.bits_ = np.left_shift(np.int64(1), np.arange(int(state.sum()), dtype=np.int64))
+        self.bits_ = np.left_shift(np.int64(1), np.arange(n_state, dtype=np.int64))
+        self._phase_tables(X, phase, n_state)
         codes = self._codes(X)
         self.modes_, mode_idx, self.mode_rows_ = np.unique(
             codes, return_inverse=True, return_counts=True
         )
         lo_all, hi_all = X.min(axis=0), X.max(axis=0)
-        self.checked_ = ~state & (hi_all > lo_all)
+        self.checked_ = ~state & ~phase & (hi_all > lo_all)
         n_modes = self.modes_.size
         big = self.mode_rows_ >= self.min_mode_rows
 
@@ -469,11 +586,45 @@ class SensorChecks(BaseEstimator):
                 out[g] = np.quantile(part, q, axis=0, method="higher" if upper else "lower")
         return out
 
+    def _phase_tables(self, X: np.ndarray, phase: np.ndarray, n_state: int) -> None:
+        """Seen values of each phase channel and its place in the mode key."""
+        self.phase_channels_ = phase
+        self.phase_columns_ = np.flatnonzero(phase)
+        p = self.phase_columns_.size
+        self.phase_values_ = np.full((p, MAX_PHASE_VALUES + 1), np.inf)
+        for k, j in enumerate(self.phase_columns_):
+            values = np.unique(X[:, j])[:MAX_PHASE_VALUES]
+            self.phase_values_[k, : values.size] = values
+        self.phase_shift_ = n_state + _PHASE_BITS * np.arange(p, dtype=np.int64)
+
+    @property
+    def mode_channels(self) -> np.ndarray:
+        """Bool per sensor: a state or phase channel (what names the mode)."""
+        check_is_fitted(self, "state_channels_")
+        phase = getattr(self, "phase_channels_", None)
+        return self.state_channels_ if phase is None else self.state_channels_ | phase
+
     def _codes(self, X: np.ndarray) -> np.ndarray:
+        phase_cols = getattr(self, "phase_columns_", None)
+        has_phase = phase_cols is not None and phase_cols.size > 0
         if not self.bits_.size:
-            return np.zeros(X.shape[0], dtype=np.int64)
-        bits = X[:, self.state_channels_] >= 0.5
-        return bits.astype(np.int64) @ self.bits_
+            codes = np.zeros(X.shape[0], dtype=np.int64)
+        else:
+            bits = X[:, self.state_channels_] >= 0.5
+            codes = bits.astype(np.int64) @ self.bits_
+        if not has_phase:
+            return codes
+        # A phase value's index among the seen values, in its 4 bits; a value
+        # not seen in training (or not an integer) makes the key -1: unseen.
+        unseen = np.zeros(X.shape[0], dtype=bool)
+        for k, j in enumerate(phase_cols):
+            table = self.phase_values_[k]
+            x = X[:, j]
+            idx = np.searchsorted(table, x)
+            unseen |= table[np.minimum(idx, table.size - 1)] != x
+            codes += idx.astype(np.int64) << self.phase_shift_[k]
+        codes[unseen] = -1
+        return codes
 
     def modes_of(self, X: np.ndarray) -> np.ndarray:
         """Operating mode of each row: an index into ``modes_``, -1 if unseen."""
@@ -567,8 +718,8 @@ class SensorChecks(BaseEstimator):
         """:meth:`check` on rows already known finite float64 (the scorer's
         imputed rows), without the validation: the hot path."""
         n, d = X.shape
-        # No state channels: every row is in the one mode.
-        mode = self._mode_index(X) if self.bits_.size else np.zeros(n, dtype=np.intp)
+        # No state or phase channels: every row is in the one mode.
+        mode = self._mode_index(X) if self.modes_.size > 1 else np.zeros(n, dtype=np.intp)
         seen = mode >= 0
         all_seen = bool(seen.all())
         one = self.modes_.size == 1
@@ -715,11 +866,29 @@ class SensorChecks(BaseEstimator):
         return (freeze, step, rel), mode, runs
 
     def _new_switch(self, X: np.ndarray) -> np.ndarray:
-        """State channel that differs from the nearest seen mode (first such)."""
+        """State or phase channel that differs from the nearest seen mode (first such).
+
+        A mode's key is compared channel by channel: a state channel's bit,
+        a phase channel's value index (-1 for a value never seen, which
+        differs from every seen mode's).
+        """
         channels = np.flatnonzero(self.state_channels_)
         bits = (X[:, self.state_channels_] >= 0.5).astype(np.int64)
         seen = ((self.modes_[:, None] & self.bits_[None, :]) > 0).astype(np.int64)
-        distance = np.abs(bits[:, None, :] - seen[None, :, :]).sum(axis=2)
+        phase_cols = getattr(self, "phase_columns_", None)
+        if phase_cols is not None and phase_cols.size:
+            mask = np.int64((1 << _PHASE_BITS) - 1)
+            idx = np.empty((X.shape[0], phase_cols.size), dtype=np.int64)
+            for k, j in enumerate(phase_cols):
+                table = self.phase_values_[k]
+                i = np.searchsorted(table, X[:, j])
+                idx[:, k] = np.where(table[np.minimum(i, table.size - 1)] == X[:, j], i, -1)
+            seen_idx = (self.modes_[:, None] >> self.phase_shift_[None, :]) & mask
+            channels = np.concatenate([channels, phase_cols])
+            bits = np.concatenate([bits, idx], axis=1)
+            seen = np.concatenate([seen, seen_idx], axis=1)
+        differs_all = bits[:, None, :] != seen[None, :, :]
+        distance = differs_all.sum(axis=2)
         nearest = seen[distance.argmin(axis=1)]
         differs = bits != nearest
         return channels[differs.argmax(axis=1)]
