@@ -20,42 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
 from lineguard.detectors.scoring import score_batch
+from tests.support.batch_line import PHASES, batch_line, one_hot
 
-PHASES = (1, 2, 3, 4, 5)
-LENGTHS = (120, 100, 120, 120, 100)
 BATCH = 30
 SECOND_US = 1_000_000
-
-
-def batch_line(rng: np.random.Generator, n_batches: int) -> np.ndarray:
-    """Rows: phase tag, level, temperature, mixer speed, three noisy readings."""
-    rows = []
-    for _ in range(n_batches):
-        level, temp = 0.0, 20.0
-        rate = 0.008 * rng.uniform(0.95, 1.05)
-        for phase, n in zip(PHASES, LENGTHS, strict=True):
-            for _ in range(n):
-                if phase == 1:
-                    level += rate + rng.normal(scale=0.0005)
-                elif phase == 5:
-                    level = max(level - 0.0095 + rng.normal(scale=0.0005), 0.0)
-                temp += {3: 0.33, 4: -0.33}.get(phase, 0.0)
-                mixer = 100.0 + rng.normal(scale=1.0) if phase == 2 else 0.0
-                noise = rng.normal(size=3)
-                rows.append([phase, level, temp + rng.normal(scale=0.05), mixer, *noise])
-    return np.array(rows)
-
-
-def one_hot(X: np.ndarray) -> np.ndarray:
-    """The same rows with the phase as five 0/1 commands instead of the tag."""
-    commands = (X[:, [0]] == np.array(PHASES)[None, :]).astype(float)
-    return np.column_stack([commands, X[:, 1:]])
 
 
 def one_pass(pipeline, threshold: float, X: np.ndarray, t: np.ndarray) -> float:
@@ -75,7 +53,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    train, test = batch_line(rng, 8), batch_line(rng, 8)
+    train, test = batch_line(rng, 8, noise_columns=3), batch_line(rng, 8, noise_columns=3)
     t_train = np.arange(len(train), dtype=np.int64) * SECOND_US
     t_test = np.arange(len(test), dtype=np.int64) * SECOND_US
     tag_names = ["phase", "level", "temperature", "mixer", "p1", "p2", "p3"]

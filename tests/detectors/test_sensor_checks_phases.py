@@ -27,40 +27,15 @@ from lineguard.detectors.sensor_checks import (
     SensorChecks,
     phase_channels,
 )
+from tests.support.batch_line import BATCH, LENGTHS, PHASES, batch_line, one_hot
 
-PHASES = (1, 2, 3, 4, 5)  # fill, mix, heat, cool, discharge
-LENGTHS = (120, 100, 120, 120, 100)
-BATCH = sum(LENGTHS)
 PHASE, LEVEL, TEMP, MIXER = range(4)
 SENSORS = ["phase", "level", "temperature", "mixer_speed"]
 SECOND_US = 1_000_000
 
 
-def _batch(rng: np.random.Generator) -> np.ndarray:
-    """One batch: columns phase tag, level, temperature, mixer speed."""
-    rate = 0.008 * rng.uniform(0.95, 1.05)  # fill rate differs a little per batch
-    rows, level, temp = [], 0.0, 20.0
-    for phase, n in zip(PHASES, LENGTHS, strict=True):
-        for _ in range(n):
-            if phase == 1:
-                level += rate + rng.normal(scale=0.0005)
-            elif phase == 5:
-                level = max(level - 0.0095 + rng.normal(scale=0.0005), 0.0)
-            temp += {3: 0.33, 4: -0.33}.get(phase, 0.0)
-            mixer = 100.0 + rng.normal(scale=1.0) if phase == 2 else 0.0
-            rows.append([phase, level, temp + rng.normal(scale=0.05), mixer])
-    return np.array(rows)
-
-
 def _line(seed: int, n_batches: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.concatenate([_batch(rng) for _ in range(n_batches)])
-
-
-def _one_hot(X: np.ndarray) -> np.ndarray:
-    """The same rows with the phase given as five 0/1 commands instead of the tag."""
-    commands = (X[:, [PHASE]] == np.array(PHASES)[None, :]).astype(float)
-    return np.column_stack([commands, X[:, 1:]])
+    return batch_line(np.random.default_rng(seed), n_batches)
 
 
 def _starts(n: int) -> np.ndarray:
@@ -98,7 +73,7 @@ def test_the_phase_tag_is_found_and_names_the_modes(tagged: SensorChecks) -> Non
 
 
 def test_a_line_with_only_0_1_channels_keeps_its_bit_packed_modes() -> None:
-    X = _one_hot(_line(0, 6))
+    X = one_hot(_line(0, 6))
     checks = SensorChecks().fit(X, starts=_starts(len(X)))
     assert not checks.phase_channels_.any()
     assert checks.state_channels_.tolist() == [True] * 5 + [False] * 3
@@ -172,9 +147,9 @@ def test_a_phase_tag_and_the_same_phases_as_0_1_channels_give_the_same_modes() -
     X = _line(3, 5)
     starts = _starts(len(X))
     tag = SensorChecks().fit(X, starts=starts)
-    commands = SensorChecks().fit(_one_hot(X), starts=starts)
+    commands = SensorChecks().fit(one_hot(X), starts=starts)
     assert tag.modes_.size == commands.modes_.size == 5
-    a, b = tag.modes_of(X), commands.modes_of(_one_hot(X))
+    a, b = tag.modes_of(X), commands.modes_of(one_hot(X))
     assert (a >= 0).all() and (b >= 0).all()
     # The same partition of the rows: each tag mode is exactly one command mode.
     pairs = np.unique(np.column_stack([a, b]), axis=0)
@@ -189,9 +164,9 @@ def test_a_phase_tag_and_the_same_phases_as_0_1_channels_give_the_same_modes() -
 
 # -- old checks, and the stream path ---------------------------------------
 def test_checks_saved_before_phase_channels_score_the_same() -> None:
-    X = _one_hot(_line(4, 4))
+    X = one_hot(_line(4, 4))
     checks = SensorChecks().fit(X, starts=_starts(len(X)))
-    probe = _one_hot(_line(5, 1))
+    probe = one_hot(_line(5, 1))
     probe[100:, 5] = probe[100, 5]  # a freeze, for something to report
     new, _ = checks.check(probe, None, None)
     for name in ("phase_channels_", "phase_columns_", "phase_values_", "phase_shift_"):
