@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from lineguard.contracts import ALERT_REASONS, REASON_FIELD, SCORE_MEASUREMENT
-from lineguard.influx import encode_points
+from lineguard.influx import encode_lines, encode_points
 
 __all__ = ["REASON_NAMES", "RESULT_MEASUREMENT", "SCORE_DIGITS", "reason_names", "result_points"]
 
@@ -132,10 +132,11 @@ def result_points(
             fields["historical"] = np.ones(m, dtype=bool)
         if group & (_EXCEED | _ANOMALY) and top_names is not None:
             fields["top_sensors"] = np.asarray(top_names, dtype=object)[mask]
-        text = encode_points(
+        if ordered is None:
+            return encode_points(
+                RESULT_MEASUREMENT, tags, fields, times_ns, significant_digits=SCORE_DIGITS
+            )
+        ordered[mask] = encode_lines(
             RESULT_MEASUREMENT, tags, fields, times_ns[mask], significant_digits=SCORE_DIGITS
         )
-        if ordered is None:
-            return text
-        ordered[mask] = text.split("\n")
     return "\n".join(ordered.tolist())

@@ -52,6 +52,7 @@ __all__ = [
     "InfluxUnreachable",
     "InfluxV1Client",
     "InfluxWriteError",
+    "encode_lines",
     "encode_point",
     "encode_points",
     "escape_field_key",
@@ -354,6 +355,21 @@ def encode_points(
         Newline-separated lines (no trailing newline); ``""`` if no point
         was left.
     """
+    return "\n".join(encode_lines(measurement, tags, fields, times_ns, significant_digits))
+
+
+def encode_lines(
+    measurement: str,
+    tags: Mapping[str, str] | None,
+    fields: Mapping[str, Any],
+    times_ns: Any,
+    significant_digits: int | None = None,
+) -> list[str]:
+    """:func:`encode_points` as a list, one line per point left (same arguments).
+
+    For a caller that puts lines of several calls in its own order: it saves
+    joining the lines into one text and splitting it again.
+    """
     if significant_digits is not None and not 1 <= significant_digits <= 17:
         raise ValueError(f"significant_digits must be in 1..17; got {significant_digits!r}")
     float_conv = "%r" if significant_digits is None else f"%.{int(significant_digits)}g"
@@ -364,7 +380,7 @@ def encode_points(
         raise ValueError(f"times_ns must be 1-D, got shape {times.shape}")
     n = times.shape[0]
     if n == 0 or not fields:
-        return ""
+        return []
     prefix = escape_measurement(measurement) + _tag_set(tags)
 
     keys: list[str] = []
@@ -398,7 +414,7 @@ def encode_points(
     template = prefix_t + " " + ",".join(field_t) + " %d"
     rows = zip(*columns, times.tolist(), strict=True)
     if missing_any is None:
-        return "\n".join(map(template.__mod__, rows))
+        return list(map(template.__mod__, rows))
 
     # Slow path only for the points that have a missing value.
     dirty = missing_any.tolist()
@@ -416,7 +432,7 @@ def encode_points(
                 parts.append(f"{keys[j]}={convs[j] % row[j]}")
         if parts:
             lines.append(f"{prefix} {','.join(parts)} {row[-1]}")
-    return "\n".join(lines)
+    return lines
 
 
 def quote_ident(name: str) -> str:

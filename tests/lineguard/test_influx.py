@@ -17,6 +17,7 @@ from lineguard.influx import (
     InfluxQueryError,
     InfluxV1Client,
     InfluxWriteError,
+    encode_lines,
     encode_point,
     encode_points,
     escape_field_key,
@@ -192,6 +193,9 @@ def test_encode_points_nan_skipped_per_point() -> None:
     )
     # Point 3 has no field left and is dropped; inf is not storable either.
     assert out.split("\n") == ["m,t=a x=1.0 1", "m,t=a y=2.0 2", "m,t=a y=4.0 4"]
+    lines = encode_lines("m", {"t": "a"}, {"x": np.array([np.nan, 3.0])}, np.array([1, 2]))
+    assert lines == ["m,t=a x=3.0 2"]  # one entry per point left, none for the dropped one
+    assert encode_lines("m", None, {"x": np.zeros(0)}, np.zeros(0, dtype=np.int64)) == []
 
 
 def test_encode_points_with_significant_digits() -> None:
