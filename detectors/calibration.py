@@ -157,14 +157,6 @@ DEFAULT_KEEP_BOUNDED_LEVELS = True
 #: without state channels (SKAB) has one mode and is unchanged.
 DEFAULT_MODE_MODELS = True
 
-#: The model calibrated on the older rows describes each sensor (level or
-#: dynamics) as the model refitted on all rows does (``train_pipeline``).
-DEFAULT_SHARED_FEATURES = False
-
-#: Folds of the rolling-origin calibration (``train_pipeline``): 1 scores the
-#: whole hold-out with one model fitted on the older rows.
-DEFAULT_HOLDOUT_FOLDS = 1
-
 # Share of held-back scores treated as "tail" by the exponential fallback.
 _TAIL_FRACTION = 0.2
 _MIN_TAIL_POINTS = 5
@@ -269,8 +261,6 @@ def train_pipeline(
     keep_bounded_levels: bool = DEFAULT_KEEP_BOUNDED_LEVELS,
     max_trim: float = DEFAULT_MAX_TRIM,
     mode_models: bool | ModeModels = DEFAULT_MODE_MODELS,
-    shared_features: bool = DEFAULT_SHARED_FEATURES,
-    holdout_folds: int = DEFAULT_HOLDOUT_FOLDS,
 ) -> tuple[LinePipeline, float, dict[str, Any]]:
     """Fit a line's pipeline on normal history and calibrate its alert threshold.
 
@@ -319,22 +309,6 @@ def train_pipeline(
         line's threshold elsewhere. True for the defaults, or an unfitted
         :class:`ModeModels`. Needs the sensor checks (their modes) and has no
         effect on a line with one mode.
-    shared_features : bool
-        With ``refit``, the model calibrated on the older rows describes each
-        sensor (level or dynamics) as the refitted model does: its slow
-        sensors are chosen on all normal rows (``TemporalFeatures(fixed_slow=...)``)
-        instead of on the older rows only. Off by default: on SKAB it
-        changes no run's outcome (valve1/2's threshold goes from 132 to 118,
-        still far above its scores), on MIDAS nothing
-        (docs/evaluating-detectors.md, "Calibration variants, third session").
-    holdout_folds : int
-        Rolling-origin calibration: the hold-out is cut into this many
-        consecutive folds, each scored by a model fitted on every row before
-        it, and the threshold is the conformal quantile of the pooled scores.
-        Every score still comes from a model that did not see its row, and
-        later folds are scored by models closer to the refitted one. 1 (the
-        default) is the single split; 2 and 3 lower SKAB's thresholds and
-        cost more false alarms than they save misses (same docs section).
 
     Returns
     -------
@@ -361,24 +335,7 @@ def train_pipeline(
     n_fit = X.shape[0] - n_hold
     modal = _mode_models(mode_models, max_trim)
 
-    fixed_slow = None
-    if refit and shared_features:
-        # The refitted model chooses its slow sensors on all normal rows; the
-        # model whose hold-out scores set the threshold must describe every
-        # sensor the same way, or the threshold belongs to another model.
-        fixed_slow = tuple(
-            LinePipeline(
-                sensors=list(sensors),
-                detector=make_detector(detector_name, seed),
-                window=window,
-                detrend_slow=detrend_slow,
-                keep_bounded_levels=keep_bounded_levels,
-            )
-            .fit(X, time_us=t)
-            .features_.slow_.tolist()
-        )
-
-    def new_pipeline(slow: tuple[bool, ...] | None = None) -> LinePipeline:
+    def new_pipeline() -> LinePipeline:
         return LinePipeline(
             sensors=list(sensors),
             detector=make_detector(detector_name, seed),
@@ -388,29 +345,17 @@ def train_pipeline(
             keep_bounded_levels=keep_bounded_levels,
             max_trim=max_trim,
             mode_models=modal,
-            fixed_slow=slow,
         )
 
-    if not isinstance(holdout_folds, (int, np.integer)) or not 1 <= holdout_folds <= n_hold:
-        raise ValueError(
-            f"holdout_folds must be an int in [1, {n_hold}] (held-back rows), "
-            f"got {holdout_folds!r}."
-        )
-    # Rolling origin: the hold-out is cut into consecutive folds, each scored
-    # by a model fitted on every row before it (the first fold's model is the
-    # one whose modes the refit keeps).
-    edges = [n_fit + (n_hold * k) // holdout_folds for k in range(holdout_folds + 1)]
-    pipeline = None
-    fold_scores, fold_modes = [], []
-    for lo, hi in itertools.pairwise(edges):
-        fold = new_pipeline(fixed_slow).fit(X[:lo], time_us=None if t is None else t[:lo])
-        pipeline = fold if pipeline is None else pipeline
-        s_k, m_k = _fold_scores(fold, X[:hi], None if t is None else t[:hi], lo, window)
-        fold_scores.append(s_k)
-        if m_k is not None:
-            fold_modes.append(m_k)
-    hold_scores = np.concatenate(fold_scores)
-    hold_modes = np.concatenate(fold_modes) if fold_modes else None
+    pipeline = new_pipeline().fit(X[:n_fit], time_us=None if t is None else t[:n_fit])
+    if t is None:
+        # The holdout continues the fit rows in time, so its first rows get
+        # their full feature window from the end of the fit part, as live.
+        context = X[max(n_fit - (window - 1), 0) : n_fit] if window > 1 else None
+        F, _, X_imp = pipeline.transform_rows(X[n_fit:], context)
+        hold_scores, hold_modes = pipeline.score_features(F, X_imp, context)
+    else:
+        hold_scores, hold_modes = _holdout_scores(pipeline, X, t, n_fit, window)
     threshold = fit_threshold(hold_scores, target_far)
     by_mode = pipeline.mode_models_
     per_mode = None
@@ -457,8 +402,6 @@ def train_pipeline(
             str(q): float(np.quantile(hold_scores, q)) for q in (0.5, 0.9, 0.99)
         },
         "refit": bool(refit),
-        "holdout_folds": int(holdout_folds),
-        "shared_features": bool(refit and shared_features),
         "max_trim": float(max_trim),
         "trimmed_fit_rows": int(getattr(pipeline, "trimmed_rows_", 0)),
         "seed": seed,
@@ -490,19 +433,6 @@ def _mode_models(mode_models: bool | ModeModels, max_trim: float) -> ModeModels 
     # "Operating modes"), and a dirty stretch inside one mode is what a
     # mode's own model would otherwise learn as normal.
     return ModeModels(max_trim=max_trim) if mode_models else None
-
-
-def _fold_scores(
-    pipeline: LinePipeline, X: np.ndarray, t: np.ndarray | None, n_fit: int, window: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores of rows ``n_fit:`` of ``X`` by a pipeline fitted on ``X[:n_fit]``."""
-    if t is None:
-        # The holdout continues the fit rows in time, so its first rows get
-        # their full feature window from the end of the fit part, as live.
-        context = X[max(n_fit - (window - 1), 0) : n_fit] if window > 1 else None
-        F, _, X_imp = pipeline.transform_rows(X[n_fit:], context)
-        return pipeline.score_features(F, X_imp, context)
-    return _holdout_scores(pipeline, X, t, n_fit, window)
 
 
 def _holdout_scores(

@@ -111,13 +111,6 @@ class TemporalFeatures(BaseEstimator):
         Slow sensors whose level the normal rows pin down
         (:func:`bounded_levels`) keep it (module docs, "Levels the normal
         history pins down"). Only used with ``detrend_slow``.
-    fixed_slow : tuple of bool or None, default=None
-        The slow sensors (``slow_``) as chosen elsewhere, one flag per
-        sensor, instead of choosing them from the rows given to ``fit``.
-        Threshold calibration uses it: the model it calibrates on the older
-        rows must describe each sensor as the model refitted on all rows
-        does (:func:`lineguard.detectors.calibration.train_pipeline`).
-        ``level_kept_`` is then all False.
 
     Attributes
     ----------
@@ -150,13 +143,11 @@ class TemporalFeatures(BaseEstimator):
         stats: tuple[str, ...] = STATS,
         detrend_slow: float | None = None,
         keep_bounded_levels: bool = False,
-        fixed_slow: tuple[bool, ...] | None = None,
     ) -> None:
         self.window = window
         self.stats = stats
         self.detrend_slow = detrend_slow
         self.keep_bounded_levels = keep_bounded_levels
-        self.fixed_slow = fixed_slow
 
     def fit(
         self, X: np.ndarray, y: object = None, starts: np.ndarray | None = None
@@ -185,17 +176,6 @@ class TemporalFeatures(BaseEstimator):
         self.n_features_out_ = int(self.feature_sources_.size)
         self.slow_ = np.zeros(self.n_features_in_, dtype=bool)
         self.level_kept_ = np.zeros(self.n_features_in_, dtype=bool)
-        fixed = getattr(self, "fixed_slow", None)
-        if fixed is not None:
-            mask = np.asarray(fixed, dtype=bool).ravel()
-            if mask.shape != (self.n_features_in_,):
-                raise ValueError(
-                    f"fixed_slow must hold one flag per sensor ({self.n_features_in_}), "
-                    f"got {mask.size}."
-                )
-            if len(self.stats_) > 1 and "value" in self.stats_:
-                self.slow_ = mask.copy()
-            return self
         if self.detrend_slow is not None and len(self.stats_) > 1 and "value" in self.stats_:
             if not 0.0 < self.detrend_slow < 1.0:
                 raise ValueError(

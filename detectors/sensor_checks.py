@@ -616,15 +616,20 @@ class SensorChecks(BaseEstimator):
             return codes
         # A phase value's index among the seen values, in its 4 bits; a value
         # not seen in training (or not an integer) makes the key -1: unseen.
-        unseen = np.zeros(X.shape[0], dtype=bool)
-        for k, j in enumerate(phase_cols):
-            table = self.phase_values_[k]
-            x = X[:, j]
-            idx = np.searchsorted(table, x)
-            unseen |= table[np.minimum(idx, table.size - 1)] != x
-            codes += idx.astype(np.int64) << self.phase_shift_[k]
-        codes[unseen] = -1
+        idx = self._phase_indices(X)
+        codes += (np.maximum(idx, 0) << self.phase_shift_[None, :]).sum(axis=1)
+        codes[(idx < 0).any(axis=1)] = -1
         return codes
+
+    def _phase_indices(self, X: np.ndarray) -> np.ndarray:
+        """Per row and phase channel: the value's index among the values seen
+        in training (``phase_values_``), -1 for a value never seen."""
+        idx = np.empty((X.shape[0], self.phase_columns_.size), dtype=np.int64)
+        for k, j in enumerate(self.phase_columns_):
+            table = self.phase_values_[k]
+            i = np.searchsorted(table, X[:, j])
+            idx[:, k] = np.where(table[np.minimum(i, table.size - 1)] == X[:, j], i, -1)
+        return idx
 
     def modes_of(self, X: np.ndarray) -> np.ndarray:
         """Operating mode of each row: an index into ``modes_``, -1 if unseen."""
@@ -878,11 +883,7 @@ class SensorChecks(BaseEstimator):
         phase_cols = getattr(self, "phase_columns_", None)
         if phase_cols is not None and phase_cols.size:
             mask = np.int64((1 << _PHASE_BITS) - 1)
-            idx = np.empty((X.shape[0], phase_cols.size), dtype=np.int64)
-            for k, j in enumerate(phase_cols):
-                table = self.phase_values_[k]
-                i = np.searchsorted(table, X[:, j])
-                idx[:, k] = np.where(table[np.minimum(i, table.size - 1)] == X[:, j], i, -1)
+            idx = self._phase_indices(X)
             seen_idx = (self.modes_[:, None] >> self.phase_shift_[None, :]) & mask
             channels = np.concatenate([channels, phase_cols])
             bits = np.concatenate([bits, idx], axis=1)
