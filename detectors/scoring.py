@@ -154,11 +154,6 @@ class LinePipeline(BaseEstimator):
         detector of its own, the others keep the pooled one. Needs
         ``sensor_checks`` (the modes are theirs) and more than one mode;
         otherwise ignored (``mode_models_`` is None).
-    fixed_slow : tuple of bool or None, default=None
-        Passed to :class:`TemporalFeatures`: the slow sensors as chosen on
-        other rows (threshold calibration fixes them to the choice made on
-        the whole normal history). None chooses them from the rows given to
-        ``fit``.
 
     Attributes
     ----------
@@ -203,7 +198,6 @@ class LinePipeline(BaseEstimator):
         keep_bounded_levels: bool = False,
         max_trim: float = 0.0,
         mode_models: ModeModels | None = None,
-        fixed_slow: tuple[bool, ...] | None = None,
     ) -> None:
         self.sensors = sensors
         self.detector = detector
@@ -213,7 +207,6 @@ class LinePipeline(BaseEstimator):
         self.keep_bounded_levels = keep_bounded_levels
         self.max_trim = max_trim
         self.mode_models = mode_models
-        self.fixed_slow = fixed_slow
 
     def fit(
         self, X: np.ndarray, y: object = None, time_us: np.ndarray | None = None
@@ -261,7 +254,6 @@ class LinePipeline(BaseEstimator):
             window=self.window,
             detrend_slow=getattr(self, "detrend_slow", None),
             keep_bounded_levels=getattr(self, "keep_bounded_levels", False),
-            fixed_slow=getattr(self, "fixed_slow", None),
         ).fit(Z, starts=starts)
         # Each gap-free segment starts a fresh window, as live scoring does
         # after a gap; its first window - 1 rows are not full windows.
