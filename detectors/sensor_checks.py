@@ -40,7 +40,12 @@ below is learned per mode, from normal rows only:
 
 A combination of state channels (and phase values) never seen in training
 is reported as an **unseen mode** (its own alert reason), not scored as if it were normal:
-nothing in the training data says what normal looks like there. Modes with
+nothing in the training data says what normal looks like there. Not every
+0/1 column is a command, though: the switches parts trip on an assembly line
+(light barriers, part-present sensors) make new combinations all the time.
+So the modes are tried on held-back normal rows like the checks, and
+channels whose combinations those rows do not bear out are set aside and
+judged as sensors (:meth:`SensorChecks._set_aside_unreliable_channels`). Modes with
 fewer than ``min_mode_rows`` training rows fall back to the limits learned
 over all rows (freeze: not checked).
 
@@ -295,6 +300,12 @@ class SensorChecks(BaseEstimator):
         operation (a casing temperature after a warm-up), and a regression
         that leans on it then extrapolates: the *other* sensors' residuals
         grow and their relation checks fire on normal rows.
+    validate_modes : bool, default=True
+        Try the modes like the checks before trusting them: 0/1 and phase
+        channels whose combinations the held-back normal rows do not bear
+        out are set aside and judged as sensors
+        (:meth:`_set_aside_unreliable_channels`). Needs
+        ``validation_fraction``.
 
     Attributes
     ----------
@@ -324,6 +335,10 @@ class SensorChecks(BaseEstimator):
     regressors_ : ndarray of bool, shape (n_sensors,)
         Sensors the relation regressions may use as inputs
         (``bounded_regressors``).
+    channels_set_aside_ : ndarray of bool, shape (n_sensors,)
+        0/1 or phase channels that do not define modes because held-back
+        normal rows fell outside the modes they made (``validate_modes``);
+        they are judged as sensors. Absent on checks saved before it.
     """
 
     def __init__(
@@ -338,6 +353,7 @@ class SensorChecks(BaseEstimator):
         validation_max_rate: float = 0.005,
         trim: float = 0.005,
         bounded_regressors: bool = True,
+        validate_modes: bool = True,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -349,6 +365,7 @@ class SensorChecks(BaseEstimator):
         self.validation_max_rate = validation_max_rate
         self.trim = trim
         self.bounded_regressors = bounded_regressors
+        self.validate_modes = validate_modes
 
     # -- fitting -------------------------------------------------------------
     def fit(
@@ -383,7 +400,10 @@ class SensorChecks(BaseEstimator):
         # Which columns are phase tags is decided once, on all rows: a batch
         # left out by the validation must not turn the tag into a sensor.
         self.phase_channels_ = phase_channels(X, starts)
+        self.channels_set_aside_ = np.zeros(d, dtype=bool)
         if self.validation_fraction:
+            if getattr(self, "validate_modes", False):
+                self._set_aside_unreliable_channels(X, starts)
             disabled = self._untrusted(X, starts)
         self._fit_limits(X, starts)
         self.freeze_limit_[:, disabled[0]] = _NO_LIMIT
@@ -393,6 +413,80 @@ class SensorChecks(BaseEstimator):
         self.disabled_ = disabled
         self._step_bounds()
         return self
+
+    def _validation_pieces(self, n: int, starts: np.ndarray) -> list[tuple[np.ndarray, slice]]:
+        """How normal rows are held back: (rows that set the limits, rows that test them).
+
+        With three or more gap-free segments, each segment against all the
+        others; otherwise one piece, the most recent ``validation_fraction``
+        of the rows against the older ones. Empty when too few rows remain
+        on either side.
+        """
+        bounds = [*starts.tolist(), n]
+        pieces = list(itertools.pairwise(bounds))
+        if len(pieces) >= 3:
+            out = []
+            for a, b in pieces:
+                rest = np.ones(n, dtype=bool)
+                rest[a:b] = False
+                out.append((rest, slice(a, b)))
+            return out
+        n_fit = n - math.ceil(n * self.validation_fraction)
+        if n_fit < 2 or n_fit >= n:
+            return []
+        fit = np.zeros(n, dtype=bool)
+        fit[:n_fit] = True
+        return [(fit, slice(n_fit, n))]
+
+    def _set_aside_unreliable_channels(self, X: np.ndarray, starts: np.ndarray) -> None:
+        """Keep as mode channels only those whose combinations recur in normal rows.
+
+        Modes are trusted like every check: held-back normal rows (each
+        segment against the others, or the most recent rows against the
+        older ones) must fall in modes that the other rows establish (at
+        least ``min_mode_rows`` rows, what a mode needs for limits of its
+        own) on all but ``validation_max_rate`` of them. A recipe's commands
+        (fill valve, heater, mixer) recur batch after batch and pass.
+        Switches that parts trip (light barriers, part-present sensors on an
+        assembly line) make new combinations all the time: each would alert
+        as an unseen mode, and the rest split the rows into modes too small
+        to learn from. While the share is over the limit, the channel whose
+        removal lowers it most is set aside (``channels_set_aside_``) and
+        judged as an ordinary sensor; the channels left define the modes.
+        """
+        n = X.shape[0]
+        pieces = self._validation_pieces(n, starts)
+        is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
+        both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
+        channels = np.flatnonzero((is01 & both) | self.phase_channels_)
+        if not pieces or channels.size == 0:
+            return
+        # Per row and channel: the channel's value as a small integer.
+        keys = np.empty((n, channels.size), dtype=np.int64)
+        for k, j in enumerate(channels):
+            keys[:, k] = np.unique(X[:, j], return_inverse=True)[1]
+        n_val = sum(val.stop - val.start for _, val in pieces)
+
+        def unestablished_share(kept: list[int]) -> float:
+            if not kept:
+                return 0.0
+            codes = np.unique(keys[:, kept], axis=0, return_inverse=True)[1].ravel()
+            weak = 0
+            for rest, val in pieces:
+                rows = np.bincount(codes[rest], minlength=int(codes.max()) + 1)
+                weak += int((rows[codes[val]] < self.min_mode_rows).sum())
+            return weak / n_val
+
+        kept = list(range(channels.size))
+        share = unestablished_share(kept)
+        while share > self.validation_max_rate:
+            trials = [unestablished_share([c for c in kept if c != k]) for k in kept]
+            best = int(np.argmin(trials))
+            share = trials[best]
+            del kept[best]
+        aside = np.setdiff1d(np.arange(channels.size), kept)
+        self.channels_set_aside_[channels[aside]] = True
+        self.phase_channels_ = self.phase_channels_ & ~self.channels_set_aside_
 
     def _freeze_columns(self) -> np.ndarray:
         """Sensors with a freeze limit in some mode (only they need run lengths)."""
@@ -450,28 +544,25 @@ class SensorChecks(BaseEstimator):
         sample size of at least :data:`MIN_EFFECTIVE_ROWS` in the fit rows.
         """
         n, d = X.shape
-        bounds = [*starts.tolist(), n]
-        pieces = list(itertools.pairwise(bounds))
+        pieces = self._validation_pieces(n, starts)
         fired = np.zeros((3, d))
         disabled = np.zeros((3, d), dtype=bool)
-        if len(pieces) >= 3:
-            for a, b in pieces:
-                keep = np.ones(n, dtype=bool)
-                keep[a:b] = False
-                rest = X[keep]
+        if not pieces:
+            return disabled
+        if len(pieces) > 1:
+            for keep, val in pieces:
+                a, b = val.start, val.stop
                 rest_starts = np.array(
                     [0, *[s - (b - a if s >= b else 0) for s in starts if s not in (0, a)]],
                     dtype=np.intp,
                 )
-                self._fit_limits(rest, np.unique(rest_starts))
+                self._fit_limits(X[keep], np.unique(rest_starts))
                 sev, mode, _ = self._severities(X[a:b], None, None)
                 fired += np.array([(v[mode >= 0] > 1.0).sum(axis=0) for v in sev])
             n_val = n
         else:
-            n_val = math.ceil(n * self.validation_fraction)
-            n_fit = n - n_val
-            if n_val < 1 or n_fit < 2:
-                return disabled
+            n_fit = pieces[0][1].start
+            n_val = n - n_fit
             few = effective_rows(X[:n_fit]) < MIN_EFFECTIVE_ROWS
             if getattr(self, "bounded_regressors", False):
                 # Set before the validation fit, kept for the final one.
@@ -493,6 +584,9 @@ class SensorChecks(BaseEstimator):
         phase = getattr(self, "phase_channels_", None)
         phase = np.zeros(d, dtype=bool) if phase is None else phase.copy()
         state = is01 & both & ~phase
+        aside = getattr(self, "channels_set_aside_", None)
+        if aside is not None:
+            state &= ~aside
         if state.sum() > _MAX_STATE_CHANNELS:
             # More switches than a mode code can hold: keep the first ones.
             state[np.flatnonzero(state)[_MAX_STATE_CHANNELS:]] = False
