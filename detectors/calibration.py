@@ -393,6 +393,16 @@ def train_pipeline(
             )
             if kept
         ],
+        # 0/1 or phase channels the checks judge as sensors, not as modes.
+        "channels_set_aside": [
+            name
+            for name, aside in zip(
+                sensors,
+                getattr(getattr(pipeline, "checks_", None), "channels_set_aside_", ()),
+                strict=False,
+            )
+            if aside
+        ],
         "target_far": float(target_far),
         "threshold_method": threshold_method(hold_scores.size, target_far),
         "n_fit": int(n_fit),

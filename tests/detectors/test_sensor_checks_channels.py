@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lineguard.detectors.calibration import train_pipeline
 from lineguard.detectors.sensor_checks import UNSEEN_MODE, SensorChecks
 from tests.support.batch_line import BATCH, batch_line, one_hot
 from tests.support.switch_line import switch_line
@@ -78,3 +79,14 @@ def test_checks_saved_before_the_mode_validation_score_as_before() -> None:
     got, _ = checks.check(X[TRAIN:], None, None)
     for name in ("reason", "sensor", "mode"):
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+
+
+def test_the_model_envelope_names_the_channels_set_aside() -> None:
+    X = switch_line(np.random.default_rng(0), TRAIN)
+    sensors = [f"s{j}" for j in range(X.shape[1])]
+    pipe, _, info = train_pipeline(X, sensors)
+    aside = pipe.checks_.channels_set_aside_
+    assert aside.any()
+    assert info["channels_set_aside"] == [sensors[j] for j in np.flatnonzero(aside)]
+    _, _, plain = train_pipeline(X, sensors, sensor_checks=False)
+    assert plain["channels_set_aside"] == []
