@@ -398,7 +398,7 @@ def train_pipeline(
             name
             for name, aside in zip(
                 sensors,
-                getattr(getattr(pipeline, "checks_", None), "channels_set_aside_", ()),
+                getattr(pipeline.checks_, "channels_set_aside_", ()),
                 strict=False,
             )
             if aside

@@ -456,9 +456,7 @@ class SensorChecks(BaseEstimator):
         """
         n = X.shape[0]
         pieces = self._validation_pieces(n, starts)
-        is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
-        both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
-        channels = np.flatnonzero((is01 & both) | self.phase_channels_)
+        channels = np.flatnonzero(_switch_columns(X) | self.phase_channels_)
         if not pieces or channels.size == 0:
             return
         # Per row and channel: the channel's value as a small integer.
@@ -579,11 +577,9 @@ class SensorChecks(BaseEstimator):
     def _fit_limits(self, X: np.ndarray, starts: np.ndarray) -> None:
         n, d = X.shape
         self.n_features_in_ = d
-        is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
-        both = (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
         phase = getattr(self, "phase_channels_", None)
         phase = np.zeros(d, dtype=bool) if phase is None else phase.copy()
-        state = is01 & both & ~phase
+        state = _switch_columns(X) & ~phase
         aside = getattr(self, "channels_set_aside_", None)
         if aside is not None:
             state &= ~aside
@@ -987,6 +983,12 @@ class SensorChecks(BaseEstimator):
         nearest = seen[distance.argmin(axis=1)]
         differs = bits != nearest
         return channels[differs.argmax(axis=1)]
+
+
+def _switch_columns(X: np.ndarray) -> np.ndarray:
+    """Columns that hold only 0 and 1 and both: candidate state channels."""
+    is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
+    return is01 & (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
 
 
 def _groups(index: np.ndarray, n_groups: int) -> list[np.ndarray]:
