@@ -1,7 +1,10 @@
 """LineGuard on SKAB's protocol, beside the published SKAB leaderboard.
 
-Runs ``lineguard evaluate ../shared/data/skab --train-rows 400 --json`` (the
-real command, in a subprocess, so what is measured is what a user runs) for
+Runs ``lineguard evaluate ../shared/data/skab/valve1 ../shared/data/skab/valve2
+--train-rows 400 --json`` (the real command, in a subprocess, so what is
+measured is what a user runs; the labelled folders only, as SKAB's protocol
+scores them -- the unlabelled ``anomaly-free/`` run would count as one more
+normal run, see ``bench/skab_normal.py``) for
 the library's default detector and for ``auto``, and prints LineGuard's rows
 beside the leaderboard rows read from the data folder's README.md.
 
@@ -46,6 +49,12 @@ def leaderboard(readme: Path) -> list[dict[str, object]]:
     return rows
 
 
+def labelled_folders(data: Path) -> list[str]:
+    """SKAB's labelled folders under ``data`` (``valve1``, ``valve2``, ...), or ``data`` itself."""
+    found = sorted(str(p) for p in data.iterdir() if p.is_dir() and p.name != "anomaly-free")
+    return found or [str(data)]
+
+
 def run_evaluate(
     data: Path, detector: str | None, report: Path | None, debounce: str | None = None
 ) -> dict[str, object]:
@@ -56,7 +65,7 @@ def run_evaluate(
             "-m",
             "lineguard.cli",
             "evaluate",
-            str(data),
+            *labelled_folders(data),
             "--train-rows",
             str(TRAIN_ROWS),
             "--predictions",

@@ -1,8 +1,9 @@
-"""Offline evaluation of line models on labelled recordings, through the live scoring path.
+"""Offline evaluation of line models on recordings, through the live scoring path.
 
-``lineguard evaluate DIR`` treats every labelled CSV run under ``DIR`` (SKAB
-layout) as one production line: it trains that line's model on the run's
-first ``N`` rows as ``lineguard train`` does (same
+``lineguard evaluate DIR...`` treats every CSV run under the folders (SKAB
+layout; a run without labels counts as normal operation) as one production
+line: it trains that line's model on the run's first ``N`` rows as
+``lineguard train`` does (same
 :func:`~lineguard.models.training.train_from_rows`, into a throw-away
 registry; labelled training rows are kept and reported, see
 :func:`evaluate_folder`), cuts the whole run into the records an edge gateway would send
@@ -70,6 +71,8 @@ __all__ = [
     "find_runs",
     "nab_score",
     "predicted_changepoints",
+    "rolling_windows",
+    "runs_under",
     "score_frames",
     "write_predictions",
 ]
@@ -430,6 +433,32 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted(root.rglob("*.csv"), key=key)
 
 
+def runs_under(roots: str | Path | Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """``(name, path)`` of every CSV run under one or several roots.
+
+    Under one root a run is named by its path relative to it (a file root:
+    by its file name); under several, that name is prefixed with the root's
+    own name (``valve1/0.csv``, ``valve2/0.csv``), so results from several
+    folders stay apart in one evaluation and in its predictions folder.
+
+    Raises
+    ------
+    ValueError
+        If two runs would get the same name (two roots with the same name).
+    """
+    many = not isinstance(roots, (str, Path))
+    out: list[tuple[Path, Path]] = []
+    for root in [Path(r) for r in (roots if many else [roots])]:  # type: ignore[union-attr]
+        for path in find_runs(root):
+            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+            out.append((Path(root.name) / rel if many else rel, path))
+    names = [str(name) for name, _ in out]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"expected folders whose runs have distinct names; {twice} repeat")
+    return out
+
+
 def _line_id(rel: Path, used: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(rel.with_suffix("")).replace("\\", "/"))
     base = base.strip("-._")[:56] or "run"
@@ -703,7 +732,7 @@ def evaluate_with_active_model(
 
 def evaluate_history(
     train_root: str | Path,
-    test_root: str | Path,
+    test_root: str | Path | Sequence[str | Path],
     config: TrainingConfig | None = None,
     plan: GatewayPlan | None = None,
     registry_dir: str | Path | None = None,
@@ -729,9 +758,9 @@ def evaluate_history(
     """
     started = time.perf_counter()
     config = config or TrainingConfig()
-    train_paths, test_paths = find_runs(train_root), find_runs(test_root)
-    for root, paths in ((train_root, train_paths), (test_root, test_paths)):
-        if not paths:
+    train_paths, test_runs = find_runs(train_root), runs_under(test_root)
+    for root, found in ((train_root, train_paths), (test_root, test_runs)):
+        if not found:
             raise ValueError(f"expected ';'-separated CSV runs under {root}; found none")
     train = sorted((read_run(p) for p in train_paths), key=lambda r: int(r.time_us[0]))
     sensors = list(train[0].sensors)
@@ -754,13 +783,11 @@ def evaluate_history(
     t = np.concatenate([r.time_us for r in train])
     runs: list[RunEvaluation] = []
     used: set[str] = set()
-    test_root = Path(test_root)
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
         fitted = fit_from_rows(sensors, X, config, t)
         source = f"{len(train)} runs under {Path(train_root).name}"
-        for path in test_paths:
-            rel = path.relative_to(test_root) if test_root.is_dir() else Path(path.name)
+        for rel, path in test_runs:
             run = read_run(path)
             if list(run.sensors) != sensors:
                 raise ValueError(f"{path}: expected the sensors {sensors}; got {list(run.sensors)}")
@@ -782,52 +809,109 @@ def evaluate_history(
     return Evaluation(runs=runs, skipped=[], seconds=time.perf_counter() - started, warnings=warned)
 
 
+def rolling_windows(n_rows: int, train_rows: int, test_rows: int | None) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` of the prefix protocol's windows over one run.
+
+    Without ``test_rows`` the run is one window: train on its first
+    ``train_rows`` rows, judge every row after them (SKAB's protocol). With
+    it, a run is cut into consecutive windows of ``train_rows + test_rows``
+    rows whose test parts follow each other (``start`` steps by
+    ``test_rows``): each window is trained on its own first rows and judged
+    on the next ``test_rows``, as if a line had been trained afresh at each
+    origin (a rolling-origin backtest). A long normal run so shows how often
+    the protocol's models raise false alarms on healthy rows they never saw,
+    which one window cannot. The rows after the last full window are not
+    judged.
+
+    Returns
+    -------
+    list of (int, int)
+        Empty when the run has no row to judge.
+    """
+    if test_rows is None:
+        return [(0, n_rows)] if n_rows > train_rows else []
+    if test_rows < 1:
+        raise ValueError(f"test_rows must be at least 1, got {test_rows}")
+    width = train_rows + test_rows
+    return [(a, a + width) for a in range(0, n_rows - width + 1, test_rows)]
+
+
+def _window(run: RecordedRun, start: int, stop: int) -> RecordedRun:
+    return RecordedRun(
+        path=run.path,
+        sensors=run.sensors,
+        time_us=run.time_us[start:stop],
+        values=run.values[start:stop],
+        anomaly=run.anomaly[start:stop],
+        changepoint=None if run.changepoint is None else run.changepoint[start:stop],
+    )
+
+
 def evaluate_folder(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     train_rows: int,
     config: TrainingConfig | None = None,
     plan: GatewayPlan | None = None,
     registry_dir: str | Path | None = None,
+    test_rows: int | None = None,
 ) -> Evaluation:
-    """Evaluate every labelled CSV run under ``root``.
+    """Evaluate every CSV run under ``root`` (one folder or several) by the prefix protocol.
 
-    Files without an ``anomaly`` column (e.g. SKAB's anomaly-free run) or too
-    short for ``train_rows`` cannot be evaluated and are listed in
-    ``Evaluation.skipped``. A run whose training rows hold labelled anomalies
-    is evaluated all the same (trained on those rows, as a plant would be)
-    and listed in ``Evaluation.warnings``.
+    Every run with rows after its training rows is evaluated; none is
+    skipped for what its labels say:
+
+    * a run without an ``anomaly`` column (SKAB's anomaly-free run, a
+      plant's unlabelled history) counts as normal operation, as in
+      :func:`evaluate_history`: every alert on it is a false alarm. It is
+      listed in ``Evaluation.warnings``, because that is an assumption;
+    * a run whose training rows hold labelled anomalies is trained on them
+      all the same (a plant's training window is not labelled) and listed in
+      ``Evaluation.warnings``.
+
+    Only a run too short to leave a row to judge is listed in
+    ``Evaluation.skipped``. With ``test_rows``, each run is cut into the
+    windows of :func:`rolling_windows`, each evaluated as its own line and
+    named ``<run>.rows-<start>-<stop>.csv``.
     """
     started = time.perf_counter()
-    root = Path(root)
     config = config or TrainingConfig()
     runs, skipped = [], []
     warned: list[tuple[str, str]] = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
-        for path in find_runs(root):
-            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+        for rel, path in runs_under(root):
             run = read_run(path)
+            windows = rolling_windows(len(run), train_rows, test_rows)
+            if not windows:
+                need = train_rows + (test_rows or 1)
+                skipped.append((str(rel), f"{len(run)} rows, fewer than the {need} a window needs"))
+                continue
             if run.anomaly is None:
-                skipped.append((str(rel), "no anomaly labels"))
-                continue
-            if len(run) <= train_rows:
-                skipped.append((str(rel), f"{len(run)} rows, no test part"))
-                continue
-            if run.anomaly[:train_rows].any():
-                # A plant's training window is not labelled: the run is
-                # evaluated all the same, and the dirty window reported.
-                first = int(np.flatnonzero(run.anomaly[:train_rows])[0])
-                dirty = int(run.anomaly[:train_rows].sum())
-                warned.append(
-                    (
-                        str(rel),
-                        f"{dirty} of the {train_rows} training rows are labelled anomalous "
-                        f"(first: row {first}); trained on them anyway",
-                    )
+                zeros = np.zeros(len(run), dtype=np.int8)
+                run = replace(run, anomaly=zeros, changepoint=zeros.copy())
+                warned.append((str(rel), "no anomaly labels: counted as normal operation"))
+            for start, stop in windows:
+                part = run if test_rows is None else _window(run, start, stop)
+                name = (
+                    str(rel)
+                    if test_rows is None
+                    else str(rel.with_name(f"{rel.stem}.rows-{start}-{stop}{rel.suffix}"))
                 )
-            line = _line_id(rel, used)
-            runs.append(evaluate_run(run, str(rel), line, registry, train_rows, config, plan))
+                if part.anomaly[:train_rows].any():
+                    # A plant's training window is not labelled: the run is
+                    # evaluated all the same, and the dirty window reported.
+                    first = int(np.flatnonzero(part.anomaly[:train_rows])[0])
+                    dirty = int(part.anomaly[:train_rows].sum())
+                    warned.append(
+                        (
+                            name,
+                            f"{dirty} of the {train_rows} training rows are labelled anomalous "
+                            f"(first: row {first}); trained on them anyway",
+                        )
+                    )
+                line = _line_id(Path(name), used)
+                runs.append(evaluate_run(part, name, line, registry, train_rows, config, plan))
     return Evaluation(
         runs=runs, skipped=skipped, seconds=time.perf_counter() - started, warnings=warned
     )

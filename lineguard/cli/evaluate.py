@@ -43,6 +43,23 @@ def reason_table(evaluation: Any) -> Any:
     return table
 
 
+def _count_cells(c: Any) -> list[str]:
+    """Table cells of one confusion; F1 and MAR are '-' where no row is labelled a fault.
+
+    A normal run (no labels, counted as normal operation) has only a
+    false-alarm rate: printing F1 0 and MAR 0 for it would read as a result.
+    """
+    faults = c.tp + c.fn > 0
+    return [
+        str(c.tp + c.fp + c.tn + c.fn),
+        f"{c.f1:.3f}" if faults else "-",
+        f"{c.far:.1f}",
+        f"{c.mar:.1f}" if faults else "-",
+        f"{c.events_detected}/{c.events}",
+        str(c.false_alarm_events),
+    ]
+
+
 def print_folder_evaluation(evaluation: Any) -> None:
     """Per-run table, the totals, NAB and event metrics, on the terminal."""
     from rich.console import Console
@@ -53,39 +70,19 @@ def print_folder_evaluation(evaluation: Any) -> None:
         table.add_column(name, justify="left" if name in ("run", "detector") else "right")
     table.add_column("false alarms", justify="right")
     for run in evaluation.runs:
-        c = run.counts
-        table.add_row(
-            run.name,
-            run.detector,
-            str(c.tp + c.fp + c.tn + c.fn),
-            f"{c.f1:.3f}",
-            f"{c.far:.1f}",
-            f"{c.mar:.1f}",
-            f"{c.events_detected}/{c.events}",
-            str(c.false_alarm_events),
-        )
-    c = evaluation.counts
-    table.add_row(
-        "total",
-        "",
-        str(c.tp + c.fp + c.tn + c.fn),
-        f"{c.f1:.3f}",
-        f"{c.far:.1f}",
-        f"{c.mar:.1f}",
-        f"{c.events_detected}/{c.events}",
-        str(c.false_alarm_events),
-        style="bold",
-    )
+        table.add_row(run.name, run.detector, *_count_cells(run.counts))
+    table.add_row("total", "", *_count_cells(evaluation.counts), style="bold")
     # Wide enough for run paths when stdout is a pipe (rich defaults to 80).
     console = Console(width=max(Console().width, 120))
     console.print(table)
     console.print(reason_table(evaluation))
     summary = evaluation.summary()
     delay = summary["median_delay_s"]
+    recall = f"{summary['event_recall']:.2f}" if summary["events"] else "-"
     console.print(
         f"NAB (60 s window): standard {summary['nab_standard']}, "
         f"low FP {summary['nab_low_fp']}, low FN {summary['nab_low_fn']}   "
-        f"event recall {summary['event_recall']:.2f}   "
+        f"event recall {recall}   "
         f"median detection delay {'-' if delay is None else f'{delay:.0f} s'}   "
         f"({summary['seconds']:.1f} s)"
     )
@@ -97,13 +94,24 @@ def print_folder_evaluation(evaluation: Any) -> None:
 
 @click.command("evaluate")
 @click.argument(
-    "directory", type=click.Path(exists=True, file_okay=True, path_type=Path), metavar="DIR"
+    "directories",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=True, path_type=Path),
+    metavar="DIR...",
 )
 @click.option(
     "--train-rows",
     type=click.IntRange(min=1),
     default=None,
     help="Train each run's model on its first N rows (SKAB's protocol: 400).",
+)
+@click.option(
+    "--test-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --train-rows: cut each run into windows of N + M rows, each trained on its "
+    "first N rows and judged on the next M (a rolling-origin backtest of a long run).",
 )
 # Issue 16: the history protocol, beside SKAB's prefix protocol.
 @click.option(
@@ -139,8 +147,9 @@ def print_folder_evaluation(evaluation: Any) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
 def evaluate(
-    directory: Path,
+    directories: tuple[Path, ...],
     train_rows: int | None,
+    test_rows: int | None,
     train_dir: Path | None,
     detector: str | None,
     predictions: Path,
@@ -148,13 +157,17 @@ def evaluate(
     debounce: str | None,
     as_json: bool,
 ) -> None:
-    """Train and score every labelled CSV run under DIR through the worker's code.
+    """Train and score every CSV run under DIR (one folder or several) through the worker's code.
 
     Each run is one line: its model is trained on the first --train-rows rows
     exactly as `lineguard train` does, then the whole run is replayed as
     gateway records through the stream worker's processor. Prints SKAB's
-    metrics over the test rows (after the training rows) of all runs.
+    metrics over the test rows (after the training rows) of all runs. A run
+    without an 'anomaly' column counts as normal operation (every alert is a
+    false alarm) and is named in a warning. With several folders, each
+    run's name starts with its folder's name.
     """
+    directory: Path | list[Path] = directories[0] if len(directories) == 1 else list(directories)
     from lineguard.detectors.calibration import TRAINING_DEFAULTS
     from lineguard.detectors.catalogue import DETECTORS
     from lineguard.models.evaluation import evaluate_folder, evaluate_history, write_predictions
@@ -187,17 +200,26 @@ def evaluate(
         warnings.filterwarnings("ignore", message="Determinant has increased", module="sklearn")
         if (train_rows is None) == (train_dir is None):
             raise click.UsageError("give --train-rows N (prefix protocol) or --train-dir DIR")
+        if test_rows is not None and train_rows is None:
+            raise click.UsageError(
+                "--test-rows cuts runs for the prefix protocol: give --train-rows"
+            )
         try:
             if train_dir is not None:
                 result = evaluate_history(train_dir, directory, config)
             else:
-                result = evaluate_folder(directory, train_rows, config)
+                result = evaluate_folder(directory, train_rows, config, test_rows=test_rows)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     if not result.runs:
+        need = (
+            f"longer than {train_rows} rows"
+            if test_rows is None
+            else (f"at least {train_rows + test_rows} rows")
+        )
         raise click.ClickException(
-            f"no labelled run under {directory} (expected ';'-separated CSVs with a 'datetime' "
-            f"first column and an 'anomaly' column, longer than {train_rows} rows)"
+            f"no run to evaluate under {' '.join(map(str, directories))} (expected "
+            f"';'-separated CSVs with a 'datetime' first column, {need})"
         )
     write_predictions(result, predictions)
     print_folder_evaluation(result)

@@ -29,6 +29,8 @@ from lineguard.models.evaluation import (
     find_runs,
     nab_score,
     predicted_changepoints,
+    rolling_windows,
+    runs_under,
     write_predictions,
 )
 from lineguard.models.registry import Registry
@@ -300,7 +302,7 @@ def test_same_predictions_at_live_speed_and_equal_to_score_batch(tmp_path: Path)
     np.testing.assert_array_equal(whole.reason[TRAIN_ROWS:], results[0].reason)
 
 
-def test_unusable_files_are_skipped_and_dirty_training_windows_reported(tmp_path: Path) -> None:
+def test_no_run_is_skipped_for_its_labels_and_dirty_windows_are_reported(tmp_path: Path) -> None:
     source = (DATA / "valve2" / "1.csv").read_text().splitlines()
     (tmp_path / "ok.csv").write_text("\n".join(source) + "\n")
     # Labelled anomaly inside the training rows: a plant's history is not
@@ -310,15 +312,73 @@ def test_unusable_files_are_skipped_and_dirty_training_windows_reported(tmp_path
     cells[-2] = "1.0"
     rows[5] = ";".join(cells)
     (tmp_path / "dirty.csv").write_text("\n".join([header, *rows]) + "\n")
-    # No labels at all (like SKAB's anomaly-free run).
+    # No labels at all (like SKAB's anomaly-free run): normal operation.
     unlabelled = [";".join(line.split(";")[:-2]) for line in source]
     (tmp_path / "free.csv").write_text("\n".join(unlabelled) + "\n")
+    # Too short to leave a row after the training rows: the only skip.
+    (tmp_path / "short.csv").write_text("\n".join(source[: TRAIN_ROWS + 1]) + "\n")
     result = evaluate_folder(tmp_path, TRAIN_ROWS)
-    assert [r.name for r in result.runs] == ["dirty.csv", "ok.csv"]
-    assert dict(result.skipped) == {"free.csv": "no anomaly labels"}
+    assert [r.name for r in result.runs] == ["dirty.csv", "free.csv", "ok.csv"]
+    assert dict(result.skipped) == {"short.csv": "400 rows, fewer than the 401 a window needs"}
     warned = dict(result.warnings)
-    assert list(warned) == ["dirty.csv"]
+    assert list(warned) == ["dirty.csv", "free.csv"]
     assert "1 of the 400 training rows are labelled anomalous (first: row 5)" in warned["dirty.csv"]
+    assert warned["free.csv"] == "no anomaly labels: counted as normal operation"
+    free = next(r for r in result.runs if r.name == "free.csv")
+    ok = next(r for r in result.runs if r.name == "ok.csv")
+    # Same readings, same model: the unlabelled copy alerts on the same rows,
+    # and every one of its alerts is a false alarm.
+    np.testing.assert_array_equal(free.anomaly, ok.anomaly)
+    assert not free.labels.any() and free.anomaly.any()
+    assert free.counts.fp == int(free.anomaly.sum()) and free.counts.tp == 0
+    assert free.counts.false_alarm_events == len(free.alerts) >= 1
+
+
+def test_rolling_windows_cut_a_run_into_consecutive_test_parts() -> None:
+    assert rolling_windows(1000, 400, None) == [(0, 1000)]
+    assert rolling_windows(400, 400, None) == []
+    assert rolling_windows(1100, 400, 700) == [(0, 1100)]
+    assert rolling_windows(1099, 400, 700) == []
+    # Test parts follow each other: 400-700, 700-1000, 1000-1300.
+    assert rolling_windows(1350, 400, 300) == [(0, 700), (300, 1000), (600, 1300)]
+    with pytest.raises(ValueError, match="at least 1"):
+        rolling_windows(1000, 400, 0)
+
+
+def test_windows_of_a_long_run_are_trained_and_judged_each_on_their_own(tmp_path: Path) -> None:
+    run = read_run(DATA / "valve1" / "1.csv")
+    folder = tmp_path / "long"
+    folder.mkdir()
+    shutil.copy(DATA / "valve1" / "1.csv", folder / "1.csv")
+    result = evaluate_folder(folder, 300, test_rows=200)
+    windows = rolling_windows(len(run), 300, 200)
+    assert len(windows) >= 4
+    assert [r.name for r in result.runs] == [f"1.rows-{a}-{b}.csv" for a, b in windows]
+    for r, (a, b) in zip(result.runs, windows, strict=True):
+        # Judged: the 200 rows after the window's own 300 training rows.
+        np.testing.assert_array_equal(r.time_us, run.time_us[a + 300 : b])
+        np.testing.assert_array_equal(r.labels, run.anomaly[a + 300 : b].astype(bool))
+    # Each window is its own line, trained on its own rows.
+    assert len({r.line for r in result.runs}) == len(windows)
+    assert len({r.threshold for r in result.runs}) > 1
+    # The first window is the prefix protocol with 300 training rows, cut.
+    (whole,) = evaluate_folder(folder, 300).runs
+    first = result.runs[0]
+    np.testing.assert_array_equal(first.anomaly, whole.anomaly[:200])
+    np.testing.assert_array_equal(first.score, whole.score[:200])
+
+
+def test_several_folders_name_their_runs_by_folder(tmp_path: Path) -> None:
+    for name in ("valve1", "valve2"):
+        (tmp_path / name).mkdir()
+        shutil.copy(DATA / name / "1.csv", tmp_path / name / "1.csv")
+    named = [str(n) for n, _ in runs_under([tmp_path / "valve1", tmp_path / "valve2"])]
+    assert named == ["valve1/1.csv", "valve2/1.csv"]
+    assert [str(n) for n, _ in runs_under(tmp_path / "valve1")] == ["1.csv"]
+    (tmp_path / "again" / "valve1").mkdir(parents=True)
+    shutil.copy(DATA / "valve1" / "1.csv", tmp_path / "again" / "valve1" / "1.csv")
+    with pytest.raises(ValueError, match="distinct names"):
+        runs_under([tmp_path / "valve1", tmp_path / "again" / "valve1"])
 
 
 def test_any_sensors_and_sampling_interval(tmp_path: Path) -> None:
@@ -420,7 +480,55 @@ def test_cli_evaluate_rejects_bad_options(small_folder: Path, tmp_path: Path) ->
     none = CliRunner().invoke(
         main, ["evaluate", str(empty), "--train-rows", "400", "--predictions", str(tmp_path)]
     )
-    assert none.exit_code == 1 and "no labelled run" in none.output
+    assert none.exit_code == 1 and "no run to evaluate" in none.output
+    lone = CliRunner().invoke(
+        main,
+        [
+            *("evaluate", str(small_folder), "--train-dir", str(small_folder)),
+            *("--test-rows", "100", "--predictions", str(tmp_path)),
+        ],
+    )
+    assert lone.exit_code == 2 and "give --train-rows" in lone.output
+
+
+def test_cli_evaluate_several_folders_and_a_normal_run_in_windows(tmp_path: Path) -> None:
+    for name in ("valve1", "valve2"):
+        (tmp_path / name).mkdir()
+        shutil.copy(DATA / name / "1.csv", tmp_path / name / "1.csv")
+    out = tmp_path / "pred"
+    both = CliRunner().invoke(
+        main,
+        [
+            *("evaluate", str(tmp_path / "valve1"), str(tmp_path / "valve2")),
+            *("--train-rows", "400", "--predictions", str(out), "--json"),
+        ],
+    )
+    assert both.exit_code == 0, both.output
+    assert json.loads(both.output.strip().splitlines()[-1])["runs"] == 2
+    assert (out / "valve1" / "1.csv").is_file() and (out / "valve2" / "1.csv").is_file()
+    # A run without labels, cut into windows: only a false-alarm rate.
+    lines = (DATA / "valve1" / "1.csv").read_text().splitlines()
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    normal.joinpath("free.csv").write_text(
+        "\n".join(";".join(line.split(";")[:-2]) for line in lines) + "\n"
+    )
+    free = CliRunner().invoke(
+        main,
+        [
+            *("evaluate", str(normal), "--train-rows", "300", "--test-rows", "200", "--json"),
+            *("--predictions", str(tmp_path / "p2")),
+        ],
+    )
+    assert free.exit_code == 0, free.output
+    last = json.loads(free.output.strip().splitlines()[-1])
+    assert last["events"] == 0 and last["test_rows"] == 200 * last["runs"] > 0
+    assert "free.rows-0-500.csv" in free.output
+    assert "no anomaly labels: counted as normal operation" in free.output
+    total = next(row for row in free.output.splitlines() if "total" in row and "│" in row)
+    cells = [c.strip() for c in total.split("│")[1:-1]]
+    # F1 and MAR have no meaning without a labelled fault: shown as '-'.
+    assert cells[3] == "-" and cells[5] == "-" and float(cells[4]) == round(last["far"], 1)
 
 
 def test_the_run_figure_marks_alert_frames_by_reason(evaluation: Evaluation) -> None:
