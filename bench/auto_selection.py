@@ -12,7 +12,8 @@ beside every candidate alone.
 
 Usage::
 
-    python bench/auto_selection.py [--data DIR] [--candidates pca,mcd,ecod] [--magnitude 3] [--json]
+    python bench/auto_selection.py [--data DIR] [--candidates pca,mcd,ecod] [--magnitude 3]
+        [--planted step|reverse] [--json]
 """
 
 from __future__ import annotations
@@ -40,15 +41,37 @@ TRAIN_ROWS = 400
 
 
 def stepped_detection(
-    X: np.ndarray, t: np.ndarray, sensors: list[str], detector: str, magnitude: float
+    X: np.ndarray,
+    t: np.ndarray,
+    sensors: list[str],
+    detector: str,
+    magnitude: float,
+    planted: str = "step",
 ) -> float:
-    """Share of stepped held-back rows over the candidate's threshold (no labels used)."""
+    """Share of planted held-back rows over the candidate's threshold (no labels used).
+
+    ``planted="step"``: a step on one sensor at a time, up and down.
+    ``planted="reverse"``: one sensor's held-back rows in reverse time order,
+    which keeps its values and its own dynamics but breaks its relation to
+    the other sensors (what a multivariate detector is for); scored as the
+    rate above the unplanted rows' own rate.
+    """
     n_fit = int(X.shape[0] * 0.7)
     pipe, threshold, _ = train_pipeline(X[:n_fit], sensors, detector, time_us=t[:n_fit])
     scale = np.median(np.abs(np.diff(X[:n_fit], axis=0)), axis=0) * 1.4826 / np.sqrt(2)
     spread = np.quantile(X[:n_fit], 0.95, axis=0) - np.quantile(X[:n_fit], 0.05, axis=0)
     k, n = TRAINING_DEFAULTS.debounce
     rates = []
+    if planted == "reverse":
+        a = n_fit + 20
+        clean, _ = score_batch(pipe, X, None, threshold=threshold, k=k, n=n, time_us=t)
+        base = float(np.mean(clean.raw_exceed[a:]))
+        for j in np.flatnonzero(spread > 0):
+            Y = X.copy()
+            Y[a:, j] = X[a:, j][::-1]
+            result, _ = score_batch(pipe, Y, None, threshold=threshold, k=k, n=n, time_us=t)
+            rates.append(float(np.mean(result.raw_exceed[a:])) - base)
+        return float(np.mean(rates))
     for j in np.flatnonzero(spread > 0):
         for sign in (1.0, -1.0):
             Y = X.copy()
@@ -64,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/skab"))
     parser.add_argument("--candidates", default="pca,mcd,ecod")
     parser.add_argument("--magnitude", type=float, default=3.0)
+    parser.add_argument("--planted", choices=("step", "reverse"), default="step")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)  # MinCovDet's rank warnings
@@ -76,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         run = read_run(path)
         sensors = list(run.sensors)
         X, t = run.values[:TRAIN_ROWS], run.time_us[:TRAIN_ROWS]
-        rates = {d: stepped_detection(X, t, sensors, d, args.magnitude) for d in candidates}
+        rates = {
+            d: stepped_detection(X, t, sensors, d, args.magnitude, args.planted) for d in candidates
+        }
         pick = max(candidates, key=lambda d: (round(rates[d], 3), d == "pca"))
         labels = run.anomaly[TRAIN_ROWS:].astype(bool)
         scores = {}

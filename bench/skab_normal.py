@@ -15,7 +15,9 @@ textbook PCA T²+Q monitor (:mod:`textbook_pca`) is fitted on the same rows
 and judged on the same test rows.
 
 Per window it prints the alerted share of the test rows, the reasons of the
-raw exceedances behind those alerts, and the sensor named first on them.
+raw exceedances behind those alerts, the sensor named first on them, and the
+two sensors whose 20-row level moved furthest from the training rows (in
+training standard deviations of that level, :func:`level_shift`).
 
 Usage::
 
@@ -48,6 +50,23 @@ DEFAULT_DATA = Path("/work/shared/data/skab/anomaly-free/anomaly-free.csv")
 BATCH = 30
 
 
+def level_shift(X: np.ndarray, train: int, sensors: list[str], window: int) -> dict[str, float]:
+    """Per sensor: the test rows' mean trailing level, in training std of that level.
+
+    The trailing mean over ``window`` rows is the level the detector's mean
+    column sees; how far the test part's average level sits from the
+    training rows', in standard deviations of the training rows' level,
+    tells how far the line moved in a way 400 rows could not show.
+    """
+    c = np.cumsum(np.vstack([np.zeros((1, X.shape[1])), X]), axis=0)
+    level = (c[window:] - c[:-window]) / window  # row i + window - 1's trailing mean
+    fit = level[: train - window + 1]
+    test = level[train - window + 1 :]
+    spread = np.maximum(fit.std(axis=0), 1e-12)
+    z = (test.mean(axis=0) - fit.mean(axis=0)) / spread
+    return {name: round(float(v), 1) for name, v in zip(sensors, z, strict=True)}
+
+
 def score_window(
     X: np.ndarray, t: np.ndarray, sensors: list[str], train: int, detector: str, kwargs: dict
 ) -> dict:
@@ -70,6 +89,7 @@ def score_window(
     baseline = TextbookPCA().fit(X[:train]).alarms(X[train:]).astype(bool)
     named = first[alerted & (first >= 0)]
     return {
+        "level_shift_z": level_shift(X, train, sensors, pipe.window),
         "test_rows": int(alerted.size),
         "false_alarm_rows": int(alerted.sum()),
         "far": 100.0 * float(alerted.mean()),
@@ -105,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append({"start": start, **row})
         named = ", ".join(f"{s} {c}" for s, c in Counter(row["named_first"]).most_common(2))
+        moved = sorted(row["level_shift_z"].items(), key=lambda kv: -abs(kv[1]))[:2]
         print(
             f"rows {start}-{end}: FAR {row['far']:.1f} % (textbook {row['baseline_far']:.1f} %); "
-            f"reasons {row['reasons'] or '-'}; named {named or '-'}"
+            f"reasons {row['reasons'] or '-'}; named {named or '-'}; "
+            f"level moved most: " + ", ".join(f"{s} {z:+.1f}" for s, z in moved)
         )
     fp = sum(r["false_alarm_rows"] for r in rows)
     n = sum(r["test_rows"] for r in rows)
