@@ -52,6 +52,16 @@ class AlertScore:
         )
 
     @property
+    def has_faults(self) -> bool:
+        """Whether any row is labelled a fault; without one, F1 and MAR mean nothing.
+
+        A normal run (no labels, counted as normal operation) has only a
+        false-alarm rate: its F1 and MAR are 0 by the formulas below, which
+        tables print as '-' rather than as a result.
+        """
+        return self.tp + self.fn > 0
+
+    @property
     def f1(self) -> float:
         """SKAB's F1: TP / (TP + (FN + FP) / 2)."""
         denom = self.tp + (self.fn + self.fp) / 2

@@ -44,12 +44,8 @@ def reason_table(evaluation: Any) -> Any:
 
 
 def _count_cells(c: Any) -> list[str]:
-    """Table cells of one confusion; F1 and MAR are '-' where no row is labelled a fault.
-
-    A normal run (no labels, counted as normal operation) has only a
-    false-alarm rate: printing F1 0 and MAR 0 for it would read as a result.
-    """
-    faults = c.tp + c.fn > 0
+    """Table cells of one confusion; F1 and MAR are '-' where no row is labelled a fault."""
+    faults = c.has_faults
     return [
         str(c.tp + c.fp + c.tn + c.fn),
         f"{c.f1:.3f}" if faults else "-",

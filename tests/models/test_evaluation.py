@@ -332,6 +332,16 @@ def test_no_run_is_skipped_for_its_labels_and_dirty_windows_are_reported(tmp_pat
     assert not free.labels.any() and free.anomaly.any()
     assert free.counts.fp == int(free.anomaly.sum()) and free.counts.tp == 0
     assert free.counts.false_alarm_events == len(free.alerts) >= 1
+    # F1 and MAR have no meaning without a labelled fault: the report says so.
+    from lineguard.models.report import run_figure
+
+    assert not free.counts.has_faults and ok.counts.has_faults
+    title = run_figure(free).axes[0].get_title(loc="left")
+    assert "F1 -" in title and "MAR -" in title and f"FAR {free.counts.far:.1f} %" in title
+    assert "F1 -" not in run_figure(ok).axes[0].get_title(loc="left")
+    page = render_report(Evaluation(runs=[free], skipped=[]))
+    # F1 and MAR in the totals and in the run's row, and the median delay.
+    assert page.count("<td>-</td>") == 5
 
 
 def test_rolling_windows_cut_a_run_into_consecutive_test_parts() -> None:
