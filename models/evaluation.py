@@ -746,15 +746,20 @@ def evaluate_history(
     on them, and each test run is streamed from its first frame through
     the stream worker's processor with that model; all its rows count.
 
-    No run is skipped. A training run with labelled anomalies is still used
-    (a plant's history is not labelled) and reported in
-    ``Evaluation.warnings``; a test run without labels counts as normal
-    (every alert on it is a false alarm).
+    No run is skipped for what it holds. A training run with labelled
+    anomalies is still used (a plant's history is not labelled) and reported
+    in ``Evaluation.warnings``; a test run without labels counts as normal
+    (every alert on it is a false alarm); a test run with other sensor
+    columns is scored as the worker scores such records (missing sensors as
+    absent readings, extra ones ignored) and reported in
+    ``Evaluation.warnings``. Only a test run that shares no sensor with the
+    model, whose every record the worker would dead-letter, is listed in
+    ``Evaluation.skipped``.
 
     Raises
     ------
     ValueError
-        If a folder has no CSV run, or the runs' sensor columns differ.
+        If a folder has no CSV run, or the training runs' sensor columns differ.
     """
     started = time.perf_counter()
     config = config or TrainingConfig()
@@ -782,6 +787,7 @@ def evaluate_history(
     X = np.concatenate([r.values for r in train])
     t = np.concatenate([r.time_us for r in train])
     runs: list[RunEvaluation] = []
+    skipped: list[tuple[str, str]] = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
@@ -789,8 +795,15 @@ def evaluate_history(
         source = f"{len(train)} runs under {Path(train_root).name}"
         for rel, path in test_runs:
             run = read_run(path)
-            if list(run.sensors) != sensors:
-                raise ValueError(f"{path}: expected the sensors {sensors}; got {list(run.sensors)}")
+            differs = _sensor_difference(sensors, list(run.sensors))
+            if differs == "none":
+                # The worker would dead-letter every record of this run.
+                skipped.append(
+                    (str(rel), f"none of the model's sensors {sensors[:8]}; has {run.sensors[:8]}")
+                )
+                continue
+            if differs:
+                warned.append((str(rel), differs))
             if run.anomaly is None:
                 zeros = np.zeros(len(run), dtype=np.int8)
                 run = replace(run, anomaly=zeros, changepoint=zeros.copy())
@@ -806,7 +819,31 @@ def evaluate_history(
                 fitted=fitted,
             )
             runs.append(_scored_run(run, str(rel), line, registry, bundle, 0, config, plan))
-    return Evaluation(runs=runs, skipped=[], seconds=time.perf_counter() - started, warnings=warned)
+    return Evaluation(
+        runs=runs, skipped=skipped, seconds=time.perf_counter() - started, warnings=warned
+    )
+
+
+def _sensor_difference(model: list[str], run: list[str]) -> str:
+    """How a test run's sensors differ from the model's, as the worker treats them.
+
+    ``""`` when they are the same set (any order: the worker aligns columns
+    by name), ``"none"`` when they share no sensor, else a warning naming
+    the missing sensors (scored as absent readings, as a dead sensor is
+    live) and the extra ones (ignored).
+    """
+    missing = [s for s in model if s not in run]
+    extra = [s for s in run if s not in model]
+    if not missing and not extra:
+        return ""
+    if len(missing) == len(model):
+        return "none"
+    parts = []
+    if missing:
+        parts.append(f"missing {missing} (scored as absent readings)")
+    if extra:
+        parts.append(f"extra {extra} (ignored)")
+    return "sensors differ from the training runs': " + ", ".join(parts)
 
 
 def rolling_windows(n_rows: int, train_rows: int, test_rows: int | None) -> list[tuple[int, int]]:

@@ -48,6 +48,42 @@ def test_runs_without_labels_count_as_normal_and_none_is_skipped(tmp_path: Path)
     assert all(not r.labels.any() for r in result.runs)
 
 
+def test_a_test_run_with_other_sensors_is_scored_as_the_worker_scores_it(tmp_path: Path) -> None:
+    """A missing column is an absent reading, as a dead sensor is live; an extra
+    one is ignored; a run sharing no sensor is the one kind that is skipped."""
+    header, *rows = (MIDAS / "faults" / FAULT).read_text().splitlines()
+    names = header.split(";")
+    drop = names.index("T1/InFlowTemp")
+    folder = tmp_path / "test"
+    folder.mkdir()
+
+    def write(name: str, head: list[str], body: list[list[str]]) -> None:
+        lines = [";".join(head)] + [";".join(cells) for cells in body]
+        folder.joinpath(name).write_text("\n".join(lines) + "\n")
+
+    cells = [r.split(";") for r in rows]
+    # The same column left empty: what the worker sees for a missing sensor.
+    write("empty.csv", names, [c[:drop] + [""] + c[drop + 1 :] for c in cells])
+    write(
+        "other.csv",
+        [*names[:drop], *names[drop + 1 : -2], "Spare/Probe", *names[-2:]],
+        [[*c[:drop], *c[drop + 1 : -2], "1.5", *c[-2:]] for c in cells],
+    )
+    write("alien.csv", ["datetime", "x", "y"], [[c[0], "1", "2"] for c in cells])
+    result = evaluate_history(MIDAS / "normal", folder)
+    assert dict(result.skipped).keys() == {"alien.csv"}
+    assert "none of the model's sensors" in dict(result.skipped)["alien.csv"]
+    warned = dict(result.warnings)
+    assert "missing ['T1/InFlowTemp'] (scored as absent readings)" in warned["other.csv"]
+    assert "extra ['Spare/Probe'] (ignored)" in warned["other.csv"]
+    assert "empty.csv" not in warned
+    by_name = {r.name: r for r in result.runs}
+    assert set(by_name) == {"empty.csv", "other.csv"}
+    np.testing.assert_array_equal(by_name["other.csv"].score, by_name["empty.csv"].score)
+    np.testing.assert_array_equal(by_name["other.csv"].anomaly, by_name["empty.csv"].anomaly)
+    assert by_name["other.csv"].anomaly.any()
+
+
 def test_concat_runs_orders_by_time_and_refuses_other_sensors(tmp_path: Path) -> None:
     a, b = (read_run(p) for p in sorted((MIDAS / "normal").glob("*.csv"), reverse=True))
     both = concat_runs([a, b])
