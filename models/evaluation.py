@@ -251,14 +251,17 @@ class Evaluation:
         """The headline metrics as a JSON-friendly dict."""
         c = self.counts
         nab = self.nab()
+        # Without a labelled fault row F1 and MAR (and without an event, the
+        # event recall) have no meaning: None, not a 0 that reads as a result.
+        faults = c.has_faults
         return {
-            "f1": round(c.f1, 4),
+            "f1": round(c.f1, 4) if faults else None,
             "far": round(c.far, 2),
-            "mar": round(c.mar, 2),
+            "mar": round(c.mar, 2) if faults else None,
             "nab_standard": nab["standard"],
             "nab_low_fp": nab["low_fp"],
             "nab_low_fn": nab["low_fn"],
-            "event_recall": round(c.event_recall, 4),
+            "event_recall": round(c.event_recall, 4) if c.events else None,
             "events": c.events,
             "events_detected": c.events_detected,
             "false_alarm_events": c.false_alarm_events,
@@ -993,9 +996,9 @@ def write_predictions(evaluation: Evaluation, out: str | Path) -> list[Path]:
             {
                 "run": r.name,
                 "detector": r.detector,
-                "f1": round(r.counts.f1, 4),
+                "f1": round(r.counts.f1, 4) if r.counts.has_faults else None,
                 "far": round(r.counts.far, 2),
-                "mar": round(r.counts.mar, 2),
+                "mar": round(r.counts.mar, 2) if r.counts.has_faults else None,
                 "events": r.counts.events,
                 "events_detected": r.counts.events_detected,
                 "false_alarm_events": r.counts.false_alarm_events,

@@ -151,9 +151,9 @@ def _alert_rows(run: RunEvaluation) -> str:
     )
 
 
-def _rate(value: float, defined: bool, spec: str) -> str:
+def _rate(value: float | None, defined: bool, spec: str) -> str:
     """A figure, or '-' where it has no meaning (F1, MAR without a labelled fault)."""
-    return format(value, spec) if defined else "-"
+    return format(value, spec) if defined and value is not None else "-"
 
 
 def render_report(evaluation: Evaluation, title: str = "LineGuard evaluation") -> str:

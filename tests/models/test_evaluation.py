@@ -533,6 +533,8 @@ def test_cli_evaluate_several_folders_and_a_normal_run_in_windows(tmp_path: Path
     assert free.exit_code == 0, free.output
     last = json.loads(free.output.strip().splitlines()[-1])
     assert last["events"] == 0 and last["test_rows"] == 200 * last["runs"] > 0
+    assert last["f1"] is None and last["mar"] is None and last["event_recall"] is None
+    assert last["far"] > 0
     assert "free.rows-0-500.csv" in free.output
     assert "no anomaly labels: counted as normal operation" in free.output
     total = next(row for row in free.output.splitlines() if "total" in row and "│" in row)

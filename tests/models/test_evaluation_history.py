@@ -63,7 +63,7 @@ def test_a_test_run_with_other_sensors_is_scored_as_the_worker_scores_it(tmp_pat
 
     cells = [r.split(";") for r in rows]
     # The same column left empty: what the worker sees for a missing sensor.
-    write("empty.csv", names, [c[:drop] + [""] + c[drop + 1 :] for c in cells])
+    write("empty.csv", names, [[*c[:drop], "", *c[drop + 1 :]] for c in cells])
     write(
         "other.csv",
         [*names[:drop], *names[drop + 1 : -2], "Spare/Probe", *names[-2:]],
