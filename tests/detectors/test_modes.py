@@ -120,7 +120,9 @@ def test_a_mode_with_its_own_threshold_is_scored_in_units_of_it() -> None:
 
 
 def test_mode_thresholds_need_the_conformal_number_of_rows() -> None:
-    scores = np.concatenate([np.arange(1.0, 201.0), np.arange(1.0, 51.0)])
+    # Mode 0's scores in a shuffled order: independent, so the plain rank.
+    shuffled = np.random.default_rng(5).permutation(np.arange(1.0, 201.0))
+    scores = np.concatenate([shuffled, np.arange(1.0, 51.0)])
     modes = np.repeat([0, 1], [200, 50])
     t = mode_thresholds(scores, modes, 3, 0.01)
     # Mode 0: rank ceil(0.99 * 201) = 199 of 1..200 -> 199. Mode 1: 50 < 99 rows.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lineguard.detectors import fit_threshold, train_pipeline
-from lineguard.detectors.calibration import threshold_method
+from lineguard.detectors.calibration import effective_scores, threshold_method
 
 
 def test_conformal_rank() -> None:
@@ -34,6 +34,36 @@ def test_small_sample_uses_tail_fit() -> None:
     ]
     # True 1 % quantile of Exp(1) is ln(100); the tail fit should land near it on average.
     assert 0.003 < np.mean(fars) < 0.03
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    noise = rng.normal(size=n)
+    x = np.empty(n)
+    x[0] = noise[0]
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + math.sqrt(1.0 - phi * phi) * noise[i]
+    return x
+
+
+def test_autocorrelated_scores_count_for_fewer_and_keep_the_target() -> None:
+    """Trailing-window scores are nearly copies of their neighbours: ranked as
+    if independent, the threshold is too low and the target is missed."""
+    rng = np.random.default_rng(0)
+    ours, independent = [], []
+    for _ in range(40):
+        held, fresh = _ar1(rng, 3000, 0.9), _ar1(rng, 20_000, 0.9)
+        plain = np.sort(held)[math.ceil(0.99 * 3001) - 1]  # the independent-score rank
+        ours.append(np.mean(fresh > fit_threshold(held, 0.01)))
+        independent.append(np.mean(fresh > plain))
+    assert np.mean(independent) > 0.011 and np.percentile(independent, 90) > 0.015
+    assert 0.003 < np.mean(ours) < 0.01 and np.percentile(ours, 90) < 0.012
+    # About n (1 - r) / (1 + r) = 3000 * 0.1 / 1.9 = 158 independent scores.
+    assert 120 < effective_scores(held) < 200
+    # Independent scores keep their number (and the plain rank, as above).
+    assert effective_scores(rng.normal(size=3000)) == 3000.0
+    # Fewer than 1 / a - 1 effective scores: no rank certifies 1 %, the largest is used.
+    short = _ar1(rng, 300, 0.9)
+    assert effective_scores(short) < 99 and fit_threshold(short, 0.01) == short.max()
 
 
 def test_rejects_bad_input() -> None:
