@@ -251,17 +251,15 @@ class Evaluation:
         """The headline metrics as a JSON-friendly dict."""
         c = self.counts
         nab = self.nab()
-        # Without a labelled fault row F1 and MAR (and without an event, the
-        # event recall) have no meaning: None, not a 0 that reads as a result.
-        faults = c.has_faults
+        rates = c.defined()  # None where a figure has no meaning
         return {
-            "f1": round(c.f1, 4) if faults else None,
+            "f1": _rounded(rates["f1"], 4),
             "far": round(c.far, 2),
-            "mar": round(c.mar, 2) if faults else None,
+            "mar": _rounded(rates["mar"], 2),
             "nab_standard": nab["standard"],
             "nab_low_fp": nab["low_fp"],
             "nab_low_fn": nab["low_fn"],
-            "event_recall": round(c.event_recall, 4) if c.events else None,
+            "event_recall": _rounded(rates["event_recall"], 4),
             "events": c.events,
             "events_detected": c.events_detected,
             "false_alarm_events": c.false_alarm_events,
@@ -271,6 +269,10 @@ class Evaluation:
             "seconds": round(self.seconds, 2),
             "reasons": self.by_reason(),
         }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 # -- NAB (SKAB's evaluating.py) --------------------------------------------
@@ -798,15 +800,16 @@ def evaluate_history(
         source = f"{len(train)} runs under {Path(train_root).name}"
         for rel, path in test_runs:
             run = read_run(path)
-            differs = _sensor_difference(sensors, list(run.sensors))
-            if differs == "none":
+            missing = [s for s in sensors if s not in run.sensors]
+            extra = [s for s in run.sensors if s not in sensors]
+            if len(missing) == len(sensors):
                 # The worker would dead-letter every record of this run.
                 skipped.append(
                     (str(rel), f"none of the model's sensors {sensors[:8]}; has {run.sensors[:8]}")
                 )
                 continue
-            if differs:
-                warned.append((str(rel), differs))
+            if missing or extra:
+                warned.append((str(rel), _sensor_warning(missing, extra)))
             if run.anomaly is None:
                 zeros = np.zeros(len(run), dtype=np.int8)
                 run = replace(run, anomaly=zeros, changepoint=zeros.copy())
@@ -827,20 +830,12 @@ def evaluate_history(
     )
 
 
-def _sensor_difference(model: list[str], run: list[str]) -> str:
+def _sensor_warning(missing: list[str], extra: list[str]) -> str:
     """How a test run's sensors differ from the model's, as the worker treats them.
 
-    ``""`` when they are the same set (any order: the worker aligns columns
-    by name), ``"none"`` when they share no sensor, else a warning naming
-    the missing sensors (scored as absent readings, as a dead sensor is
-    live) and the extra ones (ignored).
+    The worker aligns columns by name: a missing sensor is an absent reading
+    (as a dead sensor is live), an extra one is ignored.
     """
-    missing = [s for s in model if s not in run]
-    extra = [s for s in run if s not in model]
-    if not missing and not extra:
-        return ""
-    if len(missing) == len(model):
-        return "none"
     parts = []
     if missing:
         parts.append(f"missing {missing} (scored as absent readings)")
@@ -996,9 +991,9 @@ def write_predictions(evaluation: Evaluation, out: str | Path) -> list[Path]:
             {
                 "run": r.name,
                 "detector": r.detector,
-                "f1": round(r.counts.f1, 4) if r.counts.has_faults else None,
+                "f1": _rounded(r.counts.defined()["f1"], 4),
                 "far": round(r.counts.far, 2),
-                "mar": round(r.counts.mar, 2) if r.counts.has_faults else None,
+                "mar": _rounded(r.counts.defined()["mar"], 2),
                 "events": r.counts.events,
                 "events_detected": r.counts.events_detected,
                 "false_alarm_events": r.counts.false_alarm_events,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AlertScore", "score_alerts", "segments"]
+__all__ = ["AlertScore", "format_rate", "score_alerts", "segments"]
 
 
 def segments(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -57,9 +57,23 @@ class AlertScore:
 
         A normal run (no labels, counted as normal operation) has only a
         false-alarm rate: its F1 and MAR are 0 by the formulas below, which
-        tables print as '-' rather than as a result.
+        would read as a result. :meth:`defined` gives None for them instead.
         """
         return self.tp + self.fn > 0
+
+    def defined(self) -> dict[str, float | None]:
+        """F1, FAR, MAR and event recall, None where they have no meaning.
+
+        F1 and MAR need a labelled fault row (:attr:`has_faults`), event recall
+        a labelled event; FAR always exists. Every table and JSON output of an
+        evaluation takes its figures from here, so they agree.
+        """
+        return {
+            "f1": self.f1 if self.has_faults else None,
+            "far": self.far,
+            "mar": self.mar if self.has_faults else None,
+            "event_recall": self.event_recall if self.events else None,
+        }
 
     @property
     def f1(self) -> float:
@@ -101,3 +115,8 @@ def score_alerts(labels: np.ndarray, predictions: np.ndarray) -> AlertScore:
         events_detected=detected,
         false_alarm_events=false_alarms,
     )
+
+
+def format_rate(value: float | None, spec: str) -> str:
+    """A figure for a table, or '-' where it has no meaning (None from ``AlertScore.defined``)."""
+    return "-" if value is None else format(value, spec)

@@ -26,7 +26,7 @@ from lineguard.dashboards.reason_marks import mark_reasons
 from lineguard.detectors.points import reason_names
 from lineguard.extras import require
 from lineguard.models.evaluation import Evaluation, RunEvaluation
-from lineguard.models.metrics import segments
+from lineguard.models.metrics import format_rate, segments
 
 __all__ = ["render_report", "run_figure", "write_report"]
 
@@ -93,7 +93,9 @@ def run_figure(run: RunEvaluation) -> Any:
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("anomaly score")
     c = run.counts
-    f1, mar = (f"{c.f1:.2f}", f"{c.mar:.1f} %") if c.has_faults else ("-", "-")
+    rates = c.defined()
+    f1 = format_rate(rates["f1"], ".2f")
+    mar = format_rate(rates["mar"], ".1f") + ("" if rates["mar"] is None else " %")
     ax.set_title(
         f"{run.name}  ({run.detector})   F1 {f1}   FAR {c.far:.1f} %   "
         f"MAR {mar}   faults caught {c.events_detected}/{c.events}   "
@@ -151,22 +153,16 @@ def _alert_rows(run: RunEvaluation) -> str:
     )
 
 
-def _rate(value: float | None, defined: bool, spec: str) -> str:
-    """A figure, or '-' where it has no meaning (F1, MAR without a labelled fault)."""
-    return format(value, spec) if defined and value is not None else "-"
-
-
 def render_report(evaluation: Evaluation, title: str = "LineGuard evaluation") -> str:
     """The whole report as one HTML string."""
     summary = evaluation.summary()
-    total = evaluation.counts.has_faults
     delay = "-" if summary["median_delay_s"] is None else f"{summary['median_delay_s']:.0f} s"
     head = (
         f"<table><tr><th>runs</th><th>test rows</th><th>F1</th><th>FAR %</th><th>MAR %</th>"
         f"<th>NAB standard / low FP / low FN</th><th>faults caught</th><th>false alarms</th>"
         f"<th>median delay</th></tr><tr><td>{summary['runs']}</td>"
-        f"<td>{summary['test_rows']}</td><td>{_rate(summary['f1'], total, '.3f')}</td>"
-        f"<td>{summary['far']:.1f}</td><td>{_rate(summary['mar'], total, '.1f')}</td>"
+        f"<td>{summary['test_rows']}</td><td>{format_rate(summary['f1'], '.3f')}</td>"
+        f"<td>{summary['far']:.1f}</td><td>{format_rate(summary['mar'], '.1f')}</td>"
         f"<td>{summary['nab_standard']} / {summary['nab_low_fp']} / {summary['nab_low_fn']}</td>"
         f"<td>{summary['events_detected']}/{summary['events']}</td>"
         f"<td>{summary['false_alarm_events']}</td>"
@@ -176,10 +172,11 @@ def render_report(evaluation: Evaluation, title: str = "LineGuard evaluation") -
     per_run = []
     for run in evaluation.runs:
         c = run.counts
+        rates = c.defined()
         per_run.append(
             f"<tr><td><a href='#{html.escape(run.line)}'>{html.escape(run.name)}</a></td>"
-            f"<td>{html.escape(run.detector)}</td><td>{_rate(c.f1, c.has_faults, '.3f')}</td>"
-            f"<td>{c.far:.1f}</td><td>{_rate(c.mar, c.has_faults, '.1f')}</td>"
+            f"<td>{html.escape(run.detector)}</td><td>{format_rate(rates['f1'], '.3f')}</td>"
+            f"<td>{c.far:.1f}</td><td>{format_rate(rates['mar'], '.1f')}</td>"
             f"<td>{c.events_detected}/{c.events}</td>"
             f"<td>{c.false_alarm_events}</td></tr>"
         )

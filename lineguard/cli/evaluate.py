@@ -44,13 +44,15 @@ def reason_table(evaluation: Any) -> Any:
 
 
 def _count_cells(c: Any) -> list[str]:
-    """Table cells of one confusion; F1 and MAR are '-' where no row is labelled a fault."""
-    faults = c.has_faults
+    """Table cells of one confusion; '-' where a figure has no meaning."""
+    from lineguard.models.metrics import format_rate
+
+    rates = c.defined()
     return [
         str(c.tp + c.fp + c.tn + c.fn),
-        f"{c.f1:.3f}" if faults else "-",
+        format_rate(rates["f1"], ".3f"),
         f"{c.far:.1f}",
-        f"{c.mar:.1f}" if faults else "-",
+        format_rate(rates["mar"], ".1f"),
         f"{c.events_detected}/{c.events}",
         str(c.false_alarm_events),
     ]
@@ -60,6 +62,8 @@ def print_folder_evaluation(evaluation: Any) -> None:
     """Per-run table, the totals, NAB and event metrics, on the terminal."""
     from rich.console import Console
     from rich.table import Table
+
+    from lineguard.models.metrics import format_rate
 
     table = Table(title=f"evaluation: {len(evaluation.runs)} runs")
     for name in ("run", "detector", "test rows", "F1", "FAR %", "MAR %", "faults caught"):
@@ -74,7 +78,7 @@ def print_folder_evaluation(evaluation: Any) -> None:
     console.print(reason_table(evaluation))
     summary = evaluation.summary()
     delay = summary["median_delay_s"]
-    recall = f"{summary['event_recall']:.2f}" if summary["events"] else "-"
+    recall = format_rate(summary["event_recall"], ".2f")
     console.print(
         f"NAB (60 s window): standard {summary['nab_standard']}, "
         f"low FP {summary['nab_low_fp']}, low FN {summary['nab_low_fn']}   "
