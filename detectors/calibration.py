@@ -71,7 +71,7 @@ from .catalogue import DEFAULT_DETECTOR, make_detector
 from .modes import ModeModels
 from .robust import DEFAULT_MAX_TRIM
 from .scoring import DEFAULT_DEBOUNCE, LinePipeline, segment_starts
-from .sensor_checks import SensorChecks
+from .sensor_checks import SensorChecks, effective_rows
 
 __all__ = [
     "DEFAULT_DETREND_SLOW",
@@ -182,24 +182,24 @@ def effective_scores(scores: np.ndarray) -> float:
     """How many independent scores a time-ordered run of held-back scores is worth.
 
     ``n (1 - r) / (1 + r)``, with ``r`` the lag-1 autocorrelation of the
-    scores in time order (the effective sample size of an AR(1) sequence).
-    Trailing-window features make neighbouring scores nearly copies of each
-    other (``r`` about 0.9 for a 20-row window), so a few hundred held-back
-    rows are worth a few dozen independent ones. ``r`` counts only when it is
-    above the 95 % band of white noise, ``2 / sqrt(n)``: independent scores
-    keep ``n``, so the conformal rank of exchangeable scores is unchanged.
+    scores in time order: the sensor checks' effective sample size
+    (:func:`~lineguard.detectors.sensor_checks.effective_rows`) read at lag
+    1, at least one score. Trailing-window features make neighbouring scores
+    nearly copies of each other (``r`` about 0.9 for a 20-row window), so a
+    few hundred held-back rows are worth a few dozen independent ones. ``r``
+    counts only when it is above the 95 % band of white noise,
+    ``2 / sqrt(n)``: independent scores keep ``n``, so the conformal rank of
+    exchangeable scores is unchanged.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     n = s.size
     if n < 3:
         return float(n)
-    c = s - s.mean()
-    energy = float(c @ c)
-    r = float(c[1:] @ c[:-1]) / energy if energy > 0 else 0.0
+    n_eff = float(effective_rows(s[:, None], lag=1)[0])
+    r = (n - n_eff) / (n + n_eff)  # the lag-1 autocorrelation behind it
     if r <= 2.0 / math.sqrt(n):
         return float(n)
-    r = min(r, 1.0 - 1e-9)
-    return n * (1.0 - r) / (1.0 + r)
+    return max(n_eff, 1.0)
 
 
 def fit_threshold(scores_on_holdout: np.ndarray, target_far: float) -> float:
