@@ -119,6 +119,11 @@ class ConsumeLoop:
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         # This assignment: when it came, restore figures, first stored batch.
         self.assignment: dict[str, Any] = {}
+        # The telemetry partitions of the current assignment; empty from the
+        # start of a revocation to the next assignment.
+        self.owned: set[int] = set()
+        # Set for the whole of a revocation: no batch starts scoring then.
+        self.revoking = False
 
     # -- rebalances ------------------------------------------------------------
     def assigned(self, partitions: set[int], total: int) -> None:
@@ -127,6 +132,7 @@ class ConsumeLoop:
         self._new_generation()
         self.stats.assignments += 1
         self.assignment = {"at": time.monotonic(), "partitions": sorted(partitions)}
+        self.owned, self.revoking = set(partitions), False
         if self.serving is not None:
             lines = self.serving.preload(partitions, total)
             log.info(
@@ -142,10 +148,21 @@ class ConsumeLoop:
         The last store queued ends after all before it, so waiting for it
         waits for every stored batch's commit; another worker may own these
         lines next, and our copy of their state would go stale.
+
+        No batch starts scoring from the first line of this method on
+        (:meth:`prepare` checks ``revoking`` where it starts the thread):
+        forgetting the lines' state under a batch being scored would score its
+        remaining frames from a fresh state -- a stray incident inside a real
+        one, written to InfluxDB by a batch that is never committed.
         """
-        for name in ("compute", "deliver"):
-            task = self.inflight.get(name)
-            if task is not None and not task.done():
+        self.revoking, self.owned = True, set()
+        while busy := [
+            task
+            for task in (self.inflight.get("compute"), self.inflight.get("deliver"))
+            if task is not None and not task.done()
+        ]:
+            # A batch scored meanwhile queues its store: wait for that one too.
+            for task in busy:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
         if self.serving is not None:
@@ -175,8 +192,9 @@ class ConsumeLoop:
         try:
             records, offsets = await self.admit(events)
             if records and generation == self.generation:
-                delivery = await self.prepare(records)
-                delivery.offsets = offsets
+                delivery = await self.prepare(records, generation)
+                if delivery is not None:
+                    delivery.offsets = offsets
         except Exception:
             if self.left_at_shutdown():
                 return
@@ -194,9 +212,13 @@ class ConsumeLoop:
 
         A newly assigned partition first gets its committed offset and (for
         the scoring role) its lines' state. Returns no records when the
-        assignment changed meanwhile: the batch is consumed again.
+        assignment changed meanwhile: the batch is consumed again. Records
+        of partitions outside the current assignment (fetched before a
+        revocation) are left to their owner: scoring them here would write
+        that owner's line state.
         """
         generation = self.generation
+        events = [e for e in events if e.message.tp.partition in self.owned]
         unknown = {e.message.tp for e in events if not self.offsets.knows(e.message.tp)}
         committed = await kafka_internals.committed_offsets(
             self.app, unknown, on_retry=self._lookup_retried
@@ -264,12 +286,18 @@ class ConsumeLoop:
             len(result.lines),
         )
 
-    async def prepare(self, records: list[RawRecord]) -> Delivery:
-        """Score (or, archiving, encode) a batch off the event loop; nothing is sent yet."""
+    async def prepare(self, records: list[RawRecord], generation: int) -> Delivery | None:
+        """Score (or, archiving, encode) a batch off the event loop; nothing is sent yet.
+
+        Returns None, scoring nothing, once a revocation has begun or the
+        assignment ``generation`` has ended: the batch is consumed again.
+        """
         if self.serving is None:
             lines = (await asyncio.to_thread(archive_lines, records))[0]
             return Delivery(records=records, points=lines)
         await self.serving.caught_up()
+        if self.revoking or generation != self.generation:
+            return None
         processor = self.serving.processor
         # Scoring is CPU-bound: off the event loop, so heartbeats keep flowing.
         computing = asyncio.ensure_future(asyncio.to_thread(processor.process, records))

@@ -97,6 +97,7 @@ def test_records_above_a_gap_are_skipped_and_the_partition_re_seeked(local_stack
                 stats=stats,
             )
             loop = ConsumeLoop(app, "archive", sinks, stats, states, influx=influx)
+            loop.assigned({0}, 1)  # what Faust's on_partitions_assigned does
             stores, stream = OrderedStores(STORES_PENDING), _Stream()
             jumped = False
             deadline = asyncio.get_running_loop().time() + 120
