@@ -746,7 +746,7 @@ def score_batch(
             prev = None if np.isnan(prev).any() else prev
         # X_imp is finite float64 by construction (no inf in X, every NaN
         # imputed from finite values), so the checks' validation is skipped.
-        found, check_state = checks._check_rows(X_imp, prev, state.checks)
+        found, check_state = checks._check_rows(X_imp, prev, state.checks, state.context)
         fired = found.reason > 0
         # A check names its cause and its sensor: it takes precedence.
         reason = np.where(fired, found.reason, reason)

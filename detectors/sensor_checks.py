@@ -64,6 +64,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtri
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -111,6 +112,11 @@ MIN_PHASE_RUN = 30
 #: or recipe code that training sees once each never returns to a value in
 #: it (a monotone counter fails the jump clause of :func:`phase_channels`).
 MIN_PHASE_VISITS = 2
+
+#: Share of a line's rows on which the drift check may fire on *some*
+#: sensor of a healthy line under a normal tail: a tenth of the default 1 %
+#: false-alarm target, which the multivariate score spends.
+DRIFT_ROW_RATE = 1e-3
 
 #: Effective independent rows (:func:`effective_rows`) a sensor's fit rows
 #: need before its step and relation checks are trusted from one stretch of
@@ -300,6 +306,20 @@ class SensorChecks(BaseEstimator):
         operation (a casing temperature after a warm-up), and a regression
         that leans on it then extrapolates: the *other* sensors' residuals
         grow and their relation checks fire on normal rows.
+    drift_window : int or None, default=10
+        Drift check: each sensor's relation residual averaged over its last
+        ``drift_window`` rows fires above ``relation_factor`` times the
+        largest such average of its mode's normal rows (reason
+        ``relation``: it is the same relation, held for longer). A reading
+        that leaves its relation to the others by a few noise standard
+        deviations *and stays there* -- a fault a control loop compensates,
+        which leaves a lasting offset in one variable, or a drifting
+        transmitter -- stays under the row-wise relation limit (set by the
+        largest single-row residual of normal operation) on most of its
+        rows, while the average cuts the residual's row-to-row noise by
+        about ``sqrt(drift_window)``. Trusted like the relation check
+        (``disabled_[3]``). Needs that many rows of the line's recent past:
+        the scorer passes its trailing context. None disables it.
     validate_modes : bool, default=True
         Try the modes like the checks before trusting them: 0/1 and phase
         channels whose combinations the held-back normal rows do not bear
@@ -329,9 +349,11 @@ class SensorChecks(BaseEstimator):
     coef_ : ndarray of shape (n_sensors, n_sensors)
         Relation regressions on standardized sensors (row j predicts sensor
         j; its diagonal is zero). ``mean_``, ``scale_`` standardize.
-    disabled_ : ndarray of bool, shape (3, n_sensors)
-        Freeze, step and relation checks switched off per sensor because
-        they fired on held-back normal rows (:meth:`fit`).
+    drift_limit_ : ndarray, shape (n_modes, n_sensors)
+        Per-mode limits of the drift check (absent on checks saved before it).
+    disabled_ : ndarray of bool, shape (4, n_sensors)
+        Freeze, step, relation and drift checks switched off per sensor
+        because they fired on held-back normal rows (:meth:`fit`).
     regressors_ : ndarray of bool, shape (n_sensors,)
         Sensors the relation regressions may use as inputs
         (``bounded_regressors``).
@@ -354,6 +376,7 @@ class SensorChecks(BaseEstimator):
         trim: float = 0.005,
         bounded_regressors: bool = True,
         validate_modes: bool = True,
+        drift_window: int | None = 10,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -366,6 +389,7 @@ class SensorChecks(BaseEstimator):
         self.trim = trim
         self.bounded_regressors = bounded_regressors
         self.validate_modes = validate_modes
+        self.drift_window = drift_window
 
     # -- fitting -------------------------------------------------------------
     def fit(
@@ -395,7 +419,7 @@ class SensorChecks(BaseEstimator):
         if n < 2:
             raise ValueError(f"SensorChecks.fit needs at least 2 rows, got {n}.")
         starts = np.zeros(1, dtype=np.intp) if starts is None else np.asarray(starts, np.intp)
-        disabled = np.zeros((3, d), dtype=bool)
+        disabled = np.zeros((4, d), dtype=bool)
         self.regressors_ = np.ones(d, dtype=bool)
         # Which columns are phase tags is decided once, on all rows: a batch
         # left out by the validation must not turn the tag into a sensor.
@@ -410,6 +434,7 @@ class SensorChecks(BaseEstimator):
         self.low_[:, disabled[1]] = -np.inf
         self.high_[:, disabled[1]] = np.inf
         self.relation_limit_[:, disabled[2]] = _NO_LIMIT
+        self.drift_limit_[:, disabled[3]] = _NO_LIMIT
         self.disabled_ = disabled
         self._step_bounds()
         return self
@@ -506,6 +531,29 @@ class SensorChecks(BaseEstimator):
         full = (np.eye(d) - self.coef_.T) / self.scale_[:, None]
         self.relation_matrix_ = np.ascontiguousarray(full[:, self.relation_columns_])
         self.relation_bias_ = self.mean_ @ self.relation_matrix_
+        drift = getattr(self, "drift_limit_", None)
+        self.drift_columns_ = (
+            np.flatnonzero(np.isfinite(drift).any(axis=0))
+            if drift is not None
+            else np.zeros(0, dtype=np.intp)
+        )
+        self.drift_matrix_ = np.ascontiguousarray(full[:, self.drift_columns_])
+        self.drift_bias_ = self.mean_ @ self.drift_matrix_
+        self.drift_column_limit_ = (
+            np.ascontiguousarray(drift[:, self.drift_columns_]) if drift is not None else None
+        )
+        # Which sensor's own change best explains a drift (see _drift_blame).
+        scale = getattr(self, "drift_scale_", None)
+        if scale is not None:
+            # Row j: a unit change of sensor j (standardized) as the drift
+            # columns' residuals see it, each in its own normal scale.
+            cols = self.drift_columns_
+            signature = (np.eye(d) - self.coef_.T)[:, cols] / scale[None, cols]
+            signature[~self.checked_] = 0.0
+            norm = np.einsum("ij,ij->i", signature, signature)
+            self.drift_signature_ = np.ascontiguousarray(
+                (signature / np.sqrt(np.where(norm > 0, norm, 1.0))[:, None]).T
+            )
         # The limits on the columns each check is in force for, gathered once
         # here rather than on every micro-batch.
         self.freeze_columns_ = self._freeze_columns()
@@ -543,8 +591,8 @@ class SensorChecks(BaseEstimator):
         """
         n, d = X.shape
         pieces = self._validation_pieces(n, starts)
-        fired = np.zeros((3, d))
-        disabled = np.zeros((3, d), dtype=bool)
+        fired = np.zeros((4, d))
+        disabled = np.zeros((4, d), dtype=bool)
         if not pieces:
             return disabled
         if len(pieces) > 1:
@@ -572,6 +620,14 @@ class SensorChecks(BaseEstimator):
             few_resid = effective_rows(self._residuals(X[:n_fit])) < MIN_EFFECTIVE_ROWS
             disabled[1] |= few
             disabled[2] |= few_resid
+            # The drift check learns the extreme of a w-row mean: the fit rows
+            # must hold as many independent *means* as the others need rows,
+            # and the residual must forget faster than w rows -- else its mean
+            # follows a slow wander (a process state the regressions do not
+            # capture) that a fit window shows only part of.
+            w = max(self._drift_rows(), 1)
+            resid_rows = effective_rows(self._residuals(X[:n_fit]))
+            disabled[3] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / w)
         return disabled | (fired / n_val > self.validation_max_rate)
 
     def _fit_limits(self, X: np.ndarray, starts: np.ndarray) -> None:
@@ -629,6 +685,7 @@ class SensorChecks(BaseEstimator):
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         self.coef_ = np.zeros((d, d))
         self.relation_limit_ = np.full((n_modes, d), _NO_LIMIT)
+        self.drift_limit_ = np.full((n_modes, d), _NO_LIMIT)
         if self.relation_factor is not None and self.checked_.sum() >= 2:
             Z = (X - self.mean_) / self.scale_
             gram = Z.T @ Z / n
@@ -651,6 +708,24 @@ class SensorChecks(BaseEstimator):
             limit = np.maximum(limit, floor)
             limit[:, ~self.checked_] = _NO_LIMIT
             self.relation_limit_ = limit
+            w = self._drift_rows()
+            if w:
+                resid_signed = self._residuals(X)
+                drift = self._trailing_mean(resid_signed, starts, w)
+                valid = ~np.isnan(drift[:, 0])
+                if valid.any():
+                    held = np.abs(drift[valid])
+                    worst = self._extreme(
+                        held, _groups(mode_idx[valid], n_modes), upper=True, trim=0.0
+                    )
+                    # A mode too small (or too short) for its own limit uses all rows'.
+                    rows_in = np.bincount(mode_idx[valid], minlength=n_modes)
+                    worst[~big | (rows_in == 0)] = held.max(axis=0)
+                    limit = np.maximum(self.relation_factor * worst, floor)
+                    limit = np.maximum(limit, self._drift_tail(drift[valid], resid_signed))
+                    limit[:, ~self.checked_] = _NO_LIMIT
+                    self.drift_limit_ = limit
+                    self.drift_scale_ = np.maximum(held.max(axis=0), floor)
         self._step_bounds()
 
     def _extreme(
@@ -789,9 +864,98 @@ class SensorChecks(BaseEstimator):
         # Row-independent product: a row's residual never depends on the batch.
         return Z - ordered_matmul(Z, self.coef_.T)
 
+    def _drift_tail(self, drift: np.ndarray, resid: np.ndarray) -> np.ndarray:
+        """Per-sensor floor of the drift limits from the spread of the fit rows' means.
+
+        The largest of the few hundred independent means a fit window holds
+        is no bound for the thousands a line produces later, and every
+        checked sensor is one more chance of a false alarm. So the limit is
+        also at least ``z`` robust standard deviations of the means, ``z``
+        putting :data:`DRIFT_ROW_RATE` of the rows over the limit of *some*
+        sensor under a normal tail, and the spread inflated for the
+        regressions having been fitted on these very rows
+        (``sqrt(n / (n - p))`` with ``p`` regressors and ``n`` the residual's
+        effective rows: autocorrelated rows teach a regression less).
+        """
+        checked = max(int(self.checked_.sum()), 1)
+        z = float(ndtri(1.0 - DRIFT_ROW_RATE / (2 * checked)))
+        spread = 1.4826 * np.median(np.abs(drift - np.median(drift, axis=0)), axis=0)
+        p = (self.coef_ != 0).sum(axis=1)
+        n = np.maximum(effective_rows(resid), 1.0)
+        optimism = np.sqrt(n / np.maximum(n - p, 1.0))
+        return z * spread * optimism
+
+    def _drift_rows(self) -> int:
+        """Rows the drift check averages over (0: no drift check)."""
+        w = getattr(self, "drift_window", None)
+        if w is None or self.relation_factor is None:
+            return 0
+        return max(int(w), 1)
+
+    @staticmethod
+    def _trailing_mean(R: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
+        """Mean of each row's last ``w`` rows within its gap-free segment; NaN
+        where the segment holds fewer (as the scorer's warm-up rows)."""
+        n = R.shape[0]
+        out = np.full(R.shape, np.nan)
+        bounds = np.unique(np.concatenate([[0], np.asarray(starts, dtype=np.intp)]))
+        for a, b in itertools.pairwise([*bounds.tolist(), n]):
+            if b - a >= w:
+                out[a + w - 1 : b] = _window_sum(R[a:b], w) / w
+        return out
+
+    def _drift(self, X: np.ndarray, context: np.ndarray | None) -> np.ndarray | None:
+        """Signed drift residuals on the drift columns, (n, n_drift): the mean
+        relation residual of each row's last ``drift_window`` rows, ``context``
+        (the rows before ``X``) included; 0 where fewer rows are known."""
+        w = self._drift_rows()
+        cols = getattr(self, "drift_columns_", None)
+        if not w or cols is None or not cols.size:
+            return None
+        n = X.shape[0]
+        ctx = None
+        if context is not None and context.shape[0] and w > 1:
+            ctx = context[-(w - 1) :]
+            bad = np.flatnonzero(~np.isfinite(ctx).all(axis=1))
+            ctx = ctx[bad[-1] + 1 :] if bad.size else ctx
+        rows = X if ctx is None or not ctx.shape[0] else np.vstack([ctx, X])
+        R = ordered_matmul(rows, self.drift_matrix_)
+        R -= self.drift_bias_
+        known = rows.shape[0] - n  # context rows in front of X
+        out = np.zeros((n, R.shape[1]))
+        if rows.shape[0] >= w:
+            first = max(w - 1 - known, 0)  # first row of X with a full window
+            out[first:] = _window_sum(R, w)[first + known - (w - 1) :] / w
+        return out
+
+    def _drift_blame(self, drift: np.ndarray) -> np.ndarray:
+        """The sensor whose own lasting change best explains each row's drift.
+
+        A lasting offset on one sensor moves the residual of every sensor it
+        helps predict, and the drift limits are tight, so the largest
+        exceedance often sits on a neighbour. The reconstruction-based
+        contribution (Alcala and Qin, 2009) asks instead which single
+        sensor's change, seen through the regressions, reproduces the
+        residual pattern: the largest projection of the scaled residuals on
+        a sensor's signature (``drift_signature_``). A sensor the
+        regressions do not use and whose own drift is not checked has no
+        signature and is never blamed.
+
+        Parameters
+        ----------
+        drift : ndarray of shape (n, n_drift)
+            Signed drift residuals (:meth:`_drift`) of the rows to explain.
+        """
+        scaled = drift / self.drift_scale_[self.drift_columns_]
+        return np.abs(ordered_matmul(scaled, self.drift_signature_)).argmax(axis=1)
+
     # -- scoring -------------------------------------------------------------
     def check(
-        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+        self,
+        X: np.ndarray,
+        prev: np.ndarray | None,
+        state: CheckState | None,
+        context: np.ndarray | None = None,
     ) -> tuple[CheckResult, CheckState]:
         """Run the checks on a batch; pure (the state is passed in and out).
 
@@ -803,12 +967,19 @@ class SensorChecks(BaseEstimator):
             The row before ``X`` (imputed); None at stream start.
         state : CheckState or None
             As returned for the previous batch; None at stream start.
+        context : ndarray of shape (n_context, n_sensors) or None
+            The rows before ``X`` (the scorer's trailing context, imputed),
+            for the drift check's average; rows holding NaN are not used.
         """
         check_is_fitted(self, "freeze_limit_")
-        return self._check_rows(_finite_2d(X), prev, state)
+        return self._check_rows(_finite_2d(X), prev, state, context)
 
     def _check_rows(
-        self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
+        self,
+        X: np.ndarray,
+        prev: np.ndarray | None,
+        state: CheckState | None,
+        context: np.ndarray | None = None,
     ) -> tuple[CheckResult, CheckState]:
         """:meth:`check` on rows already known finite float64 (the scorer's
         imputed rows), without the validation: the hot path."""
@@ -876,6 +1047,17 @@ class SensorChecks(BaseEstimator):
                 rows = np.zeros(n, dtype=bool)
                 rows[cand] = (sev > 1.0).any(axis=1)
                 hot_rows = rows if hot_rows is None else hot_rows | rows
+        signed = self._drift(X, context)
+        drift = drift_limit = None
+        if signed is not None:
+            drift = np.abs(signed)
+            drift_limit = limits(self.drift_column_limit_)
+            over = drift > drift_limit
+            if not all_seen:
+                over &= seen[:, None]
+            if over.any():
+                rows = over.any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
         if hot_rows is None:
             hot_rows = np.zeros(n, dtype=bool)
         row_reason = np.zeros(n, dtype=np.int8)
@@ -907,6 +1089,19 @@ class SensorChecks(BaseEstimator):
                 if not whole:
                     severity[:, sev_cols] = sev_now
                     reason[:, sev_cols] = reason_now
+            if drift is not None:
+                # The drift check speaks only where the row-wise checks are
+                # quiet: a reading that jumped or froze is named by them (with
+                # its own sensor), the drift is what is left when none fired.
+                over = drift[hot] / (drift_limit if one else drift_limit[hot])
+                if not all_seen:
+                    over[~seen[hot]] = 0.0
+                strongest = over.max(axis=1)
+                quiet = np.flatnonzero((strongest > 1.0) & ~(severity > 1.0).any(axis=1))
+                if quiet.size:
+                    who = self._drift_blame(signed[hot[quiet]])
+                    severity[quiet, who] = strongest[quiet]
+                    reason[quiet, who] = RELATION
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
@@ -918,8 +1113,8 @@ class SensorChecks(BaseEstimator):
 
     def _severities(
         self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-        """Freeze, step and relation severities (> 1 fires; 0 in unseen modes).
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """Freeze, step, relation and drift severities (> 1 fires; 0 in unseen modes).
 
         Only the checks in force for some sensor are computed, and with one
         mode the limits broadcast instead of being gathered per row. Used by
@@ -956,9 +1151,17 @@ class SensorChecks(BaseEstimator):
             sub /= limits(self.relation_limit_[:, cols])
             rel = np.zeros(X.shape)
             rel[:, cols] = sub
+        drift = np.zeros(X.shape)
+        sub = self._drift(X, None)
+        if sub is not None:
+            np.abs(sub, out=sub)
+            sub /= limits(self.drift_limit_[:, self.drift_columns_])
+            drift[:, self.drift_columns_] = sub
         if not seen.all():
-            freeze, step, rel = (np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel))
-        return (freeze, step, rel), mode, runs
+            freeze, step, rel, drift = (
+                np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel, drift)
+            )
+        return (freeze, step, rel, drift), mode, runs
 
     def _new_switch(self, X: np.ndarray) -> np.ndarray:
         """State or phase channel that differs from the nearest seen mode (first such).
@@ -989,6 +1192,20 @@ def _switch_columns(X: np.ndarray) -> np.ndarray:
     """Columns that hold only 0 and 1 and both: candidate state channels."""
     is01 = np.all((X == 0.0) | (X == 1.0), axis=0)
     return is01 & (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
+
+
+def _window_sum(R: np.ndarray, w: int) -> np.ndarray:
+    """Sums of ``w`` consecutive rows, one per full window (``len(R) - w + 1``).
+
+    Added in one fixed order (the newest row first), so a row's sum is the
+    same bits however the rows were split into batches -- a running cumsum
+    would differ in the last bits with the batch's first row.
+    """
+    n = R.shape[0] - w + 1
+    total = R[w - 1 :].copy()
+    for k in range(1, w):
+        total += R[w - 1 - k : w - 1 - k + n]
+    return total
 
 
 def _groups(index: np.ndarray, n_groups: int) -> list[np.ndarray]:
