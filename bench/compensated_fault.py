@@ -1,4 +1,4 @@
-"""A compensated fault on a continuous line: the drift check against the checks without it.
+"""A compensated fault or a noisy sensor on a continuous line: its check against none.
 
 A fault a control loop compensates leaves a lasting offset of a few noise
 standard deviations in one variable, inside its normal range: the picture
@@ -10,6 +10,11 @@ planted: after ``--train-rows`` clean rows, rows 3,000-5,000 of the
 ``--score-rows`` scored ones carry ``+s`` noise standard deviations on one
 sensor picked at random, for each ``s`` of ``--shifts``.
 
+With ``--fault noise`` the planted fault is a transmitter losing
+precision instead: the sensor's noise grows to ``s`` times its normal
+standard deviation (reading around the right value), and the variant
+without is ``SensorChecks(noise_window=None)``.
+
 Each line is trained twice on the same rows with ``train_pipeline``'s
 defaults, once with the drift check (``SensorChecks()``) and once without
 (``SensorChecks(drift_window=None)``), and both score the same rows in
@@ -20,7 +25,7 @@ the alerted shifted rows name the shifted sensor first.
 Usage::
 
     OPENBLAS_NUM_THREADS=1 python bench/compensated_fault.py [--lines 10] [--sensors 20]
-        [--train-rows 3000] [--score-rows 6000] [--shifts 1,2,3,5] [--json]
+        [--train-rows 3000] [--score-rows 6000] [--shifts 1,2,3,5] [--fault offset|noise] [--json]
 """
 
 from __future__ import annotations
@@ -56,10 +61,16 @@ def _score(pipeline, threshold: float, X: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def measure(
-    lines: int, sensors: int, train_rows: int, score_rows: int, shifts: list[float]
+    lines: int,
+    sensors: int,
+    train_rows: int,
+    score_rows: int,
+    shifts: list[float],
+    fault_kind: str = "offset",
 ) -> list[dict]:
     names = [f"s{j}" for j in range(sensors)]
-    variants = {"drift check": SensorChecks(), "without": SensorChecks(drift_window=None)}
+    off = {"drift_window": None} if fault_kind == "offset" else {"noise_window": None}
+    variants = {f"{fault_kind} check": SensorChecks(), "without": SensorChecks(**off)}
     out = []
     for shift in shifts:
         totals = {v: np.zeros(5) for v in variants}
@@ -70,7 +81,11 @@ def measure(
             scored = X[train_rows:].copy()
             fault = np.zeros(score_rows, dtype=bool)
             fault[FAULT] = True
-            scored[fault, j] += shift * noise_sd
+            if fault_kind == "offset":
+                scored[fault, j] += shift * noise_sd
+            else:  # the noise grows to `shift` times its sd; the reading stays centred
+                extra = np.random.default_rng(2000 + seed).normal(size=int(fault.sum()))
+                scored[fault, j] += extra * noise_sd * np.sqrt(max(shift**2 - 1.0, 0.0))
             for name, checks in variants.items():
                 pipeline, threshold, _ = train_pipeline(
                     X[:train_rows],
@@ -90,7 +105,8 @@ def measure(
         for name, (hit, rows, false, normal, named) in totals.items():
             out.append(
                 {
-                    "shift_noise_sd": shift,
+                    "fault": fault_kind,
+                    "size": shift,
                     "variant": name,
                     "fault_rows_alerted_pct": round(100 * hit / rows, 1),
                     "normal_rows_alerted_pct": round(100 * false / normal, 2),
@@ -106,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensors", type=int, default=20)
     parser.add_argument("--train-rows", type=int, default=3000)
     parser.add_argument("--score-rows", type=int, default=6000)
-    parser.add_argument("--shifts", default="1,2,3,5")
+    parser.add_argument("--shifts", default="1,2,3,5", help="offsets in noise sd, or noise factors")
+    parser.add_argument("--fault", choices=("offset", "noise"), default="offset")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
     shifts = [float(s) for s in args.shifts.split(",")]
-    rows = measure(args.lines, args.sensors, args.train_rows, args.score_rows, shifts)
-    print("shift (noise sd) | variant | fault rows alerted % | normal rows alerted % | named first %")
+    rows = measure(args.lines, args.sensors, args.train_rows, args.score_rows, shifts, args.fault)
+    size = "offset (noise sd)" if args.fault == "offset" else "noise (x normal sd)"
+    print(f"{size} | variant | fault rows alerted % | normal rows alerted % | named first %")
     for r in rows:
         print(
-            f"{r['shift_noise_sd']:g} | {r['variant']} | {r['fault_rows_alerted_pct']} | "
+            f"{r['size']:g} | {r['variant']} | {r['fault_rows_alerted_pct']} | "
             f"{r['normal_rows_alerted_pct']} | {r['shifted_sensor_named_first_pct']}"
         )
     if args.json:

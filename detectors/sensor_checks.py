@@ -320,6 +320,17 @@ class SensorChecks(BaseEstimator):
         about ``sqrt(drift_window)``. Trusted like the relation check
         (``disabled_[3]``). Needs that many rows of the line's recent past:
         the scorer passes its trailing context. None disables it.
+    noise_window : int or None, default=20
+        Noise check: the variance of each sensor's relation residual over
+        its last ``noise_window`` rows (around their own mean, so a lasting
+        offset does not count) fires above ``relation_factor`` times the
+        largest such variance of its mode's normal rows and above a tail
+        floor (:meth:`_noise_tail`). A transmitter losing precision (a loose
+        contact, a failing element, a noisy wire) reads around the right
+        value, so neither the range nor the row-wise relation notices it
+        until the noise is several times its normal size. Reported as
+        ``relation``, only where every other check is quiet; trusted like
+        the drift check (``disabled_[4]``). None disables it.
     validate_modes : bool, default=True
         Try the modes like the checks before trusting them: 0/1 and phase
         channels whose combinations the held-back normal rows do not bear
@@ -349,11 +360,12 @@ class SensorChecks(BaseEstimator):
     coef_ : ndarray of shape (n_sensors, n_sensors)
         Relation regressions on standardized sensors (row j predicts sensor
         j; its diagonal is zero). ``mean_``, ``scale_`` standardize.
-    drift_limit_ : ndarray, shape (n_modes, n_sensors)
-        Per-mode limits of the drift check (absent on checks saved before it).
-    disabled_ : ndarray of bool, shape (4, n_sensors)
-        Freeze, step, relation and drift checks switched off per sensor
-        because they fired on held-back normal rows (:meth:`fit`).
+    drift_limit_, noise_limit_ : ndarray, shape (n_modes, n_sensors)
+        Per-mode limits of the drift and noise checks (absent on checks
+        saved before them).
+    disabled_ : ndarray of bool, shape (5, n_sensors)
+        Freeze, step, relation, drift and noise checks switched off per
+        sensor because they fired on held-back normal rows (:meth:`fit`).
     regressors_ : ndarray of bool, shape (n_sensors,)
         Sensors the relation regressions may use as inputs
         (``bounded_regressors``).
@@ -377,6 +389,7 @@ class SensorChecks(BaseEstimator):
         bounded_regressors: bool = True,
         validate_modes: bool = True,
         drift_window: int | None = 10,
+        noise_window: int | None = 20,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -390,6 +403,7 @@ class SensorChecks(BaseEstimator):
         self.bounded_regressors = bounded_regressors
         self.validate_modes = validate_modes
         self.drift_window = drift_window
+        self.noise_window = noise_window
 
     # -- fitting -------------------------------------------------------------
     def fit(
@@ -419,7 +433,7 @@ class SensorChecks(BaseEstimator):
         if n < 2:
             raise ValueError(f"SensorChecks.fit needs at least 2 rows, got {n}.")
         starts = np.zeros(1, dtype=np.intp) if starts is None else np.asarray(starts, np.intp)
-        disabled = np.zeros((4, d), dtype=bool)
+        disabled = np.zeros((5, d), dtype=bool)
         self.regressors_ = np.ones(d, dtype=bool)
         # Which columns are phase tags is decided once, on all rows: a batch
         # left out by the validation must not turn the tag into a sensor.
@@ -435,6 +449,7 @@ class SensorChecks(BaseEstimator):
         self.high_[:, disabled[1]] = np.inf
         self.relation_limit_[:, disabled[2]] = _NO_LIMIT
         self.drift_limit_[:, disabled[3]] = _NO_LIMIT
+        self.noise_limit_[:, disabled[4]] = _NO_LIMIT
         self.disabled_ = disabled
         self._step_bounds()
         return self
@@ -537,11 +552,25 @@ class SensorChecks(BaseEstimator):
             if drift is not None
             else np.zeros(0, dtype=np.intp)
         )
-        self.drift_matrix_ = np.ascontiguousarray(full[:, self.drift_columns_])
-        self.drift_bias_ = self.mean_ @ self.drift_matrix_
         self.drift_column_limit_ = (
             np.ascontiguousarray(drift[:, self.drift_columns_]) if drift is not None else None
         )
+        noise = getattr(self, "noise_limit_", None)
+        self.noise_columns_ = (
+            np.flatnonzero(np.isfinite(noise).any(axis=0))
+            if noise is not None
+            else np.zeros(0, dtype=np.intp)
+        )
+        self.noise_column_limit_ = (
+            np.ascontiguousarray(noise[:, self.noise_columns_]) if noise is not None else None
+        )
+        # Both windowed checks read one product: residuals on the union of
+        # their columns, each check's columns found by position in it.
+        self.window_columns_ = np.union1d(self.drift_columns_, self.noise_columns_)
+        self.window_matrix_ = np.ascontiguousarray(full[:, self.window_columns_])
+        self.window_bias_ = self.mean_ @ self.window_matrix_
+        self.drift_at_ = np.searchsorted(self.window_columns_, self.drift_columns_)
+        self.noise_at_ = np.searchsorted(self.window_columns_, self.noise_columns_)
         # Which sensor's own change best explains a drift (see _drift_blame).
         scale = getattr(self, "drift_scale_", None)
         if scale is not None:
@@ -591,8 +620,8 @@ class SensorChecks(BaseEstimator):
         """
         n, d = X.shape
         pieces = self._validation_pieces(n, starts)
-        fired = np.zeros((4, d))
-        disabled = np.zeros((4, d), dtype=bool)
+        fired = np.zeros((5, d))
+        disabled = np.zeros((5, d), dtype=bool)
         if not pieces:
             return disabled
         if len(pieces) > 1:
@@ -625,9 +654,10 @@ class SensorChecks(BaseEstimator):
             # and the residual must forget faster than w rows -- else its mean
             # follows a slow wander (a process state the regressions do not
             # capture) that a fit window shows only part of.
-            w = max(self._drift_rows(), 1)
             resid_rows = effective_rows(self._residuals(X[:n_fit]))
-            disabled[3] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / w)
+            for row, w in ((3, self._drift_rows()), (4, self._window_rows("noise_window"))):
+                w = max(w, 1)
+                disabled[row] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / w)
         return disabled | (fired / n_val > self.validation_max_rate)
 
     def _fit_limits(self, X: np.ndarray, starts: np.ndarray) -> None:
@@ -686,6 +716,7 @@ class SensorChecks(BaseEstimator):
         self.coef_ = np.zeros((d, d))
         self.relation_limit_ = np.full((n_modes, d), _NO_LIMIT)
         self.drift_limit_ = np.full((n_modes, d), _NO_LIMIT)
+        self.noise_limit_ = np.full((n_modes, d), _NO_LIMIT)
         if self.relation_factor is not None and self.checked_.sum() >= 2:
             Z = (X - self.mean_) / self.scale_
             gram = Z.T @ Z / n
@@ -726,6 +757,26 @@ class SensorChecks(BaseEstimator):
                     limit[:, ~self.checked_] = _NO_LIMIT
                     self.drift_limit_ = limit
                     self.drift_scale_ = np.maximum(held.max(axis=0), floor)
+            w = self._window_rows("noise_window")
+            if w > 1:
+                # A window across a change of mode mixes two modes' residual
+                # levels: the noise check judges only windows inside one mode.
+                changes = np.flatnonzero(np.diff(mode_idx)) + 1
+                spread = self._trailing_variance(self._residuals(X), np.union1d(starts, changes), w)
+                valid = ~np.isnan(spread[:, 0])
+                if valid.any():
+                    held = spread[valid]
+                    worst = self._extreme(
+                        held, _groups(mode_idx[valid], n_modes), upper=True, trim=0.0
+                    )
+                    rows_in = np.bincount(mode_idx[valid], minlength=n_modes)
+                    worst[~big | (rows_in == 0)] = held.max(axis=0)
+                    limit = np.maximum(self.relation_factor * worst, floor**2)
+                    limit = np.maximum(limit, self._noise_tail(held))
+                    limit[:, ~self.checked_] = _NO_LIMIT
+                    # A 0/1 channel judged as a sensor has no precision to lose.
+                    limit[:, _switch_columns(X)] = _NO_LIMIT
+                    self.noise_limit_ = limit
         self._step_bounds()
 
     def _extreme(
@@ -887,10 +938,97 @@ class SensorChecks(BaseEstimator):
 
     def _drift_rows(self) -> int:
         """Rows the drift check averages over (0: no drift check)."""
-        w = getattr(self, "drift_window", None)
+        return self._window_rows("drift_window")
+
+    def _window_rows(self, name: str) -> int:
+        """Rows of the windowed relation check ``name`` (0: switched off)."""
+        w = getattr(self, name, None)
         if w is None or self.relation_factor is None:
             return 0
         return max(int(w), 1)
+
+    def _noise_tail(self, spread: np.ndarray) -> np.ndarray:
+        """Per-sensor floor of the noise limits, as :meth:`_drift_tail` for the means.
+
+        A window's variance is skewed (a scaled chi-square), so the normal
+        tail is put on its logarithm: ``exp(median + z * robust sd)`` of the
+        log variances of the fit rows, ``z`` spending
+        :data:`DRIFT_ROW_RATE` over the checked sensors (one-sided).
+        """
+        checked = max(int(self.checked_.sum()), 1)
+        z = float(ndtri(1.0 - DRIFT_ROW_RATE / checked))
+        logs = np.log(np.maximum(spread, 1e-300))
+        centre = np.median(logs, axis=0)
+        robust_sd = 1.4826 * np.median(np.abs(logs - centre), axis=0)
+        return np.exp(centre + z * robust_sd)
+
+    @staticmethod
+    def _trailing_variance(R: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
+        """Variance of each row's last ``w`` rows around their mean, within its
+        gap-free segment; NaN where the segment holds fewer."""
+        n = R.shape[0]
+        out = np.full(R.shape, np.nan)
+        bounds = np.unique(np.concatenate([[0], np.asarray(starts, dtype=np.intp)]))
+        for a, b in itertools.pairwise([*bounds.tolist(), n]):
+            if b - a >= w:
+                out[a + w - 1 : b] = _window_variance(R[a:b], w)
+        return out
+
+    def _noise(
+        self,
+        X: np.ndarray,
+        context: np.ndarray | None,
+        recent: tuple[np.ndarray, int] | None = None,
+    ) -> np.ndarray | None:
+        """Residual variances on the noise columns, (n, n_noise), over each row's
+        last ``noise_window`` rows, ``context`` included; 0 where fewer are known.
+        ``recent``: :meth:`_window_residuals` of the same rows, if made already."""
+        w = self._window_rows("noise_window")
+        cols = getattr(self, "noise_columns_", None)
+        if w < 2 or cols is None or not cols.size:
+            return None
+        R, known = self._columns_of(recent or self._window_residuals(X, context), w, "noise")
+        n = X.shape[0]
+        out = np.zeros((n, R.shape[1]))
+        if R.shape[0] >= w:
+            first = max(w - 1 - known, 0)
+            out[first:] = _window_variance(R, w)[first + known - (w - 1) :]
+            if self.modes_.size > 1:
+                # Only windows inside one mode count (as in fit): the rows
+                # since the last change of mode, context rows included.
+                rows = X if not known else np.vstack([context[context.shape[0] - known :], X])
+                mode = self._mode_index(rows)
+                i = np.arange(mode.size)
+                changed = np.r_[True, mode[1:] != mode[:-1]]
+                since = i - np.maximum.accumulate(np.where(changed, i, 0)) + 1
+                out[since[known:] < w] = 0.0
+        return out
+
+    def _window_residuals(
+        self, X: np.ndarray, context: np.ndarray | None
+    ) -> tuple[np.ndarray, int]:
+        """Residuals on the windowed checks' columns of the finite context rows
+        the longer window needs and of ``X``, and how many are context rows."""
+        w = max(self._drift_rows(), self._window_rows("noise_window"))
+        ctx = None
+        if context is not None and context.shape[0] and w > 1:
+            ctx = context[-(w - 1) :]
+            bad = np.flatnonzero(~np.isfinite(ctx).all(axis=1))
+            ctx = ctx[bad[-1] + 1 :] if bad.size else ctx
+        rows = X if ctx is None or not ctx.shape[0] else np.vstack([ctx, X])
+        R = ordered_matmul(rows, self.window_matrix_)
+        R -= self.window_bias_
+        return R, rows.shape[0] - X.shape[0]
+
+    def _columns_of(
+        self, recent: tuple[np.ndarray, int], w: int, check: str
+    ) -> tuple[np.ndarray, int]:
+        """One check's columns of :meth:`_window_residuals`, with at most
+        ``w - 1`` context rows."""
+        R, known = recent
+        keep = min(known, w - 1)
+        at = self.drift_at_ if check == "drift" else self.noise_at_
+        return R[known - keep :, at], keep
 
     @staticmethod
     def _trailing_mean(R: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
@@ -904,26 +1042,24 @@ class SensorChecks(BaseEstimator):
                 out[a + w - 1 : b] = _window_sum(R[a:b], w) / w
         return out
 
-    def _drift(self, X: np.ndarray, context: np.ndarray | None) -> np.ndarray | None:
+    def _drift(
+        self,
+        X: np.ndarray,
+        context: np.ndarray | None,
+        recent: tuple[np.ndarray, int] | None = None,
+    ) -> np.ndarray | None:
         """Signed drift residuals on the drift columns, (n, n_drift): the mean
         relation residual of each row's last ``drift_window`` rows, ``context``
-        (the rows before ``X``) included; 0 where fewer rows are known."""
+        (the rows before ``X``) included; 0 where fewer rows are known.
+        ``recent``: :meth:`_window_residuals` of the same rows, if made already."""
         w = self._drift_rows()
         cols = getattr(self, "drift_columns_", None)
         if not w or cols is None or not cols.size:
             return None
         n = X.shape[0]
-        ctx = None
-        if context is not None and context.shape[0] and w > 1:
-            ctx = context[-(w - 1) :]
-            bad = np.flatnonzero(~np.isfinite(ctx).all(axis=1))
-            ctx = ctx[bad[-1] + 1 :] if bad.size else ctx
-        rows = X if ctx is None or not ctx.shape[0] else np.vstack([ctx, X])
-        R = ordered_matmul(rows, self.drift_matrix_)
-        R -= self.drift_bias_
-        known = rows.shape[0] - n  # context rows in front of X
+        R, known = self._columns_of(recent or self._window_residuals(X, context), w, "drift")
         out = np.zeros((n, R.shape[1]))
-        if rows.shape[0] >= w:
+        if R.shape[0] >= w:
             first = max(w - 1 - known, 0)  # first row of X with a full window
             out[first:] = _window_sum(R, w)[first + known - (w - 1) :] / w
         return out
@@ -1047,12 +1183,25 @@ class SensorChecks(BaseEstimator):
                 rows = np.zeros(n, dtype=bool)
                 rows[cand] = (sev > 1.0).any(axis=1)
                 hot_rows = rows if hot_rows is None else hot_rows | rows
-        signed = self._drift(X, context)
+        recent = None
+        if getattr(self, "window_columns_", np.zeros(0)).size:
+            recent = self._window_residuals(X, context)
+        signed = self._drift(X, context, recent)
         drift = drift_limit = None
         if signed is not None:
             drift = np.abs(signed)
             drift_limit = limits(self.drift_column_limit_)
             over = drift > drift_limit
+            if not all_seen:
+                over &= seen[:, None]
+            if over.any():
+                rows = over.any(axis=1)
+                hot_rows = rows if hot_rows is None else hot_rows | rows
+        noise = self._noise(X, context, recent)
+        noise_limit = None
+        if noise is not None:
+            noise_limit = limits(self.noise_column_limit_)
+            over = noise > noise_limit
             if not all_seen:
                 over &= seen[:, None]
             if over.any():
@@ -1102,6 +1251,17 @@ class SensorChecks(BaseEstimator):
                     who = self._drift_blame(signed[hot[quiet]])
                     severity[quiet, who] = strongest[quiet]
                     reason[quiet, who] = RELATION
+            if noise is not None:
+                # Last: a sensor gone noisy, where nothing else fired.
+                over = noise[hot] / (noise_limit if one else noise_limit[hot])
+                if not all_seen:
+                    over[~seen[hot]] = 0.0
+                strongest = over.max(axis=1)
+                quiet = np.flatnonzero((strongest > 1.0) & ~(severity > 1.0).any(axis=1))
+                if quiet.size:
+                    who = self.noise_columns_[over[quiet].argmax(axis=1)]
+                    severity[quiet, who] = strongest[quiet]
+                    reason[quiet, who] = RELATION
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
@@ -1113,8 +1273,8 @@ class SensorChecks(BaseEstimator):
 
     def _severities(
         self, X: np.ndarray, prev: np.ndarray | None, state: CheckState | None
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-        """Freeze, step, relation and drift severities (> 1 fires; 0 in unseen modes).
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+        """Freeze, step, relation, drift and noise severities (> 1 fires; 0 in unseen modes).
 
         Only the checks in force for some sensor are computed, and with one
         mode the limits broadcast instead of being gathered per row. Used by
@@ -1157,11 +1317,16 @@ class SensorChecks(BaseEstimator):
             np.abs(sub, out=sub)
             sub /= limits(self.drift_limit_[:, self.drift_columns_])
             drift[:, self.drift_columns_] = sub
+        noise = np.zeros(X.shape)
+        sub = self._noise(X, None)
+        if sub is not None:
+            sub /= limits(self.noise_limit_[:, self.noise_columns_])
+            noise[:, self.noise_columns_] = sub
         if not seen.all():
-            freeze, step, rel, drift = (
-                np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel, drift)
+            freeze, step, rel, drift, noise = (
+                np.where(seen[:, None], v, 0.0) for v in (freeze, step, rel, drift, noise)
             )
-        return (freeze, step, rel, drift), mode, runs
+        return (freeze, step, rel, drift, noise), mode, runs
 
     def _new_switch(self, X: np.ndarray) -> np.ndarray:
         """State or phase channel that differs from the nearest seen mode (first such).
@@ -1197,15 +1362,44 @@ def _switch_columns(X: np.ndarray) -> np.ndarray:
 def _window_sum(R: np.ndarray, w: int) -> np.ndarray:
     """Sums of ``w`` consecutive rows, one per full window (``len(R) - w + 1``).
 
-    Added in one fixed order (the newest row first), so a row's sum is the
-    same bits however the rows were split into batches -- a running cumsum
-    would differ in the last bits with the batch's first row.
+    Built by doubling (sums of 2, 4, 8 ... rows, then the binary digits of
+    ``w`` joined), so a window costs about ``2 log2(w)`` array additions
+    instead of ``w``. Every row's sum is the same sequence of additions of
+    the same rows, so it is the same bits however the rows were split into
+    batches -- a running cumsum would differ in the last bits with the
+    batch's first row.
     """
     n = R.shape[0] - w + 1
-    total = R[w - 1 :].copy()
-    for k in range(1, w):
-        total += R[w - 1 - k : w - 1 - k + n]
+    total = None  # sums of the `span` rows ending at each row (from row `w - 1`)
+    span = 0
+    block, size = R, 1  # block[i]: sum of `size` rows ending at row i + size - 1
+    while True:
+        if w & size:
+            # Add the `size` rows just before the `span` rows already summed.
+            start = w - 1 - span - (size - 1)
+            part = block[start : start + n]
+            if total is None:
+                total = part.copy()
+            else:
+                total += part
+            span += size
+        if size * 2 > w:
+            break
+        block = block[:-size] + block[size:]
+        size *= 2
     return total
+
+
+def _window_variance(R: np.ndarray, w: int) -> np.ndarray:
+    """Variance of ``w`` consecutive rows around their own mean, one per full window.
+
+    From the window's sums of values and of squares, each added in one fixed
+    order (:func:`_window_sum`), so a row's value does not depend on batching.
+    """
+    mean = _window_sum(R, w) / w
+    var = _window_sum(R * R, w) / w
+    var -= mean * mean
+    return np.maximum(var, 0.0)
 
 
 def _groups(index: np.ndarray, n_groups: int) -> list[np.ndarray]:

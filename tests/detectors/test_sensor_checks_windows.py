@@ -1,4 +1,5 @@
-"""The drift check: a reading that leaves its relation to the others by a little, for good.
+"""The windowed relation checks: a reading that leaves its relation by a little for good
+(drift), or that reads around the right value with more noise than it should (noise).
 
 A fault a control loop compensates leaves a lasting offset of a few noise
 standard deviations in one variable, inside its normal range and under the
@@ -37,6 +38,14 @@ def rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
+def noisy(rows) -> np.ndarray:
+    out = rows[1].copy()
+    extra = np.random.default_rng(5).normal(size=len(out) - 500)
+    out[500:, SHIFTED] += extra * NOISE * np.sqrt(3**2 - 1)  # noise x 3, centred
+    return out
+
+
+@pytest.fixture(scope="module")
 def fitted(rows) -> SensorChecks:
     return SensorChecks().fit(rows[0])
 
@@ -65,16 +74,30 @@ def test_a_lasting_small_offset_is_caught_and_blamed_on_its_sensor(rows, fitted)
     assert (reason[after] > 0).mean() < 0.2
 
 
+def test_a_sensor_gone_noisy_is_caught_and_blamed_on_its_sensor(rows, noisy, fitted) -> None:
+    reason, sensor = _in_batches(fitted, noisy, 50)
+    after = slice(500 + fitted.noise_window, None)
+    on_it = (reason[after] == RELATION) & (sensor[after] == SHIFTED)
+    assert on_it.mean() > 0.8, f"noisy sensor caught and blamed on only {on_it.mean():.0%}"
+    without = SensorChecks(noise_window=None).fit(rows[0])
+    reason, _ = _in_batches(without, noisy, 50)
+    assert (reason[after] > 0).mean() < 0.5
+
+
 def test_healthy_rows_seldom_fire_the_drift_check(rows, fitted) -> None:
     _, healthy, _ = rows
     reason, _ = _in_batches(fitted, healthy, 50)
     assert (reason > 0).mean() < 0.01
-    assert np.isfinite(fitted.drift_limit_).any()  # the check is in force
+    assert np.isfinite(fitted.drift_limit_).any()  # the checks are in force
+    assert np.isfinite(fitted.noise_limit_).any()
 
 
 @pytest.mark.parametrize("size", [1, 7, 64])
-def test_the_drift_check_does_not_depend_on_the_batching(rows, fitted, size: int) -> None:
-    _, _, shifted = rows
+@pytest.mark.parametrize("fault", ["offset", "noise"])
+def test_the_windowed_checks_do_not_depend_on_the_batching(
+    rows, noisy, fitted, size: int, fault: str
+) -> None:
+    shifted = rows[2] if fault == "offset" else noisy
     whole, whole_sensor = _in_batches(fitted, shifted, len(shifted))
     reason, sensor = _in_batches(fitted, shifted, size)
     assert reason.tobytes() == whole.tobytes()
@@ -82,25 +105,26 @@ def test_the_drift_check_does_not_depend_on_the_batching(rows, fitted, size: int
     assert (whole > 0).sum() > 100  # it fires, so the batching is tested
 
 
-def test_a_short_stretch_cannot_support_the_drift_check(rows) -> None:
-    # 400 rows hold 280 fit rows: 28 independent 10-row means, fewer than
-    # the 30 the extreme of a mean needs.
+def test_a_short_stretch_cannot_support_the_windowed_checks(rows) -> None:
+    # 400 rows hold 280 fit rows: 28 independent 10-row means (14 20-row
+    # variances), fewer than the 30 the extreme of a window statistic needs.
     short = SensorChecks().fit(rows[0][:400])
-    assert short.disabled_[3].all()
+    assert short.disabled_[3].all() and short.disabled_[4].all()
     assert not np.isfinite(short.drift_limit_).any()
+    assert not np.isfinite(short.noise_limit_).any()
 
 
-def test_checks_saved_before_the_drift_check_score_as_without_it(rows, fitted) -> None:
+def test_checks_saved_before_the_windowed_checks_score_as_without_them(rows, fitted) -> None:
     _, _, shifted = rows
     old = clone(fitted)
     old.__dict__.update(
         {k: v for k, v in fitted.__dict__.items() if k.endswith("_") and not k.startswith("_")}
     )
-    del old.drift_window
-    for name in [k for k in vars(old) if k.startswith("drift_")]:
+    del old.drift_window, old.noise_window
+    for name in [k for k in vars(old) if k.startswith(("drift_", "noise_"))]:
         delattr(old, name)
     found, _ = old.check(shifted, None, None)
-    off = clone(fitted).set_params(drift_window=None)
+    off = clone(fitted).set_params(drift_window=None, noise_window=None)
     off.__dict__.update(
         {k: v for k, v in fitted.__dict__.items() if k.endswith("_") and not k.startswith("_")}
     )
