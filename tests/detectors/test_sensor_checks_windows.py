@@ -47,7 +47,8 @@ def noisy(rows) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def fitted(rows) -> SensorChecks:
-    return SensorChecks().fit(rows[0])
+    # The noise check is off by default (its cost); on here to be tested.
+    return SensorChecks(noise_window=20).fit(rows[0])
 
 
 def _in_batches(checks: SensorChecks, X: np.ndarray, size: int, context_rows: int = 19):
@@ -69,7 +70,7 @@ def test_a_lasting_small_offset_is_caught_and_blamed_on_its_sensor(rows, fitted)
     on_it = (reason[after] == RELATION) & (sensor[after] == SHIFTED)
     assert on_it.mean() > 0.9, f"offset caught and blamed on only {on_it.mean():.0%} of rows"
     # Without the drift check the same offset passes nearly unseen.
-    row_wise = SensorChecks(drift_window=None).fit(rows[0])
+    row_wise = SensorChecks(drift_window=None, noise_window=20).fit(rows[0])
     reason, _ = _in_batches(row_wise, shifted, 50)
     assert (reason[after] > 0).mean() < 0.2
 
@@ -79,7 +80,7 @@ def test_a_sensor_gone_noisy_is_caught_and_blamed_on_its_sensor(rows, noisy, fit
     after = slice(500 + fitted.noise_window, None)
     on_it = (reason[after] == RELATION) & (sensor[after] == SHIFTED)
     assert on_it.mean() > 0.8, f"noisy sensor caught and blamed on only {on_it.mean():.0%}"
-    without = SensorChecks(noise_window=None).fit(rows[0])
+    without = SensorChecks().fit(rows[0])  # the default: no noise check
     reason, _ = _in_batches(without, noisy, 50)
     assert (reason[after] > 0).mean() < 0.5
 
@@ -108,7 +109,7 @@ def test_the_windowed_checks_do_not_depend_on_the_batching(
 def test_a_short_stretch_cannot_support_the_windowed_checks(rows) -> None:
     # 400 rows hold 280 fit rows: 28 independent 10-row means (14 20-row
     # variances), fewer than the 30 the extreme of a window statistic needs.
-    short = SensorChecks().fit(rows[0][:400])
+    short = SensorChecks(noise_window=20).fit(rows[0][:400])
     assert short.disabled_[3].all() and short.disabled_[4].all()
     assert not np.isfinite(short.drift_limit_).any()
     assert not np.isfinite(short.noise_limit_).any()
