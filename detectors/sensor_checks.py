@@ -331,7 +331,7 @@ class SensorChecks(BaseEstimator):
         until the noise is several times its normal size. Reported as
         ``relation``, only where every other check is quiet; trusted like
         the drift check (``disabled_[4]``). None, the default, disables it:
-        on ``bench/scoring_cost.py``'s fleet it costs about 8 % of the
+        on ``bench/scoring_cost.py``'s fleet it costs about 15 % of the
         scoring stage, more than issue 16's cost goal leaves; 20 is the
         measured setting (``bench/compensated_fault.py --fault noise``).
     validate_modes : bool, default=True
