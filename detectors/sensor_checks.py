@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -549,24 +550,21 @@ class SensorChecks(BaseEstimator):
         full = (np.eye(d) - self.coef_.T) / self.scale_[:, None]
         self.relation_matrix_ = np.ascontiguousarray(full[:, self.relation_columns_])
         self.relation_bias_ = self.mean_ @ self.relation_matrix_
-        drift = getattr(self, "drift_limit_", None)
-        self.drift_columns_ = (
-            np.flatnonzero(np.isfinite(drift).any(axis=0))
-            if drift is not None
-            else np.zeros(0, dtype=np.intp)
-        )
-        self.drift_column_limit_ = (
-            np.ascontiguousarray(drift[:, self.drift_columns_]) if drift is not None else None
-        )
-        noise = getattr(self, "noise_limit_", None)
-        self.noise_columns_ = (
-            np.flatnonzero(np.isfinite(noise).any(axis=0))
-            if noise is not None
-            else np.zeros(0, dtype=np.intp)
-        )
-        self.noise_column_limit_ = (
-            np.ascontiguousarray(noise[:, self.noise_columns_]) if noise is not None else None
-        )
+        # The windowed checks' columns and their limits there (none on
+        # checks saved before them).
+        for check in ("drift", "noise"):
+            limit = getattr(self, f"{check}_limit_", None)
+            cols = (
+                np.flatnonzero(np.isfinite(limit).any(axis=0))
+                if limit is not None
+                else np.zeros(0, dtype=np.intp)
+            )
+            setattr(self, f"{check}_columns_", cols)
+            setattr(
+                self,
+                f"{check}_column_limit_",
+                None if limit is None else np.ascontiguousarray(limit[:, cols]),
+            )
         # Both windowed checks read one product: residuals on the union of
         # their columns, each check's columns found by position in it.
         self.window_columns_ = np.union1d(self.drift_columns_, self.noise_columns_)
@@ -752,7 +750,7 @@ class SensorChecks(BaseEstimator):
             w = self._drift_rows()
             if w:
                 resid_signed = self._residuals(X)
-                drift = self._trailing_mean(resid_signed, starts, w)
+                drift = _by_segment(resid_signed, starts, w, _window_mean)
                 valid = ~np.isnan(drift[:, 0])
                 if valid.any():
                     held = np.abs(drift[valid])
@@ -772,7 +770,9 @@ class SensorChecks(BaseEstimator):
                 # A window across a change of mode mixes two modes' residual
                 # levels: the noise check judges only windows inside one mode.
                 changes = np.flatnonzero(np.diff(mode_idx)) + 1
-                spread = self._trailing_variance(self._residuals(X), np.union1d(starts, changes), w)
+                spread = _by_segment(
+                    self._residuals(X), np.union1d(starts, changes), w, _window_variance
+                )
                 valid = ~np.isnan(spread[:, 0])
                 if valid.any():
                     held = spread[valid]
@@ -972,18 +972,6 @@ class SensorChecks(BaseEstimator):
         robust_sd = 1.4826 * np.median(np.abs(logs - centre), axis=0)
         return np.exp(centre + z * robust_sd)
 
-    @staticmethod
-    def _trailing_variance(R: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
-        """Variance of each row's last ``w`` rows around their mean, within its
-        gap-free segment; NaN where the segment holds fewer."""
-        n = R.shape[0]
-        out = np.full(R.shape, np.nan)
-        bounds = np.unique(np.concatenate([[0], np.asarray(starts, dtype=np.intp)]))
-        for a, b in itertools.pairwise([*bounds.tolist(), n]):
-            if b - a >= w:
-                out[a + w - 1 : b] = _window_variance(R[a:b], w)
-        return out
-
     def _noise(
         self,
         X: np.ndarray,
@@ -1044,18 +1032,6 @@ class SensorChecks(BaseEstimator):
         keep = min(known, w - 1)
         at = self.drift_at_ if check == "drift" else self.noise_at_
         return R[known - keep :, at], keep
-
-    @staticmethod
-    def _trailing_mean(R: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
-        """Mean of each row's last ``w`` rows within its gap-free segment; NaN
-        where the segment holds fewer (as the scorer's warm-up rows)."""
-        n = R.shape[0]
-        out = np.full(R.shape, np.nan)
-        bounds = np.unique(np.concatenate([[0], np.asarray(starts, dtype=np.intp)]))
-        for a, b in itertools.pairwise([*bounds.tolist(), n]):
-            if b - a >= w:
-                out[a + w - 1 : b] = _window_sum(R[a:b], w) / w
-        return out
 
     def _drift(
         self,
@@ -1218,22 +1194,12 @@ class SensorChecks(BaseEstimator):
         if signed is not None:
             drift = np.abs(signed)
             drift_limit = limits(self.drift_column_limit_)
-            over = drift > drift_limit
-            if not all_seen:
-                over &= seen[:, None]
-            if over.any():
-                rows = over.any(axis=1)
-                hot_rows = rows if hot_rows is None else hot_rows | rows
+            fired(drift > drift_limit)
         noise = self._noise(X, context, recent)
         noise_limit = None
         if noise is not None:
             noise_limit = limits(self.noise_column_limit_)
-            over = noise > noise_limit
-            if not all_seen:
-                over &= seen[:, None]
-            if over.any():
-                rows = over.any(axis=1)
-                hot_rows = rows if hot_rows is None else hot_rows | rows
+            fired(noise > noise_limit)
         if hot_rows is None:
             hot_rows = np.zeros(n, dtype=bool)
         row_reason = np.zeros(n, dtype=np.int8)
@@ -1265,30 +1231,25 @@ class SensorChecks(BaseEstimator):
                 if not whole:
                     severity[:, sev_cols] = sev_now
                     reason[:, sev_cols] = reason_now
+            # The windowed checks speak only where the row-wise checks are
+            # quiet: a reading that jumped or froze is named by them (with its
+            # own sensor); a drift, then a sensor gone noisy, is what is left.
             if drift is not None:
-                # The drift check speaks only where the row-wise checks are
-                # quiet: a reading that jumped or froze is named by them (with
-                # its own sensor), the drift is what is left when none fired.
-                over = drift[hot] / (drift_limit if one else drift_limit[hot])
-                if not all_seen:
-                    over[~seen[hot]] = 0.0
-                strongest = over.max(axis=1)
-                quiet = np.flatnonzero((strongest > 1.0) & ~(severity > 1.0).any(axis=1))
-                if quiet.size:
-                    who = self._drift_blame(signed[hot[quiet]])
-                    severity[quiet, who] = strongest[quiet]
-                    reason[quiet, who] = RELATION
+                _where_quiet(
+                    severity,
+                    reason,
+                    drift[hot] / (drift_limit if one else drift_limit[hot]),
+                    None if all_seen else ~seen[hot],
+                    lambda rows, _over: self._drift_blame(signed[hot[rows]]),
+                )
             if noise is not None:
-                # Last: a sensor gone noisy, where nothing else fired.
-                over = noise[hot] / (noise_limit if one else noise_limit[hot])
-                if not all_seen:
-                    over[~seen[hot]] = 0.0
-                strongest = over.max(axis=1)
-                quiet = np.flatnonzero((strongest > 1.0) & ~(severity > 1.0).any(axis=1))
-                if quiet.size:
-                    who = self.noise_columns_[over[quiet].argmax(axis=1)]
-                    severity[quiet, who] = strongest[quiet]
-                    reason[quiet, who] = RELATION
+                _where_quiet(
+                    severity,
+                    reason,
+                    noise[hot] / (noise_limit if one else noise_limit[hot]),
+                    None if all_seen else ~seen[hot],
+                    lambda rows, over: self.noise_columns_[over[rows].argmax(axis=1)],
+                )
             blamed = severity.argmax(axis=1)
             row_reason[hot] = reason[np.arange(hot.size), blamed]
             sensor[hot] = blamed
@@ -1386,6 +1347,29 @@ def _switch_columns(X: np.ndarray) -> np.ndarray:
     return is01 & (X.max(axis=0) == 1.0) & (X.min(axis=0) == 0.0)
 
 
+def _where_quiet(
+    severity: np.ndarray,
+    reason: np.ndarray,
+    over: np.ndarray,
+    unseen: np.ndarray | None,
+    blame: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> None:
+    """Enter a windowed check's severities on the rows no other check fired on.
+
+    ``over`` holds the check's severities per row and column (its own
+    columns); on each such row over 1 the strongest is written, as reason
+    ``relation``, on the sensor ``blame(rows, over)`` names. In place.
+    """
+    if unseen is not None:
+        over[unseen] = 0.0
+    strongest = over.max(axis=1)
+    quiet = np.flatnonzero((strongest > 1.0) & ~(severity > 1.0).any(axis=1))
+    if quiet.size:
+        who = blame(quiet, over)
+        severity[quiet, who] = strongest[quiet]
+        reason[quiet, who] = RELATION
+
+
 def _window_sum(R: np.ndarray, w: int) -> np.ndarray:
     """Sums of ``w`` consecutive rows, one per full window (``len(R) - w + 1``).
 
@@ -1415,6 +1399,29 @@ def _window_sum(R: np.ndarray, w: int) -> np.ndarray:
         block = block[:-size] + block[size:]
         size *= 2
     return total
+
+
+def _by_segment(
+    R: np.ndarray,
+    starts: np.ndarray,
+    w: int,
+    statistic: Callable[[np.ndarray, int], np.ndarray],
+) -> np.ndarray:
+    """``statistic`` of each row's last ``w`` rows within its gap-free segment
+    (segments start at ``starts``); NaN where the segment holds fewer, as the
+    scorer's warm-up rows."""
+    n = R.shape[0]
+    out = np.full(R.shape, np.nan)
+    bounds = np.unique(np.concatenate([[0], np.asarray(starts, dtype=np.intp)]))
+    for a, b in itertools.pairwise([*bounds.tolist(), n]):
+        if b - a >= w:
+            out[a + w - 1 : b] = statistic(R[a:b], w)
+    return out
+
+
+def _window_mean(R: np.ndarray, w: int) -> np.ndarray:
+    """Mean of ``w`` consecutive rows, one per full window (:func:`_window_sum`)."""
+    return _window_sum(R, w) / w
 
 
 def _window_variance(R: np.ndarray, w: int) -> np.ndarray:
