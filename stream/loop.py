@@ -120,10 +120,9 @@ class ConsumeLoop:
         # This assignment: when it came, restore figures, first stored batch.
         self.assignment: dict[str, Any] = {}
         # The telemetry partitions of the current assignment; empty from the
-        # start of a revocation to the next assignment.
+        # start of a revocation to the next assignment, when no batch starts
+        # scoring.
         self.owned: set[int] = set()
-        # Set for the whole of a revocation: no batch starts scoring then.
-        self.revoking = False
 
     # -- rebalances ------------------------------------------------------------
     def assigned(self, partitions: set[int], total: int) -> None:
@@ -132,7 +131,7 @@ class ConsumeLoop:
         self._new_generation()
         self.stats.assignments += 1
         self.assignment = {"at": time.monotonic(), "partitions": sorted(partitions)}
-        self.owned, self.revoking = set(partitions), False
+        self.owned = set(partitions)
         if self.serving is not None:
             lines = self.serving.preload(partitions, total)
             log.info(
@@ -150,12 +149,13 @@ class ConsumeLoop:
         lines next, and our copy of their state would go stale.
 
         No batch starts scoring from the first line of this method on
-        (:meth:`prepare` checks ``revoking`` where it starts the thread):
+        (it empties ``owned``, which :meth:`prepare` checks where it starts
+        the thread):
         forgetting the lines' state under a batch being scored would score its
         remaining frames from a fresh state -- a stray incident inside a real
         one, written to InfluxDB by a batch that is never committed.
         """
-        self.revoking, self.owned = True, set()
+        self.owned = set()
         while busy := [
             task
             for task in (self.inflight.get("compute"), self.inflight.get("deliver"))
@@ -296,7 +296,7 @@ class ConsumeLoop:
             lines = (await asyncio.to_thread(archive_lines, records))[0]
             return Delivery(records=records, points=lines)
         await self.serving.caught_up()
-        if self.revoking or generation != self.generation:
+        if not self.owned or generation != self.generation:
             return None
         processor = self.serving.processor
         # Scoring is CPU-bound: off the event loop, so heartbeats keep flowing.
