@@ -192,7 +192,7 @@ def evaluate(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--detector", default="pca")
+    parser.add_argument("--detector", default=TRAINING_DEFAULTS.detector)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument(
         "--set",

@@ -53,10 +53,14 @@ def cases():
     t = np.arange(4000, dtype=np.int64) * 1_000_000
     t[1500:] += 10**9  # a gap
     t[2500:] -= 5 * 10**6  # backwards
-    for det in ("pca", "mcd", "ecod", "iforest", "auto"):
+    from lineguard.detectors.catalogue import DETECTORS
+
+    # The PCA + MCD ensemble was named "auto" before auto became a selection.
+    ensemble = "ensemble" if "ensemble" in DETECTORS else "auto"
+    for det in ("pca", "mcd", "ecod", "iforest", ensemble):
         tt = np.arange(2000, dtype=np.int64) * 1_000_000
         pipe, thr, _ = train_pipeline(clean, sensors, det, time_us=tt)
-        yield det, pipe, thr, S, t
+        yield ("ensemble" if det == ensemble else det), pipe, thr, S, t
     # NaNs, frozen sensor, step
     S2 = S.copy()
     rng = np.random.default_rng(3)

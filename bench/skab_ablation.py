@@ -105,7 +105,7 @@ def evaluate(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--detector", default="pca")
+    parser.add_argument("--detector", default=TRAINING_DEFAULTS.detector)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--runs", action="store_true", help="print per-run rows")
     parser.add_argument(

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--test", type=int, default=700)
-    parser.add_argument("--detector", default="pca")
+    parser.add_argument("--detector", default=TRAINING_DEFAULTS.detector)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
 (:mod:`.pca`, :mod:`.ecod`, :mod:`.iforest`, :mod:`.covariance`,
-:mod:`.ensemble` -- ``auto``),
+:mod:`.ensemble`), :mod:`.selection` (``auto``, the default: a
+detector picked per line by a backtest on its own normal runs),
 :mod:`.features` (streaming trailing-window features), :mod:`.scoring`
 (``LinePipeline`` and the pure ``score_batch``), :mod:`.calibration`
 (thresholds from a target false-alarm rate) and :mod:`.catalogue` (names).

@@ -11,7 +11,7 @@ from .ensemble import QuantileEnsemble
 from .iforest import IsolationForestDetector
 from .pca import PCADetector
 
-__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "make_detector"]
+__all__ = ["AUTO", "DEFAULT_DETECTOR", "DETECTORS", "DETECTOR_NAMES", "make_detector"]
 
 #: Factories by name; each takes the seed (ignored by deterministic detectors).
 DETECTORS: dict[str, Callable[[int | None], Detector]] = {
@@ -19,14 +19,21 @@ DETECTORS: dict[str, Callable[[int | None], Detector]] = {
     "ecod": lambda random_state: FrozenECOD(),
     "iforest": lambda random_state: IsolationForestDetector(random_state=random_state),
     "mcd": lambda random_state: RobustMahalanobis(random_state=random_state),
-    "auto": lambda random_state: QuantileEnsemble(random_state=random_state),
+    "ensemble": lambda random_state: QuantileEnsemble(random_state=random_state),
 }
+
+#: Not one detector: ``train_pipeline`` picks one of
+#: :data:`lineguard.detectors.selection.CANDIDATES` per line by a backtest
+#: on the line's own normal runs (:mod:`lineguard.detectors.selection`).
+AUTO = "auto"
+#: Every name a training accepts: the detectors and ``auto``.
+DETECTOR_NAMES: tuple[str, ...] = (*sorted(DETECTORS), AUTO)
 
 #: Default chosen by the offline SKAB evaluation (``bench/skab.py``: SKAB
 #: protocol, 20 valve runs, thresholds from a 1 % target FAR on held-back
 #: normal rows, window 20, slow sensors by their dynamics, 2-of-5 debounce):
 #: PCA T²+SPE F1 0.86 / FAR 8.0 % / MAR 19.5 %, 19 of 20 faults caught.
-#: ``auto`` (PCA + robust Mahalanobis, see :mod:`.ensemble`) scored F1 0.84
+#: ``ensemble`` (PCA + robust Mahalanobis, see :mod:`.ensemble`) scored F1 0.84
 #: / FAR 7.5 % / MAR 23.1 %; robust Mahalanobis alone misses faults where
 #: its near-singular covariance lets a slightly new regime in the holdout
 #: inflate the threshold. PCA is the safer default for unseen lines.
@@ -40,7 +47,8 @@ def make_detector(name: str = DEFAULT_DETECTOR, random_state: int | None = 0) ->
     ----------
     name : str
         One of :data:`DETECTORS` (``"pca"``, ``"ecod"``, ``"iforest"``, ``"mcd"``,
-        ``"auto"``).
+        ``"ensemble"``). ``"auto"`` is no detector but a selection, made by
+        ``train_pipeline``.
     random_state : int or None, default=0
         Seed for stochastic detectors, so retraining is reproducible.
 
@@ -49,6 +57,12 @@ def make_detector(name: str = DEFAULT_DETECTOR, random_state: int | None = 0) ->
     Detector
         A fresh, unfitted detector with default parameters.
     """
+    if name == AUTO:
+        raise ValueError(
+            f"{AUTO!r} is a selection among detectors made on a line's normal runs: "
+            "train the line with train_pipeline(detector_name='auto'), or build one of "
+            f"{sorted(DETECTORS)}."
+        )
     try:
         factory = DETECTORS[name]
     except KeyError:

@@ -45,7 +45,8 @@ class TrainingConfig:
     Attributes
     ----------
     detector : str
-        Detector name (see :data:`lineguard.detectors.catalogue.DETECTORS`).
+        Detector name (see :data:`lineguard.detectors.catalogue.DETECTOR_NAMES`;
+        ``"auto"`` picks one per line, :mod:`lineguard.detectors.selection`).
     target_far : float
         Fraction of normal frames allowed above the threshold.
     holdout_fraction : float
@@ -295,7 +296,10 @@ def train_from_rows(
         "target_far": config.target_far,
         "debounce": {"k": k, "n": n},
         "detector": {
-            "name": config.detector,
+            # The detector trained; "auto" records its choice in "selection".
+            "name": info.get("detector", config.detector),
+            "requested": config.detector,
+            "selection": info.get("selection"),
             "seed": config.seed,
             "params": _params(pipeline),
         },

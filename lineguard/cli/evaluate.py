@@ -169,7 +169,7 @@ def evaluate(
     """
     directory: Path | list[Path] = directories[0] if len(directories) == 1 else list(directories)
     from lineguard.detectors.calibration import TRAINING_DEFAULTS
-    from lineguard.detectors.catalogue import DETECTORS
+    from lineguard.detectors.catalogue import DETECTOR_NAMES
     from lineguard.models.evaluation import evaluate_folder, evaluate_history, write_predictions
     from lineguard.models.training import TrainingConfig
 
@@ -179,9 +179,9 @@ def evaluate(
             f"expected at least {TRAINING_DEFAULTS.min_rows} training rows; got {train_rows}",
             param_hint="--train-rows",
         )
-    if detector is not None and detector not in DETECTORS:
+    if detector is not None and detector not in DETECTOR_NAMES:
         raise click.BadParameter(
-            f"expected one of {sorted(DETECTORS)}; got {detector!r}", param_hint="--detector"
+            f"expected one of {list(DETECTOR_NAMES)}; got {detector!r}", param_hint="--detector"
         )
     options: dict[str, Any] = {} if detector is None else {"detector": detector}
     if debounce is not None:

@@ -1,4 +1,4 @@
-"""Slow-sensor detrending (TemporalFeatures.detrend_slow) and the ``auto`` ensemble."""
+"""Slow-sensor detrending (TemporalFeatures.detrend_slow) and the ``ensemble`` detector."""
 
 from __future__ import annotations
 
@@ -108,12 +108,12 @@ def test_quantile_ensemble_weights_and_attribution() -> None:
         QuantileEnsemble(members=()).fit(X)
 
 
-def test_auto_model_round_trips_through_the_registry(tmp_path) -> None:
-    """skops must store and reload an ``auto`` model (the allowlist covers it)."""
+def test_ensemble_model_round_trips_through_the_registry(tmp_path) -> None:
+    """skops must store and reload an ``ensemble`` model (the allowlist covers it)."""
     rng = np.random.default_rng(6)
     X = _slow_and_fast(rng, 400)
-    pipeline, threshold, _ = train_pipeline(X, ["T", "a", "b"], "auto")
-    assert isinstance(make_detector("auto"), QuantileEnsemble)
+    pipeline, threshold, _ = train_pipeline(X, ["T", "a", "b"], "ensemble")
+    assert isinstance(make_detector("ensemble"), QuantileEnsemble)
     registry = Registry(tmp_path)
     envelope = {"sensors": ["T", "a", "b"], "threshold": threshold, "debounce": {"k": 3, "n": 5}}
     bundle = registry.save("line-a", pipeline, envelope)

@@ -1,0 +1,262 @@
+"""``auto``: a line's detector picked on normal runs it was not trained on.
+
+Which detector suits a line is not known in advance, and a new line has no
+fault labels to tell. What its normal history can tell is how each candidate
+behaves on *normal operation it has not seen*, the situation of every frame
+it will score. This module asks that question the way a plant would check a
+model before trusting it: a backtest over whole runs.
+
+1. **Only whole segments are held out.** The normal history is cut at its
+   gaps (the runs or batches it was assembled from,
+   :func:`lineguard.detectors.scoring.segment_starts`). With fewer than
+   :data:`MIN_SEGMENTS` segments there is no run to hold out, and the
+   default detector is kept: on one stretch every label-free rule measured
+   so far chose worse than PCA alone (planted steps, planted reversals,
+   mass-volume curves; ``docs/evaluating-detectors.md``, "Item 6").
+2. **Each candidate is trained as the line would be** (the whole pipeline,
+   sensor checks and calibration included) on the other folds, and every
+   held-out segment is scored from its first frame: the share of its rows
+   that raise an alert is that candidate's false-alarm rate on unseen
+   normal runs.
+3. **Detection is checked on the same held-out runs**: one sensor at a time
+   is played backwards within the segment, which keeps its values and its
+   own dynamics but breaks its relation to the others and to the phase of
+   the run (what a multivariate detector is for). The share of rows alerted
+   beyond the unplanted run's is the candidate's detection.
+4. **A challenger replaces the default only on clear evidence**: at most
+   :data:`RATE_MARGIN` of the default's false-alarm rate, and no less than
+   the default's detection minus :data:`DETECTION_SLACK`. Among such
+   challengers the one with the fewest false alarms wins. A lower
+   false-alarm rate alone would favour a blunt detector; the detection
+   condition is what keeps it from winning.
+
+The choice and the figures behind it are returned as a :class:`Selection`,
+which ``train_pipeline`` records in the model's training info.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .catalogue import DEFAULT_DETECTOR
+from .scoring import DEFAULT_DEBOUNCE, LinePipeline, gap_bound_us, score_batch, segment_starts
+
+__all__ = [
+    "CANDIDATES",
+    "DETECTION_SLACK",
+    "MIN_SEGMENTS",
+    "RATE_MARGIN",
+    "Selection",
+    "choose",
+    "select_detector",
+]
+
+#: Candidates, the default first. ECOD and the isolation forest model the
+#: normal rows in ways PCA does not (per-feature tails, isolated regions);
+#: robust Mahalanobis is left out: elliptical like PCA, and its MCD fit on
+#: a batch line's near-constant phase columns fails or takes minutes.
+CANDIDATES: tuple[str, ...] = (DEFAULT_DETECTOR, "iforest", "ecod")
+#: Fewest gap-free segments (runs, batches) a selection needs.
+MIN_SEGMENTS = 3
+#: Most folds of the backtest; segments are dealt to them in time order.
+MAX_FOLDS = 4
+#: Most sensors played backwards per held-out segment (spread over the line).
+MAX_PLANTED_SENSORS = 8
+#: A challenger must bring the false-alarm rate to at most this share of the default's.
+RATE_MARGIN = 0.75
+#: ... and keep its detection within this much (a share of rows) of the default's.
+DETECTION_SLACK = 0.02
+
+#: ``train(X, time_us, detector_name) -> (pipeline, threshold)``.
+Trainer = Callable[[np.ndarray, np.ndarray, str], tuple[LinePipeline, float]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A line's selected detector and the backtest behind the choice.
+
+    Attributes
+    ----------
+    detector : str
+        The catalogue name chosen.
+    reason : str
+        Why, in words (the default kept, or the challenger's figures).
+    segments : int
+        Gap-free segments in the normal history.
+    false_alarms : dict of str to float
+        Per candidate: share of held-out normal rows alerted.
+    detection : dict of str to float
+        Per candidate: share of planted rows alerted beyond the unplanted run.
+    """
+
+    detector: str
+    reason: str
+    segments: int
+    false_alarms: dict[str, float] = field(default_factory=dict)
+    detection: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for the training info."""
+        return asdict(self)
+
+
+def choose(
+    false_alarms: dict[str, float],
+    detection: dict[str, float],
+    default: str = DEFAULT_DETECTOR,
+) -> tuple[str, str]:
+    """The decision rule of step 4 (module docs): the chosen name and why.
+
+    Parameters
+    ----------
+    false_alarms, detection : dict of str to float
+        Backtest figures per candidate, the default among them.
+    default : str
+        The detector kept unless a challenger is clearly better.
+
+    Returns
+    -------
+    name : str
+    reason : str
+    """
+    if default not in false_alarms:
+        raise ValueError(f"expected the default {default!r} among {sorted(false_alarms)}")
+    base_far, base_det = false_alarms[default], detection[default]
+    eligible = [
+        name
+        for name in false_alarms
+        if name != default
+        and false_alarms[name] <= RATE_MARGIN * base_far
+        and detection[name] >= base_det - DETECTION_SLACK
+    ]
+    if not eligible:
+        return default, (
+            f"no candidate had at most {RATE_MARGIN:g} x {default}'s false alarms on "
+            f"held-out runs ({base_far:.4f}) with its detection ({base_det:.3f}) kept"
+        )
+    best = min(eligible, key=lambda name: (false_alarms[name], -detection[name]))
+    return best, (
+        f"{best}: false alarms {false_alarms[best]:.4f} against {default}'s {base_far:.4f} "
+        f"on held-out runs, detection {detection[best]:.3f} against {base_det:.3f}"
+    )
+
+
+def select_detector(
+    X: np.ndarray,
+    time_us: np.ndarray | None,
+    train: Trainer,
+    window: int,
+    candidates: Sequence[str] = CANDIDATES,
+    debounce: tuple[int, int] = DEFAULT_DEBOUNCE,
+) -> Selection:
+    """Pick a line's detector by a backtest over its normal runs (module docs).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_sensors)
+        The normal history, oldest first (NaN = missing).
+    time_us : ndarray of int64 or None
+        Frame times; the segments are cut where the pause between two rows
+        exceeds the gap bound. None means one segment.
+    train : callable
+        ``train(X, time_us, name) -> (pipeline, threshold)`` with the line's
+        training options (``train_pipeline`` passes itself).
+    window : int
+        The feature window, for the gap bound.
+    candidates : sequence of str
+        Catalogue names, the default first.
+    debounce : (k, n)
+        The alert debounce the line runs with.
+
+    Returns
+    -------
+    Selection
+    """
+    default = candidates[0]
+    X = np.asarray(X, dtype=np.float64)
+    segments = _segments(X, time_us, window)
+    if len(segments) < MIN_SEGMENTS:
+        return Selection(
+            detector=default,
+            reason=(
+                f"{len(segments)} gap-free segment(s) of at least {2 * window} rows in the "
+                f"normal history, {MIN_SEGMENTS} needed to hold runs out: the default is kept"
+            ),
+            segments=len(segments),
+        )
+    t = (
+        np.asarray(time_us, dtype=np.int64)
+        if time_us is not None
+        else np.arange(X.shape[0], dtype=np.int64)
+    )
+    folds = min(MAX_FOLDS, len(segments))
+    false_alarms: dict[str, float] = {}
+    detection: dict[str, float] = {}
+    for name in candidates:
+        alerted = normal_rows = 0
+        gains: list[float] = []
+        for fold in range(folds):
+            held = segments[fold::folds]
+            rest = [s for i, s in enumerate(segments) if i % folds != fold]
+            rows = np.concatenate([np.arange(a, b) for a, b in rest])
+            pipeline, threshold = train(X[rows], t[rows], name)
+            for a, b in held:
+                base = _alerts(pipeline, threshold, X[a:b], t[a:b], debounce)
+                alerted += int(base.sum())
+                normal_rows += b - a
+                for j in _planted_sensors(X[a:b]):
+                    planted = X[a:b].copy()
+                    planted[:, j] = planted[::-1, j]
+                    hit = _alerts(pipeline, threshold, planted, t[a:b], debounce)
+                    gains.append(max(float(hit.mean() - base.mean()), 0.0))
+        false_alarms[name] = round(alerted / max(normal_rows, 1), 6)
+        detection[name] = round(float(np.mean(gains)) if gains else 0.0, 6)
+    chosen, reason = choose(false_alarms, detection, default)
+    return Selection(
+        detector=chosen,
+        reason=reason,
+        segments=len(segments),
+        false_alarms=false_alarms,
+        detection=detection,
+    )
+
+
+def _segments(X: np.ndarray, time_us: np.ndarray | None, window: int) -> list[tuple[int, int]]:
+    """Gap-free ``(start, stop)`` row ranges long enough to judge (2 windows)."""
+    n = X.shape[0]
+    if time_us is None or n < 2:
+        bounds = np.array([0])
+    else:
+        t = np.asarray(time_us, dtype=np.int64)
+        bounds = segment_starts(t, gap_bound_us(t, window), n)
+    edges = [*np.unique(np.r_[0, bounds]).tolist(), n]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b - a >= 2 * window]
+
+
+def _planted_sensors(X: np.ndarray) -> list[int]:
+    """Sensors to play backwards: those that vary in the segment, spread evenly."""
+    finite = np.where(np.isfinite(X), X, np.nan)
+    with np.errstate(all="ignore"):
+        varies = np.flatnonzero(np.nanmax(finite, axis=0) > np.nanmin(finite, axis=0))
+    if varies.size <= MAX_PLANTED_SENSORS:
+        return varies.tolist()
+    pick = np.linspace(0, varies.size - 1, MAX_PLANTED_SENSORS).round().astype(int)
+    return varies[np.unique(pick)].tolist()
+
+
+def _alerts(
+    pipeline: LinePipeline,
+    threshold: float,
+    X: np.ndarray,
+    t: np.ndarray,
+    debounce: tuple[int, int],
+) -> np.ndarray:
+    """Alerted rows of one segment scored from its first frame, as live."""
+    k, n = debounce
+    result, _ = score_batch(pipeline, X, None, threshold, k, n, time_us=t)
+    return np.asarray(result.anomaly, dtype=bool)
