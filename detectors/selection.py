@@ -197,26 +197,21 @@ def select_detector(
     folds = min(MAX_FOLDS, len(segments))
     false_alarms: dict[str, float] = {}
     detection: dict[str, float] = {}
+    failed: list[str] = []
     for name in candidates:
-        alerted = normal_rows = 0
-        gains: list[float] = []
-        for fold in range(folds):
-            held = segments[fold::folds]
-            rest = [s for i, s in enumerate(segments) if i % folds != fold]
-            rows = np.concatenate([np.arange(a, b) for a, b in rest])
-            pipeline, threshold = train(X[rows], t[rows], name)
-            for a, b in held:
-                base = _alerts(pipeline, threshold, X[a:b], t[a:b], debounce)
-                alerted += int(base.sum())
-                normal_rows += b - a
-                for j in _planted_sensors(X[a:b]):
-                    planted = X[a:b].copy()
-                    planted[:, j] = planted[::-1, j]
-                    hit = _alerts(pipeline, threshold, planted, t[a:b], debounce)
-                    gains.append(max(float(hit.mean() - base.mean()), 0.0))
-        false_alarms[name] = round(alerted / max(normal_rows, 1), 6)
-        detection[name] = round(float(np.mean(gains)) if gains else 0.0, 6)
+        try:
+            false_alarms[name], detection[name] = _backtest(
+                X, t, segments, folds, train, name, debounce
+            )
+        except ValueError as exc:
+            if name == default:
+                raise
+            # A challenger that cannot be trained on this line's folds is
+            # no choice for it; the default's own failure is the line's.
+            failed.append(f"{name} ({exc})")
     chosen, reason = choose(false_alarms, detection, default)
+    if failed:
+        reason += "; not trainable on the folds: " + ", ".join(failed)
     return Selection(
         detector=chosen,
         reason=reason,
@@ -224,6 +219,36 @@ def select_detector(
         false_alarms=false_alarms,
         detection=detection,
     )
+
+
+def _backtest(
+    X: np.ndarray,
+    t: np.ndarray,
+    segments: list[tuple[int, int]],
+    folds: int,
+    train: Trainer,
+    name: str,
+    debounce: tuple[int, int],
+) -> tuple[float, float]:
+    """One candidate's false alarms and detection over the folds (module docs)."""
+    alerted = normal_rows = 0
+    gains: list[float] = []
+    for fold in range(folds):
+        held = segments[fold::folds]
+        rest = [s for i, s in enumerate(segments) if i % folds != fold]
+        rows = np.concatenate([np.arange(a, b) for a, b in rest])
+        pipeline, threshold = train(X[rows], t[rows], name)
+        for a, b in held:
+            base = _alerts(pipeline, threshold, X[a:b], t[a:b], debounce)
+            alerted += int(base.sum())
+            normal_rows += b - a
+            for j in _planted_sensors(X[a:b]):
+                planted = X[a:b].copy()
+                planted[:, j] = planted[::-1, j]
+                hit = _alerts(pipeline, threshold, planted, t[a:b], debounce)
+                gains.append(max(float(hit.mean() - base.mean()), 0.0))
+    far = round(alerted / max(normal_rows, 1), 6)
+    return far, round(float(np.mean(gains)) if gains else 0.0, 6)
 
 
 def _segments(X: np.ndarray, time_us: np.ndarray | None, window: int) -> list[tuple[int, int]]:

@@ -110,3 +110,24 @@ def test_train_pipeline_auto_records_its_choice_and_trains_it() -> None:
 def test_auto_is_a_selection_not_a_detector() -> None:
     with pytest.raises(ValueError, match="selection among detectors"):
         make_detector("auto")
+
+
+def test_a_challenger_that_cannot_be_trained_is_left_out_and_named() -> None:
+    X, t = _runs(3, seed=2)
+    real = _trainer({})
+
+    def train(X_part, t_part, name):
+        if name == "ecod":
+            raise ValueError("expected at least 8 rows; got 3")
+        return real(X_part, t_part, name)
+
+    sel = select_detector(X, t, train, window=20)
+    assert "ecod" not in sel.false_alarms and "pca" in sel.false_alarms
+    assert "not trainable on the folds: ecod (expected at least 8 rows" in sel.reason
+
+    def broken(X_part, t_part, name):
+        raise ValueError("no usable sensor")
+
+    # The default's own failure is the line's: it is not swallowed.
+    with pytest.raises(ValueError, match="no usable sensor"):
+        select_detector(X, t, broken, window=20)
