@@ -32,6 +32,11 @@ model before trusting it: a backtest over whole runs.
 
 The choice and the figures behind it are returned as a :class:`Selection`,
 which ``train_pipeline`` records in the model's training info.
+
+Cost: one training per candidate and fold, and each held-out segment scored
+once plus once per planted sensor. That is training time, not scoring time.
+On MIDAS's 8 normal runs it took 94 s, against 11 s for PCA alone; a line
+that must train faster can name its detector.
 """
 
 from __future__ import annotations
