@@ -402,21 +402,22 @@ def train_pipeline(
     if detector_name == AUTO:
 
         def trial(X_part: np.ndarray, t_part: np.ndarray, name: str) -> tuple[LinePipeline, float]:
+            # The line's own options, only the rows and the detector differ.
             pipe, thr, _ = train_pipeline(
                 X_part,
                 sensors,
                 name,
-                target_far,
-                holdout_fraction,
-                seed,
-                window,
-                refit,
-                detrend_slow,
-                None if t is None else t_part,
-                sensor_checks,
-                keep_bounded_levels,
-                max_trim,
-                mode_models,
+                target_far=target_far,
+                holdout_fraction=holdout_fraction,
+                seed=seed,
+                window=window,
+                refit=refit,
+                detrend_slow=detrend_slow,
+                time_us=t_part,
+                sensor_checks=sensor_checks,
+                keep_bounded_levels=keep_bounded_levels,
+                max_trim=max_trim,
+                mode_models=mode_models,
             )
             return pipe, thr
 

@@ -185,7 +185,7 @@ def select_detector(
     default = candidates[0]
     X = np.asarray(X, dtype=np.float64)
     segments = _segments(X, time_us, window)
-    if len(segments) < MIN_SEGMENTS:
+    if time_us is None or len(segments) < MIN_SEGMENTS:
         return Selection(
             detector=default,
             reason=(
@@ -194,11 +194,7 @@ def select_detector(
             ),
             segments=len(segments),
         )
-    t = (
-        np.asarray(time_us, dtype=np.int64)
-        if time_us is not None
-        else np.arange(X.shape[0], dtype=np.int64)
-    )
+    t = np.asarray(time_us, dtype=np.int64)
     folds = min(MAX_FOLDS, len(segments))
     false_alarms: dict[str, float] = {}
     detection: dict[str, float] = {}
