@@ -486,6 +486,10 @@ def train_pipeline(
             )
             if kept
         ],
+        # One value in every training row: out of the score, step-checked only.
+        "flat_sensors": [
+            name for name, scale in zip(sensors, pipeline.scale_, strict=True) if np.isinf(scale)
+        ],
         # 0/1 or phase channels the checks judge as sensors, not as modes.
         "channels_set_aside": [
             name

@@ -164,7 +164,10 @@ class LinePipeline(BaseEstimator):
     scale_ : ndarray of shape (n_sensors,)
         Robust spread per sensor: IQR / 1.349 (equals the std for Gaussian
         data but ignores spikes), falling back to the std and then to 1 for
-        sensors that are (almost) constant in training.
+        sensors that are almost constant in training; ``inf`` for a sensor
+        with one value in every training row, which the features then leave
+        out (its departures are the step check's, see
+        :class:`~lineguard.detectors.sensor_checks.SensorChecks`).
     features_ : TemporalFeatures
     detector_ : Detector
         Fitted clone of ``detector``.
@@ -244,6 +247,13 @@ class LinePipeline(BaseEstimator):
         std = np.nanstd(X, axis=0)
         scale = np.where(iqr_sigma > _MIN_SCALE, iqr_sigma, std)
         self.scale_ = np.where(scale > _MIN_SCALE, scale, 1.0)
+        # A sensor with one value in every training row says nothing about
+        # normal variation: any change would be "infinitely many" training
+        # spreads away and page the line on every later row. An infinite
+        # scale keeps it out of the features at no cost (every reading
+        # standardizes to 0); the sensor checks judge its departures (step).
+        flat = np.nanmax(X, axis=0) == np.nanmin(X, axis=0)
+        self.scale_[flat] = np.inf
         self.max_gap_us_ = None if time_us is None else gap_bound_us(time_us, self.window)
         starts = segment_starts(time_us, self.max_gap_us_, X.shape[0])
         X_imp = self._impute(X, None)

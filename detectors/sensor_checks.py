@@ -34,7 +34,12 @@ below is learned per mode, from normal rows only:
   Sensors that often stand still in a mode (a level while nothing flows)
   get a long limit there and are in effect not checked in it.
 * step: the mode's [min, max] widened by ``range_margin`` of the sensor's
-  overall training range.
+  overall training range. A sensor that never moved in training (a parked
+  valve, a fixed setpoint, an idle channel: ``flat_``) carries no
+  information on normal variation, so the multivariate score leaves it out
+  (:class:`~lineguard.detectors.scoring.LinePipeline`); the step check
+  reports a reading that leaves its one value by more than
+  :data:`READING_RESOLUTION`, on every mode.
 * relation: ``relation_factor`` times the largest absolute residual seen in
   the mode.
 
@@ -76,6 +81,7 @@ __all__ = [
     "MIN_EFFECTIVE_ROWS",
     "MIN_PHASE_RUN",
     "MIN_PHASE_VISITS",
+    "READING_RESOLUTION",
     "REASONS",
     "CheckResult",
     "CheckState",
@@ -124,6 +130,13 @@ DRIFT_ROW_RATE = 1e-3
 #: history: about the sample size at which a range's extremes stop growing
 #: quickly (the expected maximum of 30 normal draws is ~2 sd).
 MIN_EFFECTIVE_ROWS = 30.0
+
+#: Relative resolution of a reading: changes below ``READING_RESOLUTION *
+#: max(|value|, 1)`` are rounding (a float32 hop on the way from the
+#: transmitter carries 6e-8 of the value), not a change of the process. It is
+#: the tolerance of a sensor that never moved in training and of a relation
+#: the other sensors predict exactly.
+READING_RESOLUTION = 1e-6
 
 
 @dataclass(frozen=True)
@@ -354,6 +367,9 @@ class SensorChecks(BaseEstimator):
         Each phase channel's values seen in training, sorted, padded with inf.
     checked_ : ndarray of bool, shape (n_sensors,)
         Sensors the checks judge (not state or phase channels, not constant).
+    flat_ : ndarray of bool, shape (n_sensors,)
+        Sensors with one value over all training rows (not state or phase
+        channels): judged by the step check alone, against that value.
     modes_ : ndarray of int64, shape (n_modes,)
         Seen mode keys, sorted. A key packs the state channels' bits (bit i:
         the i-th state channel) and, above them, 4 bits per phase channel
@@ -693,6 +709,7 @@ class SensorChecks(BaseEstimator):
         )
         lo_all, hi_all = X.min(axis=0), X.max(axis=0)
         self.checked_ = ~state & ~phase & (hi_all > lo_all)
+        self.flat_ = ~state & ~phase & (hi_all == lo_all)
         n_modes = self.modes_.size
         big = self.mode_rows_ >= self.min_mode_rows
 
@@ -714,6 +731,11 @@ class SensorChecks(BaseEstimator):
         low[~big], high[~big] = lo_all, hi_all
         self.low_ = np.where(self.checked_, low - margin, -np.inf)
         self.high_ = np.where(self.checked_, high + margin, np.inf)
+        if self.flat_.any():
+            # One value in every mode: any reading away from it, beyond rounding.
+            tol = READING_RESOLUTION * np.maximum(np.abs(lo_all), 1.0)
+            self.low_[:, self.flat_] = (lo_all - tol)[self.flat_]
+            self.high_[:, self.flat_] = (hi_all + tol)[self.flat_]
         if self.range_margin is None:
             self.low_[:], self.high_[:] = -np.inf, np.inf
 
@@ -743,7 +765,7 @@ class SensorChecks(BaseEstimator):
             limit = self.relation_factor * worst
             # A sensor the others predict exactly (a zero residual) is judged
             # against the resolution of its own readings, not against 0.
-            floor = 1e-6 * np.maximum(np.abs(self.mean_), 1.0) / self.scale_
+            floor = READING_RESOLUTION * np.maximum(np.abs(self.mean_), 1.0) / self.scale_
             limit = np.maximum(limit, floor)
             limit[:, ~self.checked_] = _NO_LIMIT
             self.relation_limit_ = limit

@@ -197,6 +197,11 @@ def render_report(evaluation: Evaluation, title: str = "LineGuard evaluation") -
         )
         if slow:
             notes += "; judged by dynamics, not level: " + ", ".join(html.escape(s) for s in slow)
+        flat = run.calibration.get("flat_sensors") or []
+        if flat:
+            notes += "; one value in all training rows, step-checked only: " + ", ".join(
+                html.escape(s) for s in flat
+            )
         spread = run.calibration.get("holdout_score_quantiles") or {}
         if spread.get("0.5") and spread.get("0.9", 0.0) > 3 * spread["0.5"]:
             # See lineguard.detectors.calibration: a regime only the holdout saw.

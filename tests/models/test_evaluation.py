@@ -414,6 +414,31 @@ def test_any_sensors_and_sampling_interval(tmp_path: Path) -> None:
     assert any(a.sensors and a.sensors[0][0] == "vibration" for a in run.alerts if a.labelled)
 
 
+def test_a_fixed_setpoint_is_named_and_its_change_is_a_step(tmp_path: Path) -> None:
+    """A column with one value in the training rows (a setpoint) is out of the
+    score; the run's calibration and report name it, and its change is a step."""
+    rng = np.random.default_rng(4)
+    n = 700
+    t0 = np.datetime64("2024-05-01T06:00:00")
+    values = rng.normal(size=(n, 2)) + np.array([10.0, 0.0])
+    setpoint = np.full(n, 75.0)
+    setpoint[600:640] = 80.0
+    labels = np.zeros(n)
+    labels[600:640] = 1
+    lines = ["datetime;spindle_rpm;vibration;setpoint;anomaly;changepoint"]
+    for i in range(n):
+        stamp = str(t0 + np.timedelta64(i, "s")).replace("T", " ")
+        lines.append(f"{stamp};{values[i, 0]};{values[i, 1]};{setpoint[i]};{labels[i]};0")
+    (tmp_path / "mixer-2.csv").write_text("\n".join(lines) + "\n")
+    evaluation = evaluate_folder(tmp_path, TRAIN_ROWS)
+    (run,) = evaluation.runs
+    assert run.calibration["flat_sensors"] == ["setpoint"]
+    assert run.counts.events_detected == 1
+    (fault,) = [a for a in run.alerts if a.labelled]
+    assert fault.sensors[0][0] == "setpoint"
+    assert "step-checked only: setpoint" in render_report(evaluation)
+
+
 # -- report and CLI --------------------------------------------------------
 def test_report_has_a_figure_per_run(evaluation: Evaluation, tmp_path: Path) -> None:
     path = write_report(evaluation, tmp_path / "out" / "report.html")
