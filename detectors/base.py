@@ -30,7 +30,39 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._numeric import ordered_sum
 
-__all__ = ["Detector", "normalize_rows"]
+__all__ = ["NO_SPREAD", "Detector", "feature_scale", "normalize_rows"]
+
+#: Spread (standard deviation) below which a feature did not vary in the fit
+#: rows. Features reach the detectors standardized by the line's spread of
+#: each sensor (order 1), so this is rounding, never process variation.
+NO_SPREAD = 1e-9
+
+
+def feature_scale(X: np.ndarray) -> np.ndarray:
+    """Each feature's standardization scale: its spread, infinite where it has none.
+
+    A feature with no spread in the fit rows (below :data:`NO_SPREAD`) says
+    nothing about how far it may normally move. Floored at a tiny scale it
+    would turn any later change -- a rare but normal event that a trimmed fit
+    left out, a sensor constant in one mode that moves in the next -- into a
+    score of 1e15 and more: every such row pages the line, or one of them
+    among the held-back rows sets the threshold there and the detector is
+    blind. An infinite scale standardizes the feature to 0, so the model is
+    fitted and scores as if it were absent; departures from a value that
+    never changed are the sensor checks' to judge (``step``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The fit rows.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        Standard deviation per feature, ``inf`` where it is below :data:`NO_SPREAD`.
+    """
+    std = X.std(axis=0)
+    return np.where(std > NO_SPREAD, std, np.inf)
 
 
 def normalize_rows(raw: np.ndarray) -> np.ndarray:

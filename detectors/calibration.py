@@ -460,7 +460,16 @@ def train_pipeline(
             hold_modes >= 0, by_mode.factor_[np.maximum(hold_modes, 0)], 1.0
         )
     if refit:
+        calibrated = pipeline
         pipeline = new_pipeline()
+        aside = getattr(calibrated.checks_, "channels_set_aside_", None)
+        if aside is not None:
+            # The calibrated model's mode channels: with another channel set
+            # aside, the refit's modes and scores are no longer those the
+            # threshold was taken on.
+            pipeline.sensor_checks = clone(pipeline.sensor_checks).set_params(
+                channels_aside=np.flatnonzero(aside).tolist()
+            )
         if by_mode is None:
             pipeline.fit(X, time_us=t)
         else:

@@ -15,11 +15,9 @@ import numpy as np
 from sklearn.covariance import MinCovDet
 
 from ._numeric import ordered_matmul, ordered_sum
-from .base import Detector, normalize_rows
+from .base import Detector, feature_scale, normalize_rows
 
 __all__ = ["RobustMahalanobis"]
-
-_MIN_STD = 1e-9
 
 
 class RobustMahalanobis(Detector):
@@ -70,7 +68,7 @@ class RobustMahalanobis(Detector):
             )
         self.n_features_in_ = X.shape[1]
         self.mean_ = X.mean(axis=0)
-        self.scale_ = np.maximum(X.std(axis=0), _MIN_STD)
+        self.scale_ = feature_scale(X)
         Z = (X - self.mean_) / self.scale_
         mcd = MinCovDet(support_fraction=self.support_fraction, random_state=self.random_state).fit(
             Z

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numeric import ordered_sum
-from .base import Detector, normalize_rows
+from .base import NO_SPREAD, Detector, normalize_rows
 
 __all__ = ["FrozenECOD"]
 
@@ -45,6 +45,8 @@ class FrozenECOD(Detector):
     skew_sign_ : ndarray of shape (n_features,)
         Sign of each column's training skewness (-1, 0 or 1); picks the tail
         that counts as "unusual" for skewed sensors, as in PyOD.
+    varying_ : ndarray of int
+        Columns with spread in the fit rows; the others score 0.
     """
 
     def __init__(self, max_quantiles: int = 2048) -> None:
@@ -65,15 +67,25 @@ class FrozenECOD(Detector):
             support = np.quantile(X, probs, axis=0)
         self.support_ = np.ascontiguousarray(support)
         self.skew_sign_ = np.sign(_skewness(X))
+        # A column with one value in every fit row has an ECDF that puts any
+        # other value in its most extreme tail: a change by rounding would
+        # score as high as the strongest anomaly a column can show. It says
+        # nothing about normal spread, so it is left out of the score, as the
+        # scale-based detectors leave it (base.feature_scale).
+        self.varying_ = np.flatnonzero(X.std(axis=0) > NO_SPREAD)
         return self
 
     def _tail_scores(self, X: np.ndarray) -> np.ndarray:
         """Per-column ECOD outlyingness -log(tail probability), shape (n, d)."""
         m = self.support_.shape[0]
         n, d = X.shape
-        below = np.empty((n, d))
-        above = np.empty((n, d))
-        for j in range(d):  # d is small (sensors x features); each lookup is vectorized
+        # Columns left out (no spread in the fit rows) score 0, as their one
+        # fit value does: it is in both tails' every support point.
+        below = np.full((n, d), float(m))
+        above = np.full((n, d), float(m))
+        # A model saved before ``varying_`` existed scores every column.
+        columns = getattr(self, "varying_", range(d))
+        for j in columns:  # d is small (sensors x features); each lookup is vectorized
             col = self.support_[:, j]
             below[:, j] = np.searchsorted(col, X[:, j], side="right")
             above[:, j] = m - np.searchsorted(col, X[:, j], side="left")

@@ -25,11 +25,9 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 
-from .base import Detector, normalize_rows
+from .base import NO_SPREAD, Detector, normalize_rows
 
 __all__ = ["IsolationForestDetector"]
-
-_MIN_SCALE = 1e-9
 
 
 class IsolationForestDetector(Detector):
@@ -66,7 +64,8 @@ class IsolationForestDetector(Detector):
         ``n_trees`` times the average path length of a tree's sample.
     center_, scale_ : ndarray of shape (n_features,)
         Training median and robust spread (IQR / 1.349, falling back to the
-        standard deviation), used only for attribution.
+        standard deviation; infinite for a column without spread, which
+        takes no share), used only for attribution.
 
     Notes
     -----
@@ -104,7 +103,12 @@ class IsolationForestDetector(Detector):
         q75, q25 = np.percentile(X, [75, 25], axis=0)
         iqr_sigma = (q75 - q25) / 1.349
         std = X.std(axis=0)
-        self.scale_ = np.maximum(np.where(iqr_sigma > _MIN_SCALE, iqr_sigma, std), _MIN_SCALE)
+        # A column without spread takes no share (an infinite scale, as in
+        # base.feature_scale): the forest never split on it, so it is no
+        # part of the score that a share would explain.
+        self.scale_ = np.where(
+            iqr_sigma > NO_SPREAD, iqr_sigma, np.where(std > NO_SPREAD, std, np.inf)
+        )
         return self
 
     def _freeze(self, forest: IsolationForest) -> None:

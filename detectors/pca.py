@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from ._numeric import ordered_matmul, ordered_sum
-from .base import Detector, normalize_rows
+from .base import Detector, feature_scale, normalize_rows
 
 __all__ = ["PCADetector"]
 
-# Floors keep a degenerate training set (constant column, no residual space)
-# from turning into divisions by ~0 that explode on numerical noise.
-_MIN_STD = 1e-9
+# A floor keeps a degenerate training set (no residual space) from turning
+# into divisions by ~0 that explode on numerical noise; constant columns get
+# an infinite scale (base.feature_scale).
 _MIN_LIMIT = 1e-6
 # Largest rounding error, in score units, that SPE's fast form may add.
 # Scores are compared with thresholds of order 1 and written with 12
@@ -75,7 +75,7 @@ class PCADetector(Detector):
         n, d = X.shape
         self.n_features_in_ = d
         self.mean_ = X.mean(axis=0)
-        self.scale_ = np.maximum(X.std(axis=0), _MIN_STD)
+        self.scale_ = feature_scale(X)
         Z = (X - self.mean_) / self.scale_
         _, s, vt = np.linalg.svd(Z, full_matrices=False)
         var = s**2 / (n - 1)

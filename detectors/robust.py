@@ -17,6 +17,10 @@ The share is taken **per operating mode**: on a batch line a short phase
 (a discharge, a heater switching) is rare but normal, and trimming the
 whole line's top rows would cut exactly those phases out and make the line
 alarm on every batch. Within a mode, the top rows are the atypical ones.
+Rows whose trailing window spans a mode switch (transitions) are never
+trimmed: only the pooled model judges them, and a conveyor's starts and
+stops, a few per cent of its rows, would otherwise all be cut and the first
+one after training score thousands of limits (``LinePipeline.fit``).
 
 Always trimming a share costs the fit the most extreme normal rows too. The
 alert threshold is calibrated afterwards on held-back rows the trimmed

@@ -280,32 +280,43 @@ class LinePipeline(BaseEstimator):
                 f"gap-free segments of {X.shape[0]} rows (window={self.window})."
             )
         self.detector_ = clone(self.detector).fit(F)
+        steady = None
+        if self.checks_ is not None and self.checks_.modes_.size > 1:
+            # Each row's mode where its whole window is in it; -1 where the
+            # window reaches across a switch (a transition).
+            steady = np.concatenate(
+                [
+                    steady_modes(self.checks_.modes_of(X_imp[lo:hi]), 0, self.window)
+                    for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]])
+                ]
+            )[F_rows]
         self.trimmed_rows_ = 0
         max_trim = getattr(self, "max_trim", 0.0)
         if max_trim:
             # Concentration steps (lineguard.detectors.robust), per mode.
-            modes = None if self.checks_ is None else self.checks_.modes_of(X_imp[F_rows])
+            # Transitions are never trimmed: a line's switches are rare but
+            # normal, the pooled model is the only one that judges them, and
+            # cut from its fit the first switch after training would score as
+            # a fault (thousands of limits on a conveyor that starts and stops).
+            modes = steady
+            switching = None if steady is None else steady < 0
             for _ in range(TRIM_STEPS):
                 keep = trimmed_rows(self.detector_.decision_function(F), max_trim, modes)
+                if switching is not None:
+                    keep |= switching
                 self.trimmed_rows_ = int((~keep).sum())
                 if not self.trimmed_rows_ or keep.sum() < 2:
                     break
                 self.detector_ = clone(self.detector).fit(F[keep])
         self.mode_models_ = None
         mode_models = getattr(self, "mode_models", None)
-        if mode_models is not None and self.checks_ is not None and self.checks_.modes_.size > 1:
+        if mode_models is not None and steady is not None:
             # Mode models judge every feature but the state and phase channels' own.
             state = np.tile(self.checks_.mode_channels, F.shape[1] // X.shape[1])
             # Transitions (windows across a switch) are the pooled model's.
-            steady = np.concatenate(
-                [
-                    steady_modes(self.checks_.modes_of(X_imp[lo:hi]), 0, self.window)
-                    for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]])
-                ]
-            )
             self.mode_models_ = clone(mode_models).fit(
                 F,
-                steady[F_rows],
+                steady,
                 self.checks_.modes_,
                 self.detector,
                 columns=np.flatnonzero(~state),

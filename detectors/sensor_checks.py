@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -354,6 +354,11 @@ class SensorChecks(BaseEstimator):
         out are set aside and judged as sensors
         (:meth:`_set_aside_unreliable_channels`). Needs
         ``validation_fraction``.
+    channels_aside : sequence of int or None, default=None
+        Columns to set aside as the line's earlier fit decided, instead of
+        deciding on these rows: a refit on more rows keeps the modes of the
+        model its threshold was calibrated on (which channels define the
+        modes changes what every score means).
 
     Attributes
     ----------
@@ -410,6 +415,7 @@ class SensorChecks(BaseEstimator):
         validate_modes: bool = True,
         drift_window: int | None = 10,
         noise_window: int | None = None,
+        channels_aside: Sequence[int] | None = None,
     ) -> None:
         self.freeze_factor = freeze_factor
         self.freeze_slack = freeze_slack
@@ -424,6 +430,7 @@ class SensorChecks(BaseEstimator):
         self.validate_modes = validate_modes
         self.drift_window = drift_window
         self.noise_window = noise_window
+        self.channels_aside = channels_aside
 
     # -- fitting -------------------------------------------------------------
     def fit(
@@ -459,8 +466,12 @@ class SensorChecks(BaseEstimator):
         # left out by the validation must not turn the tag into a sensor.
         self.phase_channels_ = phase_channels(X, starts)
         self.channels_set_aside_ = np.zeros(d, dtype=bool)
+        prescribed = getattr(self, "channels_aside", None)
+        if prescribed is not None:
+            self.channels_set_aside_[np.asarray(prescribed, dtype=np.intp)] = True
+            self.phase_channels_ &= ~self.channels_set_aside_
         if self.validation_fraction:
-            if getattr(self, "validate_modes", False):
+            if prescribed is None and getattr(self, "validate_modes", False):
                 self._set_aside_unreliable_channels(X, starts)
             disabled = self._untrusted(X, starts)
         self._fit_limits(X, starts)
@@ -535,12 +546,19 @@ class SensorChecks(BaseEstimator):
                 weak += int((rows[codes[val]] < self.min_mode_rows).sum())
             return weak / n_val
 
+        # Among channels whose removal helps as much, the one that switches
+        # most often goes first: an operating state (a conveyor running, a
+        # heater on) holds for many windows, an event channel (a reject gate,
+        # a light barrier) flips every few rows.
+        switches = np.count_nonzero(np.diff(keys, axis=0), axis=0)
         kept = list(range(channels.size))
         share = unestablished_share(kept)
         while share > self.validation_max_rate:
-            trials = [unestablished_share([c for c in kept if c != k]) for k in kept]
-            best = int(np.argmin(trials))
-            share = trials[best]
+            trials = [
+                (unestablished_share([c for c in kept if c != k]), -switches[k]) for k in kept
+            ]
+            best = min(range(len(kept)), key=trials.__getitem__)
+            share = trials[best][0]
             del kept[best]
         aside = np.setdiff1d(np.arange(channels.size), kept)
         self.channels_set_aside_[channels[aside]] = True
@@ -662,7 +680,7 @@ class SensorChecks(BaseEstimator):
         else:
             n_fit = pieces[0][1].start
             n_val = n - n_fit
-            few = effective_rows(X[:n_fit]) < MIN_EFFECTIVE_ROWS
+            few = effective_rows(self._within_modes(X[:n_fit])) < MIN_EFFECTIVE_ROWS
             if getattr(self, "bounded_regressors", False):
                 # Set before the validation fit, kept for the final one.
                 self.regressors_ = ~few
@@ -683,6 +701,30 @@ class SensorChecks(BaseEstimator):
                 w = max(w, 1)
                 disabled[row] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / w)
         return disabled | (fired / n_val > self.validation_max_rate)
+
+    def _within_modes(self, X: np.ndarray) -> np.ndarray:
+        """Each sensor's readings less their mean in the row's operating mode.
+
+        The evidence a range or a regressor needs is how much a sensor moves
+        *within* a mode: a motor current that follows a conveyor's on/off
+        state is a slow signal as a whole (its lag-10 autocorrelation is near
+        1, a few effective rows per block), yet within each state it is white
+        noise around its level, and its range per mode (what the step check
+        learns) is well established. A slowly wandering sensor wanders within
+        its mode too, so it still counts as few rows. Modes here are the
+        combinations of the 0/1 and phase channels kept for modes.
+        """
+        channels = _switch_columns(X) | getattr(self, "phase_channels_", np.zeros(X.shape[1], bool))
+        aside = getattr(self, "channels_set_aside_", None)
+        if aside is not None:
+            channels &= ~aside
+        if not channels.any():
+            return X
+        _, mode = np.unique(X[:, channels], axis=0, return_inverse=True)
+        mode = mode.ravel()
+        count = np.bincount(mode).astype(np.float64)
+        means = np.stack([np.bincount(mode, weights=X[:, j]) for j in range(X.shape[1])], axis=1)
+        return X - (means / count[:, None])[mode]
 
     def _fit_limits(self, X: np.ndarray, starts: np.ndarray) -> None:
         n, d = X.shape

@@ -123,3 +123,22 @@ def test_input_validation(fitted: Detector, data: dict[str, np.ndarray]) -> None
 def test_unknown_name_lists_choices() -> None:
     with pytest.raises(ValueError, match="expected one of"):
         make_detector("no-such-detector")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shift", [1e-6, 1.0, 1e3])
+def test_a_column_constant_in_training_neither_scores_nor_takes_a_share(
+    name: str, shift: float, data: dict[str, np.ndarray]
+) -> None:
+    # A column with one value in every fit row (a rare event a trimmed fit
+    # left out, a sensor constant in one mode) says nothing about its normal
+    # spread: its departure must not score, or one such row among the held-back
+    # rows sets the threshold beyond every fault.
+    train = np.c_[data["train"], np.full(data["train"].shape[0], 3.0)]
+    det = make_detector(name, random_state=0).fit(train)
+    rows = np.c_[data["anomalies"], np.full(data["anomalies"].shape[0], 3.0)]
+    moved = rows.copy()
+    moved[:, -1] += shift
+    np.testing.assert_allclose(det.decision_function(moved), det.decision_function(rows))
+    assert np.all(det.contributions(moved)[:, -1] == 0.0)
+    np.testing.assert_allclose(det.contributions(moved), det.contributions(rows))
