@@ -174,6 +174,7 @@ class ModeModels(BaseEstimator):
         codes: np.ndarray,
         template: Detector,
         columns: np.ndarray | None = None,
+        trim_groups: np.ndarray | None = None,
     ) -> ModeModels:
         """Fit a clone of ``template`` on each mode with enough rows.
 
@@ -194,6 +195,11 @@ class ModeModels(BaseEstimator):
             mode those are constant, except on the rows just after a switch,
             where their trailing statistics only say how recently the mode
             began -- a model per mode would spend its limits on that.
+        trim_groups : ndarray of int, shape (n,), optional
+            Groups within which a mode's trimmed fit cuts its share (default:
+            the mode is one group). The line passes the values of its event
+            channels (0/1 channels set aside from the modes): an open reject
+            gate is a category of normal rows, not the tail of the closed ones.
         """
         F = np.asarray(F, dtype=np.float64)
         modes = np.asarray(modes, dtype=np.intp).ravel()
@@ -223,8 +229,9 @@ class ModeModels(BaseEstimator):
             Fm = F[modes == m]
             model = clone(template).fit(Fm)
             if self.max_trim:
+                groups = None if trim_groups is None else np.asarray(trim_groups)[modes == m]
                 for _ in range(TRIM_STEPS):
-                    keep = trimmed_rows(model.decision_function(Fm), self.max_trim)
+                    keep = trimmed_rows(model.decision_function(Fm), self.max_trim, groups)
                     if keep.all() or keep.sum() < 2:
                         break
                     model = clone(template).fit(Fm[keep])

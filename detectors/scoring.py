@@ -290,6 +290,14 @@ class LinePipeline(BaseEstimator):
                     for lo, hi in itertools.pairwise([*starts.tolist(), X.shape[0]])
                 ]
             )[F_rows]
+        # Event channels (0/1 channels set aside from the modes) split the
+        # trimmed fits' groups: a reject gate open on 2 % of the rows is a
+        # category of normal rows, not the tail of the closed ones, and cut
+        # with that tail its next opening would score as a fault.
+        aside = getattr(self.checks_, "channels_set_aside_", None)
+        events = None
+        if aside is not None and aside.any():
+            events = _group_codes(X_imp[F_rows][:, aside])
         self.trimmed_rows_ = 0
         max_trim = getattr(self, "max_trim", 0.0)
         if max_trim:
@@ -298,8 +306,12 @@ class LinePipeline(BaseEstimator):
             # normal, the pooled model is the only one that judges them, and
             # cut from its fit the first switch after training would score as
             # a fault (thousands of limits on a conveyor that starts and stops).
-            modes = steady
             switching = None if steady is None else steady < 0
+            modes = steady
+            if events is not None:
+                modes = _group_codes(
+                    np.c_[np.zeros_like(events) if steady is None else steady, events]
+                )
             for _ in range(TRIM_STEPS):
                 keep = trimmed_rows(self.detector_.decision_function(F), max_trim, modes)
                 if switching is not None:
@@ -320,6 +332,7 @@ class LinePipeline(BaseEstimator):
                 self.checks_.modes_,
                 self.detector,
                 columns=np.flatnonzero(~state),
+                trim_groups=events,
             )
         self.feature_names_out_ = self.features_.get_feature_names_out(list(self.sensors))
         return self
@@ -891,3 +904,8 @@ def explained_rows(raw: np.ndarray, anomaly: np.ndarray, alerted: bool = False) 
     """
     after_alert = np.concatenate(([alerted], anomaly[:-1]))
     return raw | anomaly | after_alert
+
+
+def _group_codes(keys: np.ndarray) -> np.ndarray:
+    """One integer per distinct row of ``keys`` (2-D, or 1-D: one key per row)."""
+    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()

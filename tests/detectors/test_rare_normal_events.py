@@ -11,7 +11,8 @@ for a robust fit to take it for an anomaly:
   among the held-back rows it set the threshold there (a blind line);
 * the gate's row was cut too, leaving its reading without spread, and a
   detector that floors a zero spread at 1e-9 scored the next opening at
-  1e18 (:func:`lineguard.detectors.base.feature_scale`);
+  1e18 (:func:`lineguard.detectors.base.feature_scale`); an open gate is a
+  category of normal rows, trimmed within itself, not as the closed rows' tail;
 * the current, a blocky signal as a whole, looked like a few independent
   rows, so its range and relation checks were never trusted, though within
   each conveyor state it is white noise around a level;
@@ -102,3 +103,17 @@ def test_within_a_state_the_current_counts_as_many_rows() -> None:
     # Step and relation checks are trusted on both analog readings.
     assert not checks.disabled_[1:3, 1:].any()
     assert checks.regressors_[1:].all()
+
+
+def test_a_trimmed_fit_keeps_the_gate_openings_as_normal() -> None:
+    # Trimmed within its own group (gate open / closed), the open gate keeps
+    # the spread it has in all the rows; trimmed as the tail of the closed
+    # rows, it kept a few openings and its spread fell to an eighth.
+    X = conveyor_line(TRAIN, seed=1)
+    t = np.arange(TRAIN, dtype=np.int64) * 1_000_000
+    pipe, _, info = train_pipeline(X, SENSORS, "pca", time_us=t, refit=False)
+    gate = list(pipe.feature_names_out_).index("reject_gate")
+    fitted_on_all = train_pipeline(X, SENSORS, "pca", time_us=t, refit=False, max_trim=0.0)[0]
+    ratio = pipe.detector_.scale_[gate] / fitted_on_all.detector_.scale_[gate]
+    assert 0.8 < ratio <= 1.05
+    assert info["trimmed_fit_rows"] > 0
