@@ -57,6 +57,7 @@ __all__ = [
     "ReplayStats",
     "SequenceCounter",
     "StoreAndForward",
+    "close_now",
     "make_producer",
     "mark_historical",
     "plan_records",
@@ -179,6 +180,24 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> Any:
     }
     config.update(overrides)
     return KafkaProducer(**config)
+
+
+def close_now(producer: Any, wait_s: float = 2.0) -> None:
+    """Close a kafka-python producer at once, dropping what it has not sent.
+
+    ``close(timeout=0)`` is not that in kafka-python 3: it flushes first and
+    raises ``KafkaTimeoutError`` while records are pending, before it stops
+    the client's I/O thread, which then sends them whenever the broker is
+    back. So the I/O thread is force-closed first (it fails every pending
+    record's future), then the client is closed. ``wait_s`` bounds the wait
+    for the thread to end.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(wait_s)
+    with contextlib.suppress(Exception):
+        producer.close(timeout=0)
 
 
 def mark_historical(payload: bytes) -> bytes:
@@ -443,8 +462,7 @@ class StoreAndForward:
         if self.producer_factory is None:
             return
         old, self.producer = self.producer, self.producer_factory()
-        with contextlib.suppress(Exception):
-            old.close(timeout=0)
+        close_now(old)
 
     def _dispatch(self) -> None:
         room = self.max_in_flight - len(self._in_flight)

@@ -102,3 +102,31 @@ def test_a_full_buffer_drops_oldest_with_a_count_while_the_broker_is_away(
     assert 200 - len(seqs) == stats["buffer_dropped"]
     buffer.close()
     producer.close()
+
+
+def test_a_fenced_producer_sends_nothing_it_still_held_once_the_broker_is_back(
+    proxied_stack,
+) -> None:
+    # The fence (StoreAndForward._fence) drops the old client's queue so the
+    # records behind a failed one go out again only through the new client,
+    # in order. kafka-python 3's close(timeout=0) flushes first and raises
+    # while records are pending, before it stops the client's I/O thread:
+    # left at that, the old client delivered them once the broker was back.
+    from lineguard.ingest.gateway import close_now
+
+    stack = proxied_stack
+    topic = f"fenced-{uuid.uuid4().hex[:8]}"
+    producer = make_producer(stack.kafka_settings())
+    producer.send(topic, key=b"line-a", value=encode(_batch(0))).get(30)
+    stack.proxy.pause()
+    try:
+        queued = [
+            producer.send(topic, key=b"line-a", value=encode(_batch(seq))) for seq in range(1, 6)
+        ]
+        close_now(producer)
+    finally:
+        stack.proxy.resume()
+    assert all(f.is_done and f.failed() for f in queued)
+    # Long enough for the old client to reconnect and deliver (it took < 2 s).
+    messages = consume_all(Settings(kafka=stack.kafka_settings()), topic, 6, timeout=10.0)
+    assert [decode(m.value).seq for m in messages] == [0]
