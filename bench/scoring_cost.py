@@ -20,6 +20,10 @@ right after the other, and prints every run and each round's ratio
 
     OPENBLAS_NUM_THREADS=1 python bench/scoring_cost.py --json
     OPENBLAS_NUM_THREADS=1 python bench/scoring_cost.py --against /work/wt/before --json
+
+``--detector NAME`` trains the fleet with another detector (default ``pca``,
+the figure issue 16's cost goal is about); with ``--against`` the other
+tree must know it.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     sys.path.insert(0, str(REPO / "bench"))
     from synthetic import synthetic_line
 
-    config = TrainingConfig(detector="pca")
+    config = TrainingConfig(detector=getattr(args, "detector", "pca"))
     k, n = getattr(config, "debounce", DEFAULT_DEBOUNCE)
     sensors = [f"sensor_{j:03d}" for j in range(args.sensors)]
     total = args.train_rows + args.score_rows
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fleet_arguments(parser, repeat=5)
     parser.set_defaults(train_rows=1000)  # as bench/pipeline.py --quick trains
+    parser.add_argument("--detector", default="pca", help="the fleet's detector (default pca)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--against", help="another tree (with .venv) to alternate with")
     parser.add_argument("--rounds", type=int, default=2)

@@ -2,7 +2,7 @@
 
 Modules: :mod:`.base` (the ``Detector`` contract), one module per detector
 (:mod:`.pca`, :mod:`.ecod`, :mod:`.iforest`, :mod:`.covariance`,
-:mod:`.ensemble`), :mod:`.selection` (``auto``, the default: a
+:mod:`.codebook`, :mod:`.ensemble`), :mod:`.selection` (``auto``, the default: a
 detector picked per line by a backtest on its own normal runs),
 :mod:`.features` (streaming trailing-window features), :mod:`.scoring`
 (``LinePipeline`` and the pure ``score_batch``), :mod:`.calibration`
@@ -21,6 +21,7 @@ from .calibration import (
     train_pipeline,
 )
 from .catalogue import DEFAULT_DETECTOR, DETECTORS, make_detector
+from .codebook import CodebookDetector
 from .covariance import RobustMahalanobis
 from .ecod import FrozenECOD
 from .ensemble import QuantileEnsemble
@@ -46,6 +47,7 @@ __all__ = [
     "DETECTORS",
     "TRAINING_DEFAULTS",
     "BatchResult",
+    "CodebookDetector",
     "Detector",
     "FrozenECOD",
     "IsolationForestDetector",

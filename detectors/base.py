@@ -98,7 +98,15 @@ class Detector(BaseEstimator):
       the detector and the fitted state never holds the raw training rows
       (only bounded summaries such as quantiles).
     * Higher score means more anomalous.
+
+    ``judges_modes_itself`` (a class attribute) is True for a local detector,
+    one that scores a row by the normal rows nearest to it: it already holds
+    each operating mode in its own region, so the line fits it once over all
+    modes instead of once per mode (:class:`lineguard.detectors.modes.ModeModels`),
+    where a small mode would get a coarser model.
     """
+
+    judges_modes_itself: bool = False
 
     def fit(self, X: np.ndarray, y: object = None) -> Detector:
         """Learn normal behaviour from ``X`` (n_samples, n_features)."""

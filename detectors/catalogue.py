@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .base import Detector
+from .codebook import CodebookDetector
 from .covariance import RobustMahalanobis
 from .ecod import FrozenECOD
 from .ensemble import QuantileEnsemble
@@ -19,6 +20,7 @@ DETECTORS: dict[str, Callable[[int | None], Detector]] = {
     "ecod": lambda random_state: FrozenECOD(),
     "iforest": lambda random_state: IsolationForestDetector(random_state=random_state),
     "mcd": lambda random_state: RobustMahalanobis(random_state=random_state),
+    "codebook": lambda random_state: CodebookDetector(random_state=random_state),
     "ensemble": lambda random_state: QuantileEnsemble(random_state=random_state),
 }
 
@@ -47,7 +49,7 @@ def make_detector(name: str = DEFAULT_DETECTOR, random_state: int | None = 0) ->
     ----------
     name : str
         One of :data:`DETECTORS` (``"pca"``, ``"ecod"``, ``"iforest"``, ``"mcd"``,
-        ``"ensemble"``). ``"auto"`` is no detector but a selection, made by
+        ``"codebook"``, ``"ensemble"``). ``"auto"`` is no detector but a selection, made by
         ``train_pipeline``.
     random_state : int or None, default=0
         Seed for stochastic detectors, so retraining is reproducible.

@@ -322,6 +322,8 @@ class LinePipeline(BaseEstimator):
                 self.detector_ = clone(self.detector).fit(F[keep])
         self.mode_models_ = None
         mode_models = getattr(self, "mode_models", None)
+        if mode_models is not None and getattr(self.detector, "judges_modes_itself", False):
+            mode_models = None
         if mode_models is not None and steady is not None:
             # Mode models judge every feature but the state and phase channels' own.
             state = np.tile(self.checks_.mode_channels, F.shape[1] // X.shape[1])

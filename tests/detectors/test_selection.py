@@ -8,6 +8,7 @@ import pytest
 from lineguard.detectors import make_detector, train_pipeline
 from lineguard.detectors.selection import (
     CANDIDATES,
+    DETECTION_GAIN,
     DETECTION_SLACK,
     RATE_MARGIN,
     choose,
@@ -61,6 +62,31 @@ def test_the_default_is_kept_unless_a_challenger_is_clearly_better() -> None:
     assert choose({"pca": 0.02, "x": RATE_MARGIN * 0.02}, {"pca": 0.1, "x": 0.1})[0] == "x"
     with pytest.raises(ValueError, match="expected the default 'pca'"):
         choose({"ecod": 0.1}, {"ecod": 0.1})
+
+
+def test_a_challenger_that_catches_clearly_more_at_no_more_false_alarms_wins() -> None:
+    # bench/cycle_line.py, seed 2 of 4 runs: the codebook's false alarms were
+    # 0.87 x PCA's (not under the margin) and its detection 0.92 against 0.65.
+    far = {"pca": 0.0090, "iforest": 0.0, "codebook": 0.0078}
+    det = {"pca": 0.645, "iforest": 0.509, "codebook": 0.916}
+    name, reason = choose(far, det)
+    assert name == "codebook" and "detection 0.916" in reason
+    # More false alarms than the default: never, however much it catches.
+    far["codebook"] = 0.0091
+    assert choose(far, det)[0] == "pca"
+    # Equal false alarms, a gain just under DETECTION_GAIN: the default stays.
+    far["codebook"] = 0.0090
+    det["codebook"] = 0.645 + DETECTION_GAIN * 0.9
+    name, reason = choose(far, det)
+    assert name == "pca" and "more detection" in reason
+    # Two such challengers: the one that catches most.
+    det.update(codebook=0.80, ecod=0.90)
+    far["ecod"] = 0.0080  # above the margin (0.00675): the second rule only
+    assert choose(far, det)[0] == "ecod"
+    # The first rule still goes first: a challenger under the margin with its
+    # detection kept wins over one that only catches more.
+    far["iforest"], det["iforest"] = 0.001, 0.64
+    assert choose(far, det)[0] == "iforest"
 
 
 def test_one_stretch_of_history_keeps_the_default_and_says_why() -> None:
