@@ -36,20 +36,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
 from lineguard.detectors.scoring import score_batch
-from tests.support.pick_place_line import CURRENT, SENSORS, pick_place_line
+from tests.support.pick_place_line import (
+    SENSORS,
+    STEP_US,
+    binding_current,
+    pick_place_line,
+    pick_place_runs,
+)
 
 SCORE_ROWS = 4000
 FAULT = slice(2000, 3000)
-STEP_US = 100_000
 
 
 def _history(seed: int, protocol: str) -> tuple[np.ndarray, np.ndarray]:
     if protocol == "one run":
-        X = pick_place_line(4000, 1000 * seed)
-        return X, np.arange(X.shape[0], dtype=np.int64) * STEP_US
-    runs = [pick_place_line(1500, 1000 * seed + r) for r in range(4)]
-    t = [np.arange(1500, dtype=np.int64) * STEP_US + r * 10**10 for r in range(4)]
-    return np.vstack(runs), np.concatenate(t)
+        return pick_place_runs(1, 4000, 1000 * seed)
+    return pick_place_runs(4, 1500, 1000 * seed)
 
 
 def measure(seed: int, protocol: str, detector: str) -> dict[str, object]:
@@ -64,9 +66,7 @@ def measure(seed: int, protocol: str, detector: str) -> dict[str, object]:
         result, _ = score_batch(pipe, rows, None, threshold, k, n, time_us=ts)
         return np.asarray(result.anomaly, dtype=bool)
 
-    faulty = scored.copy()
-    moving = np.abs(faulty[FAULT, 1]) > 0.1
-    faulty[FAULT, CURRENT] += 0.2 * (faulty[FAULT, CURRENT] - 0.3) * moving
+    faulty, moving = binding_current(scored, FAULT)
     return {
         "seed": seed,
         "protocol": protocol,

@@ -15,22 +15,23 @@ import pytest
 from lineguard.detectors import CodebookDetector, make_detector
 from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
 from lineguard.detectors.scoring import score_batch
-from tests.support.pick_place_line import CURRENT, SENSORS, pick_place_line
-
-STEP_US = 100_000
+from tests.support.pick_place_line import (
+    SENSORS,
+    STEP_US,
+    binding_current,
+    pick_place_line,
+    pick_place_runs,
+)
 
 
 def _caught(detector: str, seed: int = 0) -> tuple[float, float, object]:
-    runs = [pick_place_line(1500, 10 * seed + r) for r in range(4)]
-    t = np.concatenate([np.arange(1500, dtype=np.int64) * STEP_US + r * 10**10 for r in range(4)])
-    pipe, threshold, _ = train_pipeline(np.vstack(runs), SENSORS, detector, time_us=t)
+    X, t = pick_place_runs(4, 1500, 10 * seed)
+    pipe, threshold, _ = train_pipeline(X, SENSORS, detector, time_us=t)
     scored = pick_place_line(3000, 10 * seed + 7)
     ts = np.arange(3000, dtype=np.int64) * STEP_US + 10**12
     k, n = TRAINING_DEFAULTS.debounce
-    faulty = scored.copy()
     fault = slice(1000, 2000)
-    moving = np.abs(faulty[fault, 1]) > 0.1
-    faulty[fault, CURRENT] += 0.2 * (faulty[fault, CURRENT] - 0.3) * moving
+    faulty, moving = binding_current(scored, fault)
     normal, _ = score_batch(pipe, scored, None, threshold, k, n, time_us=ts)
     hit, _ = score_batch(pipe, faulty, None, threshold, k, n, time_us=ts)
     caught = float(np.asarray(hit.anomaly, dtype=bool)[fault][moving].mean())
@@ -82,9 +83,8 @@ def test_the_codebook_scores_a_row_the_same_in_any_batch() -> None:
 def test_auto_picks_the_codebook_on_a_cycle_line() -> None:
     # The backtest on the line's own runs (sensors played backwards) finds
     # what the fault above shows: measured, detection 0.90 against PCA's 0.65.
-    runs = [pick_place_line(1500, r) for r in range(4)]
-    t = np.concatenate([np.arange(1500, dtype=np.int64) * STEP_US + r * 10**10 for r in range(4)])
-    _, _, info = train_pipeline(np.vstack(runs), SENSORS, "auto", time_us=t)
+    X, t = pick_place_runs(4, 1500, 0)
+    _, _, info = train_pipeline(X, SENSORS, "auto", time_us=t)
     selection = info["selection"]
     assert selection["detector"] == "codebook", selection["reason"]
     assert selection["detection"]["codebook"] > selection["detection"]["pca"]

@@ -23,13 +23,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CURRENT", "SENSORS", "pick_place_line"]
+__all__ = [
+    "CURRENT",
+    "SENSORS",
+    "STEP_US",
+    "binding_current",
+    "pick_place_line",
+    "pick_place_runs",
+]
 
 SENSORS = ["axis_position", "axis_velocity", "motor_current", "gripper_on", "vacuum_kpa"]
 #: Column of the motor current in :data:`SENSORS`.
 CURRENT = 2
 #: Noise standard deviation of the motor current, in A.
 CURRENT_NOISE = 0.02
+#: Microseconds between rows.
+STEP_US = 100_000
+#: Base draw of the motor current at standstill, in A.
+BASE_CURRENT = 0.3
+#: A row where the axis moves faster than this (in |velocity|) is moving.
+MOVING = 0.1
 
 
 def _move(rows: int, start: float, stop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,9 +75,27 @@ def pick_place_line(n: int, seed: int) -> np.ndarray:
         total += pos.size
     cycle = np.vstack(parts)[:n]
     pos, vel, acc, on = cycle.T
-    current = 0.3 + 1.0 * np.abs(vel) + (0.3 + 0.2 * on) * np.abs(acc)
+    current = BASE_CURRENT + 1.0 * np.abs(vel) + (0.3 + 0.2 * on) * np.abs(acc)
     current += rng.normal(0.0, CURRENT_NOISE, n)
     vacuum = -60.0 * on + rng.normal(0.0, 0.5, n)
     pos = pos + rng.normal(0.0, 0.002, n)
     vel = vel + rng.normal(0.0, 0.005, n)
     return np.c_[pos, vel, current, on, vacuum]
+
+
+def pick_place_runs(n_runs: int, rows: int, first_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n_runs`` runs of ``rows`` rows (seeds ``first_seed``, ``first_seed + 1``, ...),
+    concatenated oldest first, and their frame times: a gap of hours between runs,
+    so each run starts its trailing windows afresh."""
+    X = np.vstack([pick_place_line(rows, first_seed + r) for r in range(n_runs)])
+    t = [np.arange(rows, dtype=np.int64) * STEP_US + r * 10**10 for r in range(n_runs)]
+    return X, np.concatenate(t)
+
+
+def binding_current(X: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``X`` whose current in ``rows`` is 20 % too high above its base
+    draw while the axis moves, and which of those rows move (the faulty ones)."""
+    faulty = X.copy()
+    moving = np.abs(faulty[rows, 1]) > MOVING
+    faulty[rows, CURRENT] += 0.2 * (faulty[rows, CURRENT] - BASE_CURRENT) * moving
+    return faulty, moving
