@@ -19,6 +19,7 @@ import numpy as np
 
 from lineguard.detectors.calibration import TRAINING_DEFAULTS, train_pipeline
 from lineguard.detectors.scoring import DEFAULT_DEBOUNCE
+from lineguard.detectors.sensor_checks import SensorChecks
 from lineguard.ingest.contract import utc_from_us
 from lineguard.ingest.csv_runs import RecordedRun
 from lineguard.models.registry import ModelBundle, Registry
@@ -56,6 +57,9 @@ class TrainingConfig:
         Alert when k of the last n frames exceed the threshold.
     seed : int
         Seed for stochastic detectors, so retraining is reproducible.
+    noise_window : int or None
+        Window of the sensor checks' noise check, in rows, or None (off;
+        see :class:`~lineguard.detectors.calibration.TrainingDefaults`).
     """
 
     detector: str = TRAINING_DEFAULTS.detector
@@ -63,8 +67,13 @@ class TrainingConfig:
     holdout_fraction: float = TRAINING_DEFAULTS.holdout_fraction
     debounce: tuple[int, int] = TRAINING_DEFAULTS.debounce
     seed: int = TRAINING_DEFAULTS.seed
+    noise_window: int | None = TRAINING_DEFAULTS.noise_window
 
     def __post_init__(self) -> None:
+        if self.noise_window is not None and self.noise_window < 2:
+            raise ValueError(
+                f"noise_window must be None or at least 2 rows; got {self.noise_window}"
+            )
         k, n = self.debounce
         if not 1 <= k <= n:
             raise ValueError(f"debounce must satisfy 1 <= k <= n; got k={k}, n={n}")
@@ -214,6 +223,9 @@ def fit_from_rows(
     learns its gap bound and no trailing window spans a gap in the rows.
     """
     config = config or TrainingConfig()
+    checks: bool | SensorChecks = (
+        True if config.noise_window is None else SensorChecks(noise_window=config.noise_window)
+    )
     return train_pipeline(
         np.asarray(X, dtype=np.float64),
         sensors=list(sensors),
@@ -222,6 +234,7 @@ def fit_from_rows(
         holdout_fraction=config.holdout_fraction,
         seed=config.seed,
         time_us=time_us,
+        sensor_checks=checks,
     )
 
 

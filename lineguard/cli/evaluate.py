@@ -145,6 +145,12 @@ def print_folder_evaluation(evaluation: Any) -> None:
     metavar="K/N",
     help="Alert when K of the last N frames exceed (default: the training default, 2/5).",
 )
+@click.option(
+    "--noise-window",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Train with the noise check on, over N rows (as `lineguard train --noise-window`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
 def evaluate(
     directories: tuple[Path, ...],
@@ -155,6 +161,7 @@ def evaluate(
     predictions: Path,
     report_path: Path | None,
     debounce: str | None,
+    noise_window: int | None,
     as_json: bool,
 ) -> None:
     """Train and score every CSV run under DIR (one folder or several) through the worker's code.
@@ -184,6 +191,8 @@ def evaluate(
             f"expected one of {list(DETECTOR_NAMES)}; got {detector!r}", param_hint="--detector"
         )
     options: dict[str, Any] = {} if detector is None else {"detector": detector}
+    if noise_window is not None:
+        options["noise_window"] = noise_window
     if debounce is not None:
         try:
             k, n = (int(part) for part in debounce.split("/"))

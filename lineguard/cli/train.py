@@ -29,6 +29,13 @@ __all__ = ["run_training", "train"]
     help="Target false-alarm rate on normal frames, e.g. 0.005.",
 )
 @click.option(
+    "--noise-window",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Turn the noise check on, over N rows (e.g. 20): a noisy transmitter, a sticking "
+    "valve. Off by default (it costs about a tenth of scoring).",
+)
+@click.option(
     "--activate/--no-activate",
     default=None,
     help="Make the new version the one workers serve (default: only a line's first model).",
@@ -51,6 +58,7 @@ def train(
     rows: int | None,
     detector: str | None,
     target_far: float | None,
+    noise_window: int | None,
     activate: bool | None,
     from_influx: bool,
     start: str | None,
@@ -67,6 +75,7 @@ def train(
         rows=rows,
         detector=detector,
         target_far=target_far,
+        noise_window=noise_window,
         activate=activate,
         registry=registry,
         from_influx=from_influx,
@@ -89,6 +98,7 @@ def run_training(
     start: str | None,
     end: str | None,
     sensors_change: bool = False,
+    noise_window: int | None = None,
 ) -> None:
     """``lineguard train``: file or InfluxDB history -> candidate + evaluation report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -108,6 +118,7 @@ def run_training(
     config = TrainingConfig(
         detector=detector or defaults.detector,
         target_far=target_far if target_far is not None else defaults.target_far,
+        noise_window=noise_window if noise_window is not None else defaults.noise_window,
     )
     had_active = reg.active_version(line_id)
     columns = (

@@ -65,6 +65,19 @@ def test_training_refuses_a_file_without_an_active_sensor(registry: Path, tmp_pa
     assert Registry(registry).versions("press-7") == ["v0001"]  # nothing stored
 
 
+def test_the_noise_check_is_turned_on_per_line_at_training(registry: Path) -> None:
+    result = train(registry, "press-7", SAMPLE, "--noise-window", "20")
+    assert result.exit_code == 0, result.output
+    reg = Registry(registry)
+    assert reg.manifest("press-7", "v0001")["calibration"]["noise_window"] is None
+    assert reg.manifest("press-7", "v0002")["calibration"]["noise_window"] == 20
+    assert reg.load("press-7", "v0002").pipeline.checks_.noise_window == 20
+    refused = train(registry, "press-7", SAMPLE, "--noise-window", "1")
+    assert refused.exit_code == 2
+    assert "--noise-window" in refused.output
+    assert reg.versions("press-7") == ["v0001", "v0002"]
+
+
 def test_sensors_change_trains_and_records_it(registry: Path, tmp_path: Path) -> None:
     nopressure = without("Pressure", tmp_path / "nopressure.csv")
     result = train(registry, "press-7", nopressure, "--sensors-change")

@@ -20,11 +20,13 @@ def test_the_chosen_defaults() -> None:
     assert TRAINING_DEFAULTS.min_rows == 20
     assert TRAINING_DEFAULTS.target_far == 0.01
     assert TRAINING_DEFAULTS.debounce == (2, 5)
+    # The noise check is off unless a line's training turns it on (its cost).
+    assert TRAINING_DEFAULTS.noise_window is None
 
 
 def test_the_training_config_and_the_math_layer_default_to_the_same_object() -> None:
     config = TrainingConfig()
-    for name in ("detector", "target_far", "holdout_fraction", "debounce", "seed"):
+    for name in ("detector", "target_far", "holdout_fraction", "debounce", "seed", "noise_window"):
         assert getattr(config, name) == getattr(TRAINING_DEFAULTS, name), name
     params = inspect.signature(train_pipeline).parameters
     assert params["holdout_fraction"].default == TRAINING_DEFAULTS.holdout_fraction
