@@ -23,13 +23,18 @@ normal scored runs; the textbook PCA T²+Q at 99 % limits
 (``bench/textbook_pca.py``) is fitted on the same training rows and run on
 the same scored rows. ``--noise-window 20`` trains every detector with the
 noise check on (``SensorChecks(noise_window=20)``; off by default).
+``--calibration holdout`` calibrates on the most recent 30 % of the rows
+instead of out of fold (the default, ``folded``). ``--dirty FAULT`` puts
+a fault in the training history: the second of the five runs carries
+``FAULT`` from its row 500 on (half the run, a tenth of the history).
 ``--by-reason`` adds, per fault, which alert reasons
 the caught rows carry and the sensor named first most often.
 
 Usage::
 
     OPENBLAS_NUM_THREADS=1 python bench/reactor_line.py [--seeds 3] [--normal-runs 10]
-        [--detectors pca,iforest,ecod,codebook,auto] [--noise-window N] [--by-reason] [--json]
+        [--detectors pca,iforest,ecod,codebook,auto] [--noise-window N]
+        [--calibration folded|holdout] [--dirty FAULT] [--by-reason] [--json]
 """
 
 from __future__ import annotations
@@ -82,18 +87,26 @@ def measure(
     normal_runs: int,
     noise_window: int | None,
     by_reason: bool,
+    calibration: str = "folded",
+    dirty: str | None = None,
 ) -> list[dict]:
     """Every detector (and the textbook baseline) on one seed and protocol."""
     X, t = reactor_runs(PROTOCOLS[protocol], RUN_ROWS, 1000 * seed)
+    if dirty is not None and PROTOCOLS[protocol] > 1:
+        X[RUN_ROWS : 2 * RUN_ROWS] = reactor_line(RUN_ROWS, 1000 * seed + 1, dirty, 500)
     runs = scored_runs(seed, normal_runs)
     ts = np.arange(SCORE_ROWS, dtype=np.int64) * STEP_US + 10**15
     k, n = TRAINING_DEFAULTS.debounce
     checks = True if noise_window is None else SensorChecks(noise_window=noise_window)
     rows = []
     for name in detectors:
-        pipe, threshold, info = train_pipeline(X, SENSORS, name, time_us=t, sensor_checks=checks)
+        pipe, threshold, info = train_pipeline(
+            X, SENSORS, name, time_us=t, sensor_checks=checks, calibration=calibration
+        )
         chosen = (info.get("selection") or {}).get("detector", name)
         row = {"seed": seed, "protocol": protocol, "detector": name, "chosen": chosen}
+        row["threshold"] = round(float(threshold), 2)
+        row["set_aside"] = info.get("calibration_folds_set_aside") or []
 
         def alerts(R: np.ndarray, pipe=pipe, threshold=threshold) -> tuple[np.ndarray, object]:
             result, _ = score_batch(pipe, R, None, threshold, k, n, time_us=ts)
@@ -132,6 +145,8 @@ def main() -> int:
     parser.add_argument("--detectors", default="pca,iforest,ecod,codebook,auto")
     parser.add_argument("--normal-runs", type=int, default=10)
     parser.add_argument("--noise-window", type=int, default=None)
+    parser.add_argument("--calibration", choices=["folded", "holdout"], default="folded")
+    parser.add_argument("--dirty", choices=sorted(FAULTS), default=None)
     parser.add_argument("--by-reason", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -141,17 +156,25 @@ def main() -> int:
         for protocol in PROTOCOLS
         for seed in range(args.seeds)
         for r in measure(
-            seed, protocol, detectors, args.normal_runs, args.noise_window, args.by_reason
+            seed,
+            protocol,
+            detectors,
+            args.normal_runs,
+            args.noise_window,
+            args.by_reason,
+            args.calibration,
+            args.dirty,
         )
     ]
     short = [f[:14] for f in FAULTS]
     print(
-        "protocol | detector (chosen) | seed | FAR % (max) | mean detection % | "
-        + " | ".join(short)
+        "protocol | detector (chosen) | seed | threshold (folds set aside) | FAR % (max) "
+        "| mean detection % | " + " | ".join(short)
     )
     for r in rows:
         print(
             f"{r['protocol']} | {r['detector']} ({r['chosen']}) | {r['seed']} | "
+            f"{r.get('threshold', '-')} ({r.get('set_aside', '-')}) | "
             f"{r['far_pct']:.2f} ({r['far_max_pct']:.2f}) | {r['mean']:.1f} | "
             + " | ".join(f"{r[f]:.1f}" for f in FAULTS)
         )

@@ -191,6 +191,14 @@ def run_training(
         f"threshold {bundle.threshold:.4g} (target false-alarm rate {m['target_far']:.2%}), "
         f"fingerprint {m['training']['fingerprint'][:12]}"
     )
+    calibration = m.get("calibration", {})
+    if calibration.get("calibration") == "out_of_fold":
+        click.echo(
+            f"threshold calibrated out of fold: {calibration['calibration_folds']} folds of "
+            "whole runs, each scored by a model fitted on the others"
+        )
+    if calibration.get("noise_window"):
+        click.echo(f"noise check on ({calibration['noise_window']} rows)")
     if m["training"].get("excluded"):
         click.echo(f"left out {len(m['training']['excluded'])} QA-labelled range(s)")
     change = m["training"].get("sensor_change")

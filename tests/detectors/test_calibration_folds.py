@@ -11,6 +11,7 @@ from lineguard.detectors.calibration import (
     CALIBRATION_FOLDS,
     TRAINING_DEFAULTS,
     calibration_folds,
+    dirty_folds,
     train_pipeline,
 )
 from lineguard.detectors.scoring import score_batch
@@ -95,3 +96,36 @@ def test_folded_thresholds_hold_the_target_on_runs_the_line_never_showed() -> No
         far[calibration] = _unseen_normal_far(pipe, threshold, 2)
     assert far["holdout"] > 0.03
     assert far["folded"] < 0.015
+
+
+def test_a_fold_holding_a_fault_is_set_aside_and_clean_folds_are_not() -> None:
+    rng = np.random.default_rng(5)
+    clean = [rng.exponential(size=800) for _ in range(5)]
+    assert dirty_folds(clean, 0.01) == set()
+    faulty = [s.copy() for s in clean]
+    faulty[1][300:700] += 20.0  # half the run far above every normal score
+    assert dirty_folds(faulty, 0.01) == {1}
+    # Never down to fewer than three folds, never a majority of them.
+    three = [s.copy() for s in faulty[:3]]
+    assert dirty_folds(three, 0.01) == set()
+    # The worst first: a second, larger fault is set aside, then the first.
+    worse = [s.copy() for s in faulty]
+    worse[3][100:600] += 100.0
+    assert dirty_folds(worse, 0.01) == {1, 3}
+    worst = [s.copy() for s in worse]
+    worst[4][:500] += 500.0
+    assert len(dirty_folds(worst, 0.01)) == 2
+
+
+def test_a_training_run_with_a_fault_does_not_set_the_threshold() -> None:
+    # Half of the second of five runs carries a slowly decaying catalyst.
+    # Pooled with the others, its out-of-fold scores raised PCA's threshold
+    # from 4.7 to 17.7; set aside, the other four set it.
+    X, t = reactor_runs(5, 1000, 0)
+    X[1000:2000] = reactor_line(1000, 1, "catalyst_decay", 500)
+    _, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
+    assert info["calibration_folds_set_aside"] == [[1000, 2000]]
+    assert threshold < 6.0
+    X, t = reactor_runs(5, 1000, 0)
+    _, _, clean = train_pipeline(X, SENSORS, "pca", time_us=t)
+    assert clean["calibration_folds_set_aside"] == []

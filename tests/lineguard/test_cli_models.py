@@ -68,6 +68,7 @@ def test_training_refuses_a_file_without_an_active_sensor(registry: Path, tmp_pa
 def test_the_noise_check_is_turned_on_per_line_at_training(registry: Path) -> None:
     result = train(registry, "press-7", SAMPLE, "--noise-window", "20")
     assert result.exit_code == 0, result.output
+    assert "noise check on (20 rows)" in result.output
     reg = Registry(registry)
     assert reg.manifest("press-7", "v0001")["calibration"]["noise_window"] is None
     assert reg.manifest("press-7", "v0002")["calibration"]["noise_window"] == 20
@@ -76,6 +77,34 @@ def test_the_noise_check_is_turned_on_per_line_at_training(registry: Path) -> No
     assert refused.exit_code == 2
     assert "--noise-window" in refused.output
     assert reg.versions("press-7") == ["v0001", "v0002"]
+
+
+def test_a_history_of_several_runs_is_calibrated_out_of_fold(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from tests.support.reactor_line import SENSORS, reactor_line
+
+    files = []
+    start = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    for run in range(3):
+        X = reactor_line(300, 40 + run)
+        path = tmp_path / f"run{run}.csv"
+        with path.open("w", newline="") as f:
+            out = csv.writer(f, delimiter=";")
+            out.writerow(["datetime", *SENSORS])
+            for i, row in enumerate(X):
+                at = start + timedelta(days=run, minutes=i)
+                out.writerow([at.strftime("%Y-%m-%d %H:%M:%S"), *(f"{v:.6g}" for v in row)])
+        files.append(str(path))
+    result = invoke(["train", "--line", "reactor-1", "--registry", str(tmp_path / "reg"), *files])
+    assert result.exit_code == 0, result.output
+    assert "900 rows from 3 runs" in result.output
+    assert "threshold calibrated out of fold: 3 folds of whole runs" in result.output
+    manifest = Registry(tmp_path / "reg").manifest("reactor-1", "v0001")
+    assert manifest["calibration"]["calibration"] == "out_of_fold"
+    assert (
+        "threshold calibrated out of fold" not in train(tmp_path / "reg2", "press-7", SAMPLE).output
+    )  # one run: the holdout
 
 
 def test_sensors_change_trains_and_records_it(registry: Path, tmp_path: Path) -> None:
