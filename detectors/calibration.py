@@ -51,11 +51,14 @@ threshold is the same conformal quantile of all of those scores: 0.45-0.97 %
 on the same three seeds, at about the same detection. Out-of-fold scores
 come from models fitted on fewer rows than the refitted one, so the
 threshold errs, as the holdout's does, on the side of fewer false alarms.
-A line with per-mode models keeps the holdout, whose per-mode thresholds
-belong to one fitted set of modes; so does ``refit=False`` (the served
-model must be the calibrated one) and a single stretch. The backtest
-trials of ``auto`` use the holdout too (one fit per fold and candidate is
-cost enough).
+A line with per-mode models gets fold models with a model of their own for
+the same modes as the calibrated one, and each out-of-fold score keeps its
+mode (by code), so the per-mode thresholds are taken on all runs too. A
+fold whose rows exceed the other folds' threshold far more often than the
+target holds a fault and is left out (:func:`dirty_folds`). ``refit=False``
+(the served model must be the calibrated one) and a single stretch keep
+the holdout; so do the backtest trials of ``auto`` (one fit per fold and
+candidate is cost enough).
 
 Why refit after calibrating (default)
 -------------------------------------
@@ -432,9 +435,8 @@ def train_pipeline(
         most recent ``holdout_fraction`` of the rows, scored by the model
         fitted on the rest. ``"folded"`` (the default) does the same where
         it must, and where the history holds three or more gap-free
-        segments (runs, batches), the line is pooled-scored (no per-mode
-        models) and the model is refitted, every segment is scored by a
-        model fitted on the other segments (:func:`calibration_folds`,
+        segments (runs, batches) and the model is refitted, every segment
+        is scored by a model fitted on the other segments (:func:`calibration_folds`,
         up to :data:`CALIBRATION_FOLDS` folds) and the threshold is taken on
         all of those scores (module docs, "Why every run, where there are
         several").
@@ -520,24 +522,34 @@ def train_pipeline(
             f"calibration must be {CALIBRATION_FOLDED!r} or {CALIBRATION_HOLDOUT!r}, "
             f"got {calibration!r}."
         )
-    if calibration == CALIBRATION_FOLDED and refit and t is not None and by_mode is None:
+    if calibration == CALIBRATION_FOLDED and refit and t is not None:
         folds = calibration_folds(t, pipeline.max_gap_us_, window)
     if folds is not None:
         aside_now = getattr(pipeline.checks_, "channels_set_aside_", None)
 
         def fold_pipeline() -> LinePipeline:
-            # The calibrated model's kind: its channels set aside, no mode models.
+            # The calibrated model's kind: its channels set aside, and a model
+            # of their own for the same modes (none where it has none).
             fold = new_pipeline()
-            fold.mode_models = None
+            fold.mode_models = (
+                None
+                if by_mode is None
+                else clone(modal).set_params(allowed_modes=by_mode.own_model_codes)
+            )
             if aside_now is not None:
                 fold.sensor_checks = clone(fold.sensor_checks).set_params(
                     channels_aside=np.flatnonzero(aside_now).tolist()
                 )
             return fold
 
-        by_fold = _out_of_fold_scores(fold_pipeline, X, t, folds, window)
-        set_aside = dirty_folds(by_fold, target_far)
-        hold_scores = np.concatenate([s for f, s in enumerate(by_fold) if f not in set_aside])
+        by_fold = _out_of_fold_scores(
+            fold_pipeline, X, t, folds, window, None if by_mode is None else pipeline
+        )
+        set_aside = dirty_folds([s for s, _ in by_fold], target_far)
+        kept = [part for f, part in enumerate(by_fold) if f not in set_aside]
+        hold_scores = np.concatenate([s for s, _ in kept])
+        if by_mode is not None:
+            hold_modes = np.concatenate([m for _, m in kept])
         threshold = fit_threshold(hold_scores, target_far)
     per_mode = None
     if by_mode is not None and by_mode.per_mode_thresholds:
@@ -747,17 +759,49 @@ def _out_of_fold_scores(
     t: np.ndarray,
     folds: list[tuple[int, int]],
     window: int,
-) -> list[np.ndarray]:
-    """Every fold's rows scored by a pipeline fitted on the other folds, one array
-    per fold, full trailing windows only (as :func:`_holdout_scores`)."""
+    reference: LinePipeline | None = None,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Every fold's rows scored by a pipeline fitted on the other folds, per fold,
+    full trailing windows only (as :func:`_holdout_scores`).
+
+    With ``reference`` (the calibrated pipeline, when it has per-mode models),
+    each score comes with the index of its mode among the reference's modes:
+    a fold's model numbers only the modes its rows showed, so its indices are
+    mapped through their codes. A code means the same mode only where the
+    fold's model names modes by the same channels (state channels, phase
+    channels and their values); where it does not, or where the pooled model
+    judged the row (a transition, a mode without a model of its own), the
+    index is -1 and the score counts for the line's threshold only.
+    """
     n = X.shape[0]
-    scores = []
+    out = []
     for lo, hi in folds:
         rest = np.r_[0:lo, hi:n]
         pipeline = new_pipeline().fit(X[rest], time_us=t[rest])
-        s, _ = _holdout_scores(pipeline, X[lo:hi], t[lo:hi], 0, window)
-        scores.append(s)
-    return scores
+        s, m = _holdout_scores(pipeline, X[lo:hi], t[lo:hi], 0, window)
+        if reference is None:
+            out.append((s, None))
+            continue
+        codes = reference.mode_models_.codes_
+        mapped = np.full(s.size, -1, dtype=np.intp)
+        own = pipeline.mode_models_
+        if m is not None and own is not None and _same_mode_keys(pipeline, reference):
+            seen = m >= 0
+            fold_codes = own.codes_[m[seen]]
+            at = np.minimum(np.searchsorted(codes, fold_codes), codes.size - 1)
+            mapped[np.flatnonzero(seen)] = np.where(codes[at] == fold_codes, at, -1)
+        out.append((s, mapped))
+    return out
+
+
+def _same_mode_keys(a: LinePipeline, b: LinePipeline) -> bool:
+    """Whether two fitted pipelines' sensor checks build mode codes alike."""
+    ca, cb = a.checks_, b.checks_
+    for name in ("state_channels_", "phase_channels_", "phase_values_"):
+        va, vb = getattr(ca, name, None), getattr(cb, name, None)
+        if (va is None) != (vb is None) or (va is not None and not np.array_equal(va, vb)):
+            return False
+    return True
 
 
 def _holdout_scores(

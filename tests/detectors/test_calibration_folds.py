@@ -10,11 +10,13 @@ import pytest
 from lineguard.detectors.calibration import (
     CALIBRATION_FOLDS,
     TRAINING_DEFAULTS,
+    _out_of_fold_scores,
+    _same_mode_keys,
     calibration_folds,
     dirty_folds,
     train_pipeline,
 )
-from lineguard.detectors.scoring import score_batch
+from lineguard.detectors.scoring import score_batch, segment_starts
 from tests.support.reactor_line import SENSORS, STEP_US, reactor_line, reactor_runs
 
 HOUR_US = 3_600 * 10**6
@@ -129,3 +131,58 @@ def test_a_training_run_with_a_fault_does_not_set_the_threshold() -> None:
     X, t = reactor_runs(5, 1000, 0)
     _, _, clean = train_pipeline(X, SENSORS, "pca", time_us=t)
     assert clean["calibration_folds_set_aside"] == []
+
+
+def _valve_runs(n_runs: int, heater_runs: int = 0, seed: int = 8) -> np.ndarray:
+    """Runs of 600 rows of a valve line (y follows x shut, -x open); the
+    first ``heater_runs`` runs also switch a heater on for a while."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for r in range(n_runs):
+        valve = ((np.arange(600) // 150 + r) % 2).astype(float)
+        heater = np.zeros(600)
+        if r < heater_runs:
+            heater[200:400] = 1.0
+        x = rng.normal(size=600)
+        y = np.where(valve == 0, 1.0, -1.0) * x + 0.1 * rng.normal(size=600) + heater
+        runs.append(np.column_stack([valve, heater, x, y]))
+    return np.vstack(runs)
+
+
+def _kept_rows(t: np.ndarray, lo: int, hi: int, bound: int, window: int) -> np.ndarray:
+    """Rows of [lo, hi) that out-of-fold scoring keeps: full windows per run."""
+    starts = np.r_[segment_starts(t[lo:hi], bound, hi - lo), hi - lo]
+    return np.concatenate([np.arange(a + window - 1, b) for a, b in itertools.pairwise(starts)])
+
+
+def test_per_mode_lines_are_calibrated_out_of_fold_with_each_score_in_its_mode() -> None:
+    sensors = ["valve", "heater", "x", "y"]
+    X, t = _valve_runs(6, heater_runs=6), _times(*[600] * 6)
+    _, _, info = train_pipeline(X, sensors, "pca", time_us=t)
+    assert info["calibration"] == "out_of_fold" and info["modes"] is not None
+    reference = train_pipeline(X, sensors, "pca", time_us=t, refit=False)[0]
+    folds = calibration_folds(t, reference.max_gap_us_, reference.window)
+    scored = _out_of_fold_scores(
+        reference.__sklearn_clone__, X, t, folds, reference.window, reference
+    )
+    for (lo, hi), (scores, modes) in zip(folds, scored, strict=True):
+        assert modes is not None and modes.shape == scores.shape
+        judged = modes >= 0
+        assert judged.mean() > 0.8  # the rest are transitions
+        rows = lo + _kept_rows(t, lo, hi, reference.max_gap_us_, reference.window)
+        assert np.array_equal(modes[judged], reference.checks_.modes_of(X[rows])[judged])
+
+
+def test_mode_codes_are_compared_only_between_models_that_name_modes_alike() -> None:
+    # With the heater switching, modes are named by two state channels;
+    # without, by one: the same code then means another mode, and a fold
+    # model's scores count for the line's threshold only.
+    sensors = ["valve", "heater", "x", "y"]
+    t = _times(*[600] * 4)
+    two = train_pipeline(_valve_runs(4, heater_runs=4), sensors, "pca", time_us=t)[0]
+    one = train_pipeline(_valve_runs(4), sensors, "pca", time_us=t)[0]
+    again = train_pipeline(_valve_runs(4, heater_runs=4, seed=9), sensors, "pca", time_us=t)[0]
+    assert two.checks_.state_channels_.tolist() == [True, True, False, False]
+    assert one.checks_.state_channels_.tolist() == [True, False, False, False]
+    assert not _same_mode_keys(two, one)
+    assert _same_mode_keys(two, again)
