@@ -422,7 +422,7 @@ def train_pipeline(
         Robustness to a dirty training window (:mod:`lineguard.detectors.robust`):
         the detector is fitted by concentration steps that leave out this
         share of each mode's highest-scoring rows; the threshold is then
-        calibrated on held-back rows as always. 0 disables.
+        calibrated on held-back (or out-of-fold) rows. 0 disables.
     mode_models : bool or ModeModels
         Judge the score per operating mode (:mod:`lineguard.detectors.modes`):
         a model per mode with enough rows, a threshold per mode with enough
