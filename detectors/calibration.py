@@ -451,6 +451,11 @@ def train_pipeline(
         JSON-friendly record of the procedure: row counts, method, holdout
         exceedance rate, score quantiles.
     """
+    if calibration not in (CALIBRATION_FOLDED, CALIBRATION_HOLDOUT):
+        raise ValueError(
+            f"calibration must be {CALIBRATION_FOLDED!r} or {CALIBRATION_HOLDOUT!r}, "
+            f"got {calibration!r}."
+        )
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction!r}.")
     X = np.asarray(X_normal, dtype=np.float64)
@@ -517,11 +522,6 @@ def train_pipeline(
     threshold = fit_threshold(hold_scores, target_far)
     by_mode = pipeline.mode_models_
     folds = None
-    if calibration not in (CALIBRATION_FOLDED, CALIBRATION_HOLDOUT):
-        raise ValueError(
-            f"calibration must be {CALIBRATION_FOLDED!r} or {CALIBRATION_HOLDOUT!r}, "
-            f"got {calibration!r}."
-        )
     if calibration == CALIBRATION_FOLDED and refit and t is not None:
         folds = calibration_folds(t, pipeline.max_gap_us_, window)
     if folds is not None:
@@ -700,17 +700,17 @@ def calibration_folds(
     # Each segment goes to the fold its middle row falls in.
     middle = (np.cumsum(sizes) - sizes / 2.0) / n
     fold = np.minimum((middle * k).astype(np.intp), k - 1)
-    out = []
-    for f in range(k):
-        seg = np.flatnonzero(fold == f)
-        if seg.size and (sizes[seg] >= window).any():
-            out.append((int(bounds[seg[0]]), int(bounds[seg[-1] + 1])))
-    if len(out) < 3:
+    # A fold starts at its first segment; one without a full window is no
+    # fold, and its segments join the fold before (the first, at the start).
+    starts_of = [
+        int(bounds[np.flatnonzero(fold == f)[0]])
+        for f in range(k)
+        if (sizes[fold == f] >= window).any()
+    ]
+    if len(starts_of) < 3:
         return None
-    # Segments of a fold without a full window join the fold before them.
-    out[0] = (0, out[0][1])
-    out = [(a, b) for (a, _), (b, _) in itertools.pairwise([*out, (n, n)])]
-    return out
+    starts_of[0] = 0
+    return list(itertools.pairwise([*starts_of, n]))
 
 
 def dirty_folds(scores_by_fold: list[np.ndarray], target_far: float) -> set[int]:

@@ -11,7 +11,16 @@ import click
 
 from lineguard.settings import Settings, get_settings
 
-__all__ = ["console", "fmt", "iso", "registry_option", "settings_for", "time_range", "time_us"]
+__all__ = [
+    "console",
+    "fmt",
+    "iso",
+    "noise_window_option",
+    "registry_option",
+    "settings_for",
+    "time_range",
+    "time_us",
+]
 
 
 def settings_for(registry: Path | None = None) -> Settings:
@@ -28,6 +37,15 @@ registry_option = click.option(
     default=None,
     help="Model registry directory (default: $LINEGUARD_REGISTRY_DIR, else "
     "$LINEGUARD_STATE_DIR/registry).",
+)
+
+
+noise_window_option = click.option(
+    "--noise-window",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Train with the noise check on, over N rows (e.g. 20): a noisy transmitter, a "
+    "sticking valve. Off by default (it costs about a tenth of scoring).",
 )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from lineguard.cli._common import noise_window_option
+
 __all__ = ["evaluate", "print_folder_evaluation", "reason_table"]
 
 
@@ -145,12 +147,7 @@ def print_folder_evaluation(evaluation: Any) -> None:
     metavar="K/N",
     help="Alert when K of the last N frames exceed (default: the training default, 2/5).",
 )
-@click.option(
-    "--noise-window",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Train with the noise check on, over N rows (as `lineguard train --noise-window`).",
-)
+@noise_window_option
 @click.option("--json", "as_json", is_flag=True, help="End with the metrics as one JSON line.")
 def evaluate(
     directories: tuple[Path, ...],

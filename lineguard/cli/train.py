@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from lineguard.cli._common import registry_option, settings_for, time_range
+from lineguard.cli._common import noise_window_option, registry_option, settings_for, time_range
 from lineguard.cli.models import announce_note, print_evaluation
 
 __all__ = ["run_training", "train"]
@@ -28,13 +28,7 @@ __all__ = ["run_training", "train"]
     default=None,
     help="Target false-alarm rate on normal frames, e.g. 0.005.",
 )
-@click.option(
-    "--noise-window",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Turn the noise check on, over N rows (e.g. 20): a noisy transmitter, a sticking "
-    "valve. Off by default (it costs about a tenth of scoring).",
-)
+@noise_window_option
 @click.option(
     "--activate/--no-activate",
     default=None,
