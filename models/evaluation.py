@@ -47,7 +47,7 @@ from lineguard.contracts import ALERT_REASONS
 from lineguard.detectors.incidents import dominant_reason
 from lineguard.detectors.points import reason_names
 from lineguard.ingest.contract import TelemetryBatch, encode
-from lineguard.ingest.csv_runs import RecordedRun, read_run
+from lineguard.ingest.csv_runs import RecordedRun, RunFormatError, read_run
 from lineguard.ingest.gateway import plan_records
 from lineguard.models.metrics import AlertScore, score_alerts, segments
 from lineguard.models.registry import ModelBundle, Registry
@@ -772,9 +772,26 @@ def evaluate_history(
     for root, found in ((train_root, train_paths), (test_root, test_runs)):
         if not found:
             raise ValueError(f"expected ';'-separated CSV runs under {root}; found none")
-    train = sorted((read_run(p) for p in train_paths), key=lambda r: int(r.time_us[0]))
-    sensors = list(train[0].sensors)
     warned: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    train = []
+    for p in train_paths:
+        try:
+            r = read_run(p)
+        except RunFormatError as exc:
+            # One unreadable file costs only itself: trained on the others.
+            warned.append((Path(p).name, f"not a training run: {exc}"))
+            continue
+        warned.extend((Path(p).name, w) for w in r.warnings)
+        if len(r):
+            train.append(r)
+    if not train:
+        raise ValueError(
+            f"expected at least one readable run with rows under {train_root}; "
+            f"got none ({'; '.join(w for _, w in warned) or 'no rows'})"
+        )
+    train.sort(key=lambda r: int(r.time_us[0]))
+    sensors = list(train[0].sensors)
     for r in train:
         if list(r.sensors) != sensors:
             raise ValueError(
@@ -792,14 +809,15 @@ def evaluate_history(
     X = np.concatenate([r.values for r in train])
     t = np.concatenate([r.time_us for r in train])
     runs: list[RunEvaluation] = []
-    skipped: list[tuple[str, str]] = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
         fitted = fit_from_rows(sensors, X, config, t)
         source = f"{len(train)} runs under {Path(train_root).name}"
         for rel, path in test_runs:
-            run = read_run(path)
+            run = _readable(rel, path, skipped, warned)
+            if run is None:
+                continue
             missing = [s for s in sensors if s not in run.sensors]
             extra = [s for s in run.sensors if s not in sensors]
             if len(missing) == len(sensors):
@@ -916,7 +934,9 @@ def evaluate_folder(
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
         for rel, path in runs_under(root):
-            run = read_run(path)
+            run = _readable(rel, path, skipped, warned)
+            if run is None:
+                continue
             windows = rolling_windows(len(run), train_rows, test_rows)
             if not windows:
                 need = train_rows + (test_rows or 1)
@@ -950,6 +970,28 @@ def evaluate_folder(
     return Evaluation(
         runs=runs, skipped=skipped, seconds=time.perf_counter() - started, warnings=warned
     )
+
+
+def _readable(
+    rel: Path, path: Path, skipped: list[tuple[str, str]], warned: list[tuple[str, str]]
+) -> RecordedRun | None:
+    """One run to score, or None where its file cannot be read as a run.
+
+    A file that is not a run (no time column, a row of the wrong length)
+    is listed in ``skipped`` with the reader's reason, and the other runs
+    are evaluated all the same; what the reader had to make of a readable
+    file (cells read as missing, text columns) is listed in ``warned``.
+    """
+    try:
+        run = read_run(path)
+    except RunFormatError as exc:
+        skipped.append((str(rel), f"cannot be read as a run: {exc}"))
+        return None
+    warned.extend((str(rel), w) for w in run.warnings)
+    if not len(run):
+        skipped.append((str(rel), "no rows under its header"))
+        return None
+    return run
 
 
 # -- outputs ---------------------------------------------------------------

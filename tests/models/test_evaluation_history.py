@@ -129,3 +129,33 @@ def test_cli_train_on_several_runs(tmp_path: Path) -> None:
     )
     assert out.exit_code == 0, out.output
     assert "1119 rows from 2 runs" in out.output
+
+
+def test_an_unreadable_file_costs_only_itself(tmp_path: Path) -> None:
+    """A file that is not a run is skipped with the reader's reason, a garbled
+    reading is a missing one, and every other run is scored."""
+    normal, test = tmp_path / "normal", tmp_path / "test"
+    normal.mkdir()
+    test.mkdir()
+    for path in (MIDAS / "normal").glob("*.csv"):
+        normal.joinpath(path.name).write_text(path.read_text())
+    # A training file that is not a run: trained on the others, and said so.
+    normal.joinpath("notes.csv").write_text("operator;shift\nAnna;night\n")
+    header, *rows = (MIDAS / "faults" / FAULT).read_text().splitlines()
+    garbled = rows.copy()
+    cells = garbled[10].split(";")
+    cells[3] = "#VALUE!"
+    garbled[10] = ";".join(cells)
+    test.joinpath("garbled.csv").write_text("\n".join([header, *garbled]) + "\n")
+    test.joinpath("truncated.csv").write_text("\n".join([header, rows[0], "2022-07-13"]) + "\n")
+    result = evaluate_history(normal, test)
+    assert [r.name for r in result.runs] == ["garbled.csv"]
+    assert [name for name, _ in result.skipped] == ["truncated.csv"]
+    why_skipped = result.skipped[0][1]
+    assert "cannot be read as a run" in why_skipped
+    assert f"truncated.csv:3: expected {len(header.split(';'))} cells; got 1" in why_skipped
+    why = dict(result.warnings)
+    assert "not a training run" in why["notes.csv"] and "first column" in why["notes.csv"]
+    assert "are not numbers (line 12: '#VALUE!'); read as missing" in why["garbled.csv"]
+    (run,) = result.runs
+    assert len(run.anomaly) == len(rows)
