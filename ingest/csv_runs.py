@@ -226,6 +226,15 @@ def read_run(path: str | Path, *, naive_tz: tzinfo = timezone.utc) -> RecordedRu
                     ) from exc
     warnings: list[str] = []
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(sensor_idx))
+    infinite = np.isinf(values)
+    if infinite.any():
+        # An overflow or a division by zero upstream: no reading.
+        for j in np.flatnonzero(infinite.any(axis=0)):
+            warnings.append(
+                f"{path}: {int(infinite[:, j].sum())} infinite value(s) of "
+                f"'{header[sensor_idx[j]]}'; read as missing"
+            )
+        values[infinite] = np.nan
     keep = np.ones(len(sensor_idx), dtype=bool)
     for j, i in enumerate(sensor_idx):
         cells = bad.get(i)

@@ -808,6 +808,19 @@ def evaluate_history(
             )
     X = np.concatenate([r.values for r in train])
     t = np.concatenate([r.time_us for r in train])
+    live = _with_readings(X)
+    if not live.all():
+        # A sensor dead through the whole history: the model is trained
+        # without it, and test runs' readings of it are extra columns.
+        dead = [s for s, ok in zip(sensors, live, strict=True) if not ok]
+        warned.append(
+            (
+                Path(train_root).name,
+                f"no reading in any training run for {', '.join(dead)}; trained without them",
+            )
+        )
+        sensors = [s for s, ok in zip(sensors, live, strict=True) if ok]
+        X = X[:, live]
     runs: list[RunEvaluation] = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
@@ -965,11 +978,34 @@ def evaluate_folder(
                             f"(first: row {first}); trained on them anyway",
                         )
                     )
+                live = _with_readings(part.values[:train_rows])
+                if not live.any():
+                    skipped.append((name, f"no reading at all in its {train_rows} training rows"))
+                    continue
+                if not live.all():
+                    dead = [s for s, ok in zip(part.sensors, live, strict=True) if not ok]
+                    warned.append(
+                        (
+                            name,
+                            f"no reading in the {train_rows} training rows for "
+                            f"{', '.join(dead)}; trained and scored without them",
+                        )
+                    )
+                    part = replace(
+                        part,
+                        sensors=tuple(s for s, ok in zip(part.sensors, live, strict=True) if ok),
+                        values=part.values[:, live],
+                    )
                 line = _line_id(Path(name), used)
                 runs.append(evaluate_run(part, name, line, registry, train_rows, config, plan))
     return Evaluation(
         runs=runs, skipped=skipped, seconds=time.perf_counter() - started, warnings=warned
     )
+
+
+def _with_readings(X: np.ndarray) -> np.ndarray:
+    """Per column: does it hold at least one reading (a finite value)?"""
+    return np.isfinite(np.asarray(X, dtype=np.float64)).any(axis=0)
 
 
 def _readable(

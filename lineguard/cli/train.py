@@ -164,9 +164,13 @@ def run_training(
                 from lineguard.models.training import concat_runs
 
                 # Several files: one history of normal runs, oldest first.
+                recorded = [read_run(p) for p in paths]
+                for run in recorded:
+                    for warning in run.warnings:
+                        click.echo(f"warning: {warning}", err=True)
                 candidate = train_candidate_from_run(
                     reg,
-                    concat_runs([read_run(p) for p in paths]),
+                    concat_runs(recorded),
                     line_id,
                     rows=rows,
                     config=config,
@@ -190,6 +194,12 @@ def run_training(
         click.echo(
             f"threshold calibrated out of fold: {calibration['calibration_folds']} folds of "
             "whole runs, each scored by a model fitted on the others"
+        )
+    for part in m["training"].get("set_aside", []):
+        click.echo(
+            f"left out of the model: {part['rows']} rows ({part['start'][:19]} .. "
+            f"{part['end'][:19]} UTC) that the other runs' threshold flags far more often "
+            "than the target; look there for a fault"
         )
     if calibration.get("noise_window"):
         click.echo(f"noise check on ({calibration['noise_window']} rows)")

@@ -62,18 +62,20 @@ def test_a_plant_export_is_read_and_what_was_not_taken_as_is_is_said(tmp_path: P
         "2024-01-01T00:00:00Z,B-17,1.5,ON,0\n"
         "2024-01-01T00:00:02Z,B-17,#REF!,off,0\n"
         "2024-01-01T00:00:01Z,B-17,NA,true,1\n"
+        "2024-01-01T00:00:03Z,B-17,inf,no,0\n"
     )
     run = read_run(path)
     assert run.sensors == ("flow", "heater")  # the batch id is no sensor
-    assert run.time_us.tolist() == [1704067200000000, 1704067201000000, 1704067202000000]
-    np.testing.assert_array_equal(run.values[:, 1], [1.0, 1.0, 0.0])
+    assert run.time_us.tolist() == [1704067200 * 10**6 + i * 10**6 for i in range(4)]
+    np.testing.assert_array_equal(run.values[:, 1], [1.0, 1.0, 0.0, 0.0])
     assert run.values[0, 0] == 1.5 and np.isnan(run.values[1:, 0]).all()
-    assert run.anomaly.tolist() == [0, 1, 0]  # labels follow their rows
+    assert run.anomaly.tolist() == [0, 1, 0, 0]  # labels follow their rows
     text = "\n".join(run.warnings)
     assert "column 'batch' holds no reading" in text
     assert "1 cell(s) of 'flow' are not numbers (line 3: '#REF!')" in text
     assert "rows put in time order" in text
-    assert len(run.warnings) == 3
+    assert "1 infinite value(s) of 'flow'; read as missing" in text
+    assert len(run.warnings) == 4
 
 
 def test_decimal_commas_tabs_and_epoch_times(tmp_path: Path) -> None:

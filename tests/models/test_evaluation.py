@@ -344,6 +344,37 @@ def test_no_run_is_skipped_for_its_labels_and_dirty_windows_are_reported(tmp_pat
     assert page.count("<td>-</td>") == 5
 
 
+def test_a_sensor_dead_in_the_training_rows_costs_only_itself(tmp_path: Path) -> None:
+    """A transmitter that came alive after the training window (or never):
+    the run is trained and scored without it, and the warning says so; a run
+    with no reading at all in its training rows is skipped, not fatal."""
+    header, *rows = (DATA / "valve2" / "1.csv").read_text().splitlines()
+    names = header.split(";")
+    dead = names.index("Pressure")
+
+    def blank(columns: range | list[int], upto: int) -> list[str]:
+        out = []
+        for i, line in enumerate(rows):
+            cells = line.split(";")
+            for c in columns if i < upto else ():
+                cells[c] = ""
+            out.append(";".join(cells))
+        return out
+
+    (tmp_path / "late.csv").write_text("\n".join([header, *blank([dead], TRAIN_ROWS)]) + "\n")
+    sensors = range(1, len(names) - 2)
+    (tmp_path / "empty.csv").write_text("\n".join([header, *blank(sensors, TRAIN_ROWS)]) + "\n")
+    (tmp_path / "ok.csv").write_text("\n".join([header, *rows]) + "\n")
+    result = evaluate_folder(tmp_path, TRAIN_ROWS)
+    assert [r.name for r in result.runs] == ["late.csv", "ok.csv"]
+    assert dict(result.skipped) == {"empty.csv": "no reading at all in its 400 training rows"}
+    assert dict(result.warnings)["late.csv"] == (
+        "no reading in the 400 training rows for Pressure; trained and scored without them"
+    )
+    late = next(r for r in result.runs if r.name == "late.csv")
+    assert len(late.anomaly) == len(rows) - TRAIN_ROWS
+
+
 def test_rolling_windows_cut_a_run_into_consecutive_test_parts() -> None:
     assert rolling_windows(1000, 400, None) == [(0, 1000)]
     assert rolling_windows(400, 400, None) == []

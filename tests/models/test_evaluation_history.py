@@ -159,3 +159,23 @@ def test_an_unreadable_file_costs_only_itself(tmp_path: Path) -> None:
     assert "are not numbers (line 12: '#VALUE!'); read as missing" in why["garbled.csv"]
     (run,) = result.runs
     assert len(run.anomaly) == len(rows)
+
+
+def test_a_sensor_dead_through_the_history_is_left_out_of_the_model(tmp_path: Path) -> None:
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for path in (MIDAS / "normal").glob("*.csv"):
+        header, *rows = path.read_text().splitlines()
+        column = header.split(";").index("T1/InFlowTemp")
+        blanked = []
+        for line in rows:
+            cells = line.split(";")
+            cells[column] = ""
+            blanked.append(";".join(cells))
+        normal.joinpath(path.name).write_text("\n".join([header, *blanked]) + "\n")
+    result = evaluate_history(normal, MIDAS / "faults")
+    assert [r.name for r in result.runs] == [FAULT] and not result.skipped
+    why = dict(result.warnings)
+    assert why["normal"] == "no reading in any training run for T1/InFlowTemp; trained without them"
+    # The test run still has the column: an extra one, as the worker sees it.
+    assert "T1/InFlowTemp" in why[FAULT]
