@@ -26,7 +26,9 @@ noise check on (``SensorChecks(noise_window=20)``; off by default).
 ``--calibration holdout`` calibrates on the most recent 30 % of the rows
 instead of out of fold (the default, ``folded``). ``--dirty FAULT`` puts
 a fault in the training history: the second of the five runs carries
-``FAULT`` from its row 500 on (half the run, a tenth of the history).
+``FAULT`` from its row 500 on (half the run, a tenth of the history);
+``--dirty-runs 1,3`` puts it in the second and the fourth run instead (a
+fault that recurs, two runs of five).
 ``--by-reason`` adds, per fault, which alert reasons
 the caught rows carry and the sensor named first most often.
 
@@ -34,7 +36,7 @@ Usage::
 
     OPENBLAS_NUM_THREADS=1 python bench/reactor_line.py [--seeds 3] [--normal-runs 10]
         [--detectors pca,iforest,ecod,codebook,auto] [--noise-window N]
-        [--calibration folded|holdout] [--dirty FAULT] [--by-reason] [--json]
+        [--calibration folded|holdout] [--dirty FAULT [--dirty-runs 1,3]] [--by-reason] [--json]
 """
 
 from __future__ import annotations
@@ -89,11 +91,15 @@ def measure(
     by_reason: bool,
     calibration: str = "folded",
     dirty: str | None = None,
+    dirty_runs: tuple[int, ...] = (1,),
 ) -> list[dict]:
     """Every detector (and the textbook baseline) on one seed and protocol."""
     X, t = reactor_runs(PROTOCOLS[protocol], RUN_ROWS, 1000 * seed)
     if dirty is not None and PROTOCOLS[protocol] > 1:
-        X[RUN_ROWS : 2 * RUN_ROWS] = reactor_line(RUN_ROWS, 1000 * seed + 1, dirty, 500)
+        for r in dirty_runs:
+            X[r * RUN_ROWS : (r + 1) * RUN_ROWS] = reactor_line(
+                RUN_ROWS, 1000 * seed + r, dirty, 500
+            )
     runs = scored_runs(seed, normal_runs)
     ts = np.arange(SCORE_ROWS, dtype=np.int64) * STEP_US + 10**15
     k, n = TRAINING_DEFAULTS.debounce
@@ -147,6 +153,7 @@ def main() -> int:
     parser.add_argument("--noise-window", type=int, default=None)
     parser.add_argument("--calibration", choices=["folded", "holdout"], default="folded")
     parser.add_argument("--dirty", choices=sorted(FAULTS), default=None)
+    parser.add_argument("--dirty-runs", default="1", help="runs (0-4) that carry --dirty")
     parser.add_argument("--by-reason", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -164,6 +171,7 @@ def main() -> int:
             args.by_reason,
             args.calibration,
             args.dirty,
+            tuple(int(r) for r in args.dirty_runs.split(",")),
         )
     ]
     short = [f[:14] for f in FAULTS]

@@ -325,6 +325,16 @@ def train_from_rows(
             "holdout_fraction": config.holdout_fraction,
             "fingerprint": fingerprint(sensors, time_us, X),
             "excluded": excluded or [],
+            # Runs the folded calibration judged faulty (far above the other
+            # runs' threshold): out of the model and of its threshold.
+            "set_aside": [
+                {
+                    "start": utc_from_us(int(time_us[lo])).isoformat(),
+                    "end": utc_from_us(int(time_us[hi - 1])).isoformat(),
+                    "rows": int(hi - lo),
+                }
+                for lo, hi in info.get("calibration_folds_set_aside") or []
+            ],
         },
     }
     if sensor_change is not None:

@@ -10,6 +10,7 @@ import pytest
 from lineguard.detectors.calibration import (
     CALIBRATION_FOLDS,
     TRAINING_DEFAULTS,
+    _in_history,
     _out_of_fold_scores,
     _same_mode_keys,
     calibration_folds,
@@ -117,6 +118,12 @@ def test_a_fold_holding_a_fault_is_set_aside_and_clean_folds_are_not() -> None:
     worst = [s.copy() for s in worse]
     worst[4][:500] += 500.0
     assert len(dirty_folds(worst, 0.01)) == 2
+    # The same fault in two runs of five: the worst-looking other fold is no
+    # judge, so neither faulty run hides the other.
+    twice = [s.copy() for s in clean]
+    twice[1][300:700] += 20.0
+    twice[3][300:700] += 20.0
+    assert dirty_folds(twice, 0.01) == {1, 3}
 
 
 def test_a_training_run_with_a_fault_does_not_set_the_threshold() -> None:
@@ -131,6 +138,69 @@ def test_a_training_run_with_a_fault_does_not_set_the_threshold() -> None:
     X, t = reactor_runs(5, 1000, 0)
     _, _, clean = train_pipeline(X, SENSORS, "pca", time_us=t)
     assert clean["calibration_folds_set_aside"] == []
+
+
+def test_runs_set_aside_in_turn_are_named_by_their_rows_in_the_history() -> None:
+    # Rows 1000-2000 left out first; the training on the rest then left out
+    # its rows 2000-3000, which are the history's 3000-4000.
+    assert _in_history([(1000, 2000)], [[2000, 3000]]) == [[1000, 2000], [3000, 4000]]
+    assert _in_history([(1000, 2000)], [[0, 500]]) == [[0, 500], [1000, 2000]]
+    assert _in_history([(0, 100), (300, 400)], [[200, 250]]) == [[0, 100], [300, 400], [400, 450]]
+
+
+def test_a_training_run_set_aside_leaves_the_model_as_if_it_was_never_given() -> None:
+    # The faulty run's rows would widen the detector's normal cloud and the
+    # checks' ranges: set aside, it is out of the served model too, which is
+    # then the model of the four clean runs -- same threshold, same scores.
+    X, t = reactor_runs(5, 1000, 0)
+    X[1000:2000] = reactor_line(1000, 1, "catalyst_decay", 500)
+    pipe, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
+    assert info["calibration_folds_set_aside"] == [[1000, 2000]]
+    assert info["model_rows"] == 4000
+    clean = np.r_[0:1000, 2000:5000]
+    pipe4, threshold4, info4 = train_pipeline(X[clean], SENSORS, "pca", time_us=t[clean])
+    assert info4["calibration_folds_set_aside"] == [] and info4["model_rows"] == 4000
+    assert threshold == threshold4
+    k, n = TRAINING_DEFAULTS.debounce
+    ts = np.arange(1500, dtype=np.int64) * STEP_US + 10**15
+    faulty = reactor_line(1500, 500, "catalyst_decay", 300)
+    served, _ = score_batch(pipe, faulty, None, threshold, k, n, time_us=ts)
+    four, _ = score_batch(pipe4, faulty, None, threshold4, k, n, time_us=ts)
+    np.testing.assert_array_equal(served.score, four.score)
+    np.testing.assert_array_equal(served.anomaly, four.anomaly)
+    # A decaying catalyst is caught on 96 % of its rows; by the model that
+    # had learned the faulty run as normal (threshold from the clean runs
+    # only), on 45 %.
+    assert np.mean(served.anomaly[300:]) > 0.8
+
+
+def test_a_fault_that_recurs_in_two_runs_is_set_aside_from_both() -> None:
+    # A coolant valve that sticks in the second and the fourth of five runs:
+    # judged against all the other runs, each met a threshold the other had
+    # raised, neither was set aside and the threshold came out at 124.
+    X, t = reactor_runs(5, 1000, 0)
+    for r in (1, 3):
+        X[1000 * r : 1000 * (r + 1)] = reactor_line(1000, r, "coolant_valve_stuck", 500)
+    _, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
+    assert info["calibration_folds_set_aside"] == [[1000, 2000], [3000, 4000]]
+    assert info["model_rows"] == 3000
+    assert threshold < 6.0
+
+
+def test_auto_chooses_again_without_the_faulty_run() -> None:
+    # The detector's choice is made on the clean runs too: with a stuck
+    # coolant valve in the second run, auto's training is that of the other
+    # four (a codebook chosen on the faulty history would learn the stuck
+    # valve as one more normal state).
+    X, t = reactor_runs(5, 1000, 2000)
+    X[1000:2000] = reactor_line(1000, 2001, "coolant_valve_stuck", 500)
+    _, threshold, info = train_pipeline(X, SENSORS, "auto", time_us=t)
+    assert info["calibration_folds_set_aside"] == [[1000, 2000]]
+    clean = np.r_[0:1000, 2000:5000]
+    _, threshold4, info4 = train_pipeline(X[clean], SENSORS, "auto", time_us=t[clean])
+    assert info["detector"] == info4["detector"]
+    assert info["selection"] == info4["selection"]
+    assert threshold == threshold4
 
 
 def _valve_runs(n_runs: int, heater_runs: int = 0, seed: int = 8) -> np.ndarray:

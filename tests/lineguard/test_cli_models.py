@@ -79,15 +79,20 @@ def test_the_noise_check_is_turned_on_per_line_at_training(registry: Path) -> No
     assert reg.versions("press-7") == ["v0001", "v0002"]
 
 
-def test_a_history_of_several_runs_is_calibrated_out_of_fold(tmp_path: Path) -> None:
+def _reactor_csvs(
+    tmp_path: Path, n_runs: int, rows: int, fault: tuple[int, str] | None = None
+) -> list[str]:
+    """Runs of the reactor station as CSV files, a day apart from 2026-11-02;
+    ``fault`` = (run, kind) puts a fault in one of them from its row 100."""
     from datetime import datetime, timedelta, timezone
 
     from tests.support.reactor_line import SENSORS, reactor_line
 
     files = []
     start = datetime(2026, 11, 2, tzinfo=timezone.utc)
-    for run in range(3):
-        X = reactor_line(300, 40 + run)
+    for run in range(n_runs):
+        kind = fault[1] if fault is not None and fault[0] == run else None
+        X = reactor_line(rows, 40 + run, kind, 100)
         path = tmp_path / f"run{run}.csv"
         with path.open("w", newline="") as f:
             out = csv.writer(f, delimiter=";")
@@ -96,6 +101,11 @@ def test_a_history_of_several_runs_is_calibrated_out_of_fold(tmp_path: Path) -> 
                 at = start + timedelta(days=run, minutes=i)
                 out.writerow([at.strftime("%Y-%m-%d %H:%M:%S"), *(f"{v:.6g}" for v in row)])
         files.append(str(path))
+    return files
+
+
+def test_a_history_of_several_runs_is_calibrated_out_of_fold(tmp_path: Path) -> None:
+    files = _reactor_csvs(tmp_path, 3, 300)
     result = invoke(["train", "--line", "reactor-1", "--registry", str(tmp_path / "reg"), *files])
     assert result.exit_code == 0, result.output
     assert "900 rows from 3 runs" in result.output
@@ -105,6 +115,22 @@ def test_a_history_of_several_runs_is_calibrated_out_of_fold(tmp_path: Path) -> 
     assert (
         "threshold calibrated out of fold" not in train(tmp_path / "reg2", "press-7", SAMPLE).output
     )  # one run: the holdout
+
+
+def test_a_training_run_holding_a_fault_is_left_out_and_named(tmp_path: Path) -> None:
+    # The third of five runs: its coolant valve sticks from its 100th minute on.
+    files = _reactor_csvs(tmp_path, 5, 400, fault=(2, "coolant_valve_stuck"))
+    result = invoke(["train", "--line", "reactor-1", "--registry", str(tmp_path / "reg"), *files])
+    assert result.exit_code == 0, result.output
+    assert (
+        "left out of the model: 400 rows (2026-11-04T00:00:00 .. 2026-11-04T06:39:00 UTC)"
+        in result.output
+    )
+    manifest = Registry(tmp_path / "reg").manifest("reactor-1", "v0001")
+    assert manifest["training"]["set_aside"] == [
+        {"start": "2026-11-04T00:00:00+00:00", "end": "2026-11-04T06:39:00+00:00", "rows": 400}
+    ]
+    assert manifest["calibration"]["model_rows"] == 1600
 
 
 def test_sensors_change_trains_and_records_it(registry: Path, tmp_path: Path) -> None:
