@@ -179,3 +179,30 @@ def test_a_sensor_dead_through_the_history_is_left_out_of_the_model(tmp_path: Pa
     assert why["normal"] == "no reading in any training run for T1/InFlowTemp; trained without them"
     # The test run still has the column: an extra one, as the worker sees it.
     assert "T1/InFlowTemp" in why[FAULT]
+
+
+def test_a_faulty_training_run_is_named_in_the_warnings(tmp_path: Path) -> None:
+    """The history protocol says which training run it left out, by file name."""
+    from tests.support.reactor_line import SENSORS, reactor_line
+
+    normal, test = tmp_path / "normal", tmp_path / "test"
+    normal.mkdir()
+    test.mkdir()
+
+    def write(path: Path, X: np.ndarray, day: int) -> None:
+        lines = [";".join(["datetime", *SENSORS])]
+        for i, row in enumerate(X):
+            at = np.datetime64("2026-11-02T00:00:00") + np.timedelta64(day * 1440 + i, "m")
+            lines.append(";".join([str(at).replace("T", " "), *(f"{v:.6g}" for v in row)]))
+        path.write_text("\n".join(lines) + "\n")
+
+    for run in range(5):
+        # The third run's coolant valve sticks from its 100th minute on.
+        fault = "coolant_valve_stuck" if run == 2 else None
+        write(normal / f"run{run}.csv", reactor_line(400, 40 + run, fault, 100), run)
+    write(test / "later.csv", reactor_line(400, 50), 9)
+    result = evaluate_history(normal, test)
+    assert [r.name for r in result.runs] == ["later.csv"]
+    assert dict(result.warnings)["normal"].startswith(
+        "left out of the model: run2.csv (400 rows), far more often above the other runs'"
+    )
