@@ -641,10 +641,9 @@ def train_pipeline(
         # "out_of_fold": every segment scored by a model fitted on the others.
         "calibration": "holdout" if folds is None else "out_of_fold",
         "calibration_folds": None if folds is None else len(folds),
-        # Folds whose rows the others' threshold flags far too often (a fault
-        # in a training run): row ranges, left out of the threshold.
-        # Row ranges (of X_normal) of runs judged faulty and left out of the
-        # training (set by the call that left them out).
+        # Row ranges (of X_normal) of runs whose rows the others' threshold
+        # flags far too often (a fault in a training run), left out of the
+        # training; set by the call that left them out.
         "calibration_folds_set_aside": [],
         # Rows the served model was fitted on.
         "model_rows": int(X.shape[0] if refit else n_fit),
