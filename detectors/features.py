@@ -251,31 +251,35 @@ class TemporalFeatures(BaseEstimator):
 
         if n == 0:
             return np.empty((0, self.n_features_out_)), new_context
-        blocks = []
+        if self.stats_ == ("value",):  # window 1: nothing trails
+            return X.copy(), new_context
+        # Each statistic is written straight into its block of the output.
+        d = X.shape[1]
+        out = np.empty((n, self.n_features_out_))
+        block = {stat: out[:, i * d : (i + 1) * d] for i, stat in enumerate(self.stats_)}
+        mean, _ = _trailing_mean_std(history, n, w, std_out=block.get("std"))
+        slow = getattr(self, "slow_", None)  # absent in models saved before slow_ existed
+        detrended = slow is not None and slow.any()
         if "value" in self.stats_:
-            blocks.append(X)
-        if len(self.stats_) > 1:
-            mean, std = _trailing_mean_std(history, n, w)
-            slow = getattr(self, "slow_", None)  # absent in models saved before slow_ existed
-            if slow is not None and slow.any():
+            block["value"][:] = X
+            if detrended:
                 # Dynamics instead of level for slow sensors (module docs);
                 # only their columns change, so only they are computed.
                 columns = np.flatnonzero(slow)
-                value = X.copy()
-                value[:, columns] -= mean[:, columns]
-                blocks[0] = value
-                mean[:, columns] = 0.0
-            if "mean" in self.stats_:
-                blocks.append(mean)
-            if "std" in self.stats_:
-                blocks.append(std)
-        return np.concatenate(blocks, axis=1), new_context
+                block["value"][:, columns] -= mean[:, columns]
+        if "mean" in self.stats_:
+            block["mean"][:] = mean
+            if detrended:
+                block["mean"][:, slow] = 0.0
+        return out, new_context
 
 
 _Block = tuple[np.ndarray, "np.ndarray | None", "float | np.ndarray"]
 
 
-def _trailing_mean_std(history: np.ndarray, n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _trailing_mean_std(
+    history: np.ndarray, n: int, w: int, std_out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population std over each of the last ``n`` rows' trailing windows.
 
     A window is assembled from blocks of 1, 2, 4, ... rows that neighbouring
@@ -287,7 +291,7 @@ def _trailing_mean_std(history: np.ndarray, n: int, w: int) -> tuple[np.ndarray,
     sensor's std of exactly 0 into rounding noise that the detector's
     scaling then magnifies. A row's blocks sit at fixed positions relative to
     the row, so results are bitwise identical however the stream is cut
-    into batches.
+    into batches. ``std_out`` (shape ``(n, d)``), if given, receives the std.
     """
     d = history.shape[1]
     c = history.shape[0] - n
@@ -323,8 +327,11 @@ def _trailing_mean_std(history: np.ndarray, n: int, w: int) -> tuple[np.ndarray,
             offset += 2**k
     mean, m2, count = window
     if m2 is None:  # w == 1
-        return mean.copy(), np.zeros((n, d))
-    return mean, np.sqrt(m2 / count)
+        std = np.zeros((n, d)) if std_out is None else std_out
+        std[:] = 0.0
+        return mean.copy(), std
+    m2 /= count  # m2 is the last merge's own array
+    return mean, np.sqrt(m2, out=std_out)
 
 
 def _cut(block: _Block, start: int, length: int) -> _Block:

@@ -148,7 +148,8 @@ class PCADetector(Detector):
         computed in full, as ``fit`` does for every row. Also returns the
         standardized rows and their scores (for :meth:`_contributions_at`).
         """
-        Z = (X - self.mean_) / self.scale_
+        Z = X - self.mean_
+        Z /= self.scale_  # in place: the same two operations, one array
         P = self.components_
         scores = ordered_matmul(Z, P)
         whitened = scores / np.sqrt(self.explained_variance_)

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted
 
 from ._numeric import blas_rows_are_independent
-from .base import Detector
+from .base import Detector, require_fitted
 from .features import TemporalFeatures
 from .modes import ModeModels, steady_modes
 from .robust import TRIM_STEPS, trimmed_rows
@@ -350,7 +349,7 @@ class LinePipeline(BaseEstimator):
         a gap pays for telling NaN (missing, imputed) from inf (rejected).
         """
         if fitted:
-            check_is_fitted(self, "detector_")
+            require_fitted(self, "detector_")
         X = np.asarray(X, dtype=np.float64)
         d = len(self.sensors)
         if X.ndim != 2 or X.shape[1] != d:
