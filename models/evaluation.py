@@ -776,14 +776,9 @@ def evaluate_history(
     skipped: list[tuple[str, str]] = []
     train = []
     for p in train_paths:
-        try:
-            r = read_run(p)
-        except RunFormatError as exc:
-            # One unreadable file costs only itself: trained on the others.
-            warned.append((Path(p).name, f"not a training run: {exc}"))
-            continue
-        warned.extend((Path(p).name, w) for w in r.warnings)
-        if len(r):
+        # One unreadable file costs only itself: trained on the others.
+        r = _readable(Path(p.name), p, warned, warned, "not a training run")
+        if r is not None:
             train.append(r)
     if not train:
         raise ValueError(
@@ -808,18 +803,17 @@ def evaluate_history(
             )
     X = np.concatenate([r.values for r in train])
     t = np.concatenate([r.time_us for r in train])
-    live = _with_readings(X)
-    if not live.all():
+    live, dead = _with_readings(sensors, X)
+    if dead:
         # A sensor dead through the whole history: the model is trained
         # without it, and test runs' readings of it are extra columns.
-        dead = [s for s, ok in zip(sensors, live, strict=True) if not ok]
         warned.append(
             (
                 Path(train_root).name,
                 f"no reading in any training run for {', '.join(dead)}; trained without them",
             )
         )
-        sensors = [s for s, ok in zip(sensors, live, strict=True) if ok]
+        sensors = [s for s in sensors if s not in dead]
         X = X[:, live]
     runs: list[RunEvaluation] = []
     used: set[str] = set()
@@ -994,12 +988,11 @@ def evaluate_folder(
                             f"(first: row {first}); trained on them anyway",
                         )
                     )
-                live = _with_readings(part.values[:train_rows])
+                live, dead = _with_readings(part.sensors, part.values[:train_rows])
                 if not live.any():
                     skipped.append((name, f"no reading at all in its {train_rows} training rows"))
                     continue
-                if not live.all():
-                    dead = [s for s, ok in zip(part.sensors, live, strict=True) if not ok]
+                if dead:
                     warned.append(
                         (
                             name,
@@ -1009,7 +1002,7 @@ def evaluate_folder(
                     )
                     part = replace(
                         part,
-                        sensors=tuple(s for s, ok in zip(part.sensors, live, strict=True) if ok),
+                        sensors=tuple(s for s in part.sensors if s not in dead),
                         values=part.values[:, live],
                     )
                 line = _line_id(Path(name), used)
@@ -1019,29 +1012,36 @@ def evaluate_folder(
     )
 
 
-def _with_readings(X: np.ndarray) -> np.ndarray:
-    """Per column: does it hold at least one reading (a finite value)?"""
-    return np.isfinite(np.asarray(X, dtype=np.float64)).any(axis=0)
+def _with_readings(sensors: Sequence[str], X: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Per column, does it hold at least one reading (a finite value); and
+    the sensors that hold none, which the rows cannot train."""
+    live = np.isfinite(np.asarray(X, dtype=np.float64)).any(axis=0)
+    return live, [s for s, ok in zip(sensors, live, strict=True) if not ok]
 
 
 def _readable(
-    rel: Path, path: Path, skipped: list[tuple[str, str]], warned: list[tuple[str, str]]
+    rel: Path,
+    path: Path,
+    skipped: list[tuple[str, str]],
+    warned: list[tuple[str, str]],
+    unreadable: str = "cannot be read as a run",
 ) -> RecordedRun | None:
-    """One run to score, or None where its file cannot be read as a run.
+    """One run, or None where its file cannot be read as a run.
 
-    A file that is not a run (no time column, a row of the wrong length)
-    is listed in ``skipped`` with the reader's reason, and the other runs
-    are evaluated all the same; what the reader had to make of a readable
-    file (cells read as missing, text columns) is listed in ``warned``.
+    A file that is not a run (no time column, a row of the wrong length) or
+    holds no row is listed in ``skipped`` with the reader's reason, after
+    ``unreadable``, and the other runs are used all the same; what the
+    reader had to make of a readable file (cells read as missing, text
+    columns) is listed in ``warned``.
     """
     try:
         run = read_run(path)
     except RunFormatError as exc:
-        skipped.append((str(rel), f"cannot be read as a run: {exc}"))
+        skipped.append((str(rel), f"{unreadable}: {exc}"))
         return None
     warned.extend((str(rel), w) for w in run.warnings)
     if not len(run):
-        skipped.append((str(rel), "no rows under its header"))
+        skipped.append((str(rel), f"{unreadable}: no rows under its header"))
         return None
     return run
 
