@@ -143,8 +143,9 @@ class TrainingDefaults:
         Catalogue name of the detector, or ``"auto"`` (the default): a
         detector picked per line by a backtest on its own normal runs
         (:mod:`lineguard.detectors.selection`). A history of fewer than three
-        runs keeps :data:`lineguard.detectors.catalogue.DEFAULT_DETECTOR`
-        (PCA, see there why). On SKAB (one 400-row stretch per run) that is
+        runs, and shorter than three pieces of 1,000 rows, keeps
+        :data:`lineguard.detectors.catalogue.DEFAULT_DETECTOR` (PCA, see there
+        why). On SKAB (one 400-row stretch per run) that is
         PCA's figures unchanged; on MIDAS's normal batches the backtest
         picks the isolation forest, which halves the false alarms on
         held-out runs (0.31 -> 0.13 %) with the same 35/35 faults and
@@ -396,8 +397,9 @@ def train_pipeline(
     detector_name : str
         Registry name (see :func:`lineguard.detectors.catalogue.make_detector`),
         or ``"auto"``: the detector is picked by a backtest on the line's
-        own normal runs (:mod:`lineguard.detectors.selection`; the default
-        where the history holds fewer than three runs), and ``info`` records
+        own normal runs, or pieces of one long stretch
+        (:mod:`lineguard.detectors.selection`; the default where the history
+        holds neither three runs nor three pieces), and ``info`` records
         the choice and its figures under ``"selection"``.
     target_far : float
         Target per-row exceedance rate on normal data.

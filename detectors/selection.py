@@ -9,10 +9,15 @@ model before trusting it: a backtest over whole runs.
 1. **Only whole segments are held out.** The normal history is cut at its
    gaps (the runs or batches it was assembled from,
    :func:`lineguard.detectors.scoring.segment_starts`). With fewer than
-   :data:`MIN_SEGMENTS` segments there is no run to hold out, and the
-   default detector is kept: on one stretch every label-free rule measured
-   so far chose worse than PCA alone (planted steps, planted reversals,
-   mass-volume curves; ``docs/evaluating-detectors.md``, "Item 6").
+   :data:`MIN_SEGMENTS` segments, a long stretch is cut into consecutive
+   pieces of at least :data:`MIN_PIECE_ROWS` rows, which are held out as
+   runs would be: a machine's stretch of 4,000 rows is 100 cycles, and a
+   piece of a quarter of them is unseen normal operation as much as another
+   run is. Where that leaves fewer than :data:`MIN_SEGMENTS` pieces the
+   default detector is kept: on short stretches (SKAB's 400 rows) every
+   label-free rule measured so far chose worse than PCA alone (planted
+   steps, planted reversals, mass-volume curves;
+   ``docs/evaluating-detectors.md``, "Item 6").
 2. **Each candidate is trained as the line would be** (the whole pipeline,
    sensor checks and calibration included) on the other folds, and every
    held-out segment is scored from its first frame: the share of its rows
@@ -62,6 +67,7 @@ __all__ = [
     "CANDIDATES",
     "DETECTION_GAIN",
     "DETECTION_SLACK",
+    "MIN_PIECE_ROWS",
     "MIN_SEGMENTS",
     "RATE_MARGIN",
     "Selection",
@@ -77,6 +83,10 @@ __all__ = [
 CANDIDATES: tuple[str, ...] = (DEFAULT_DETECTOR, "iforest", "ecod", "codebook")
 #: Fewest gap-free segments (runs, batches) a selection needs.
 MIN_SEGMENTS = 3
+#: Fewest rows of a piece a stretch is cut into where it has fewer segments:
+#: a piece must hold enough of the line's normal variety to be judged by a
+#: model of the others (25 cycles of the pick-and-place station).
+MIN_PIECE_ROWS = 1000
 #: Most folds of the backtest; segments are dealt to them in time order.
 MAX_FOLDS = 4
 #: Most sensors played backwards per held-out segment (spread over the line).
@@ -107,6 +117,10 @@ class Selection:
         Why, in words (the default kept, or the challenger's figures).
     segments : int
         Gap-free segments in the normal history.
+    pieces : int
+        Pieces of the history held out in the backtest where its segments
+        were too few and it was cut into pieces of :data:`MIN_PIECE_ROWS`
+        rows or more (0: the segments themselves were held out).
     false_alarms : dict of str to float
         Per candidate: share of held-out normal rows alerted.
     detection : dict of str to float
@@ -118,6 +132,7 @@ class Selection:
     segments: int
     false_alarms: dict[str, float] = field(default_factory=dict)
     detection: dict[str, float] = field(default_factory=dict)
+    pieces: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for the training info."""
@@ -214,24 +229,27 @@ def select_detector(
     default = candidates[0]
     X = np.asarray(X, dtype=np.float64)
     segments = _segments(X, time_us, window)
-    if time_us is None or len(segments) < MIN_SEGMENTS:
+    held = segments if len(segments) >= MIN_SEGMENTS else _pieces(segments)
+    if time_us is None or len(held) < MIN_SEGMENTS:
         return Selection(
             detector=default,
             reason=(
                 f"{len(segments)} gap-free segment(s) of at least {2 * window} rows in the "
-                f"normal history, {MIN_SEGMENTS} needed to hold runs out: the default is kept"
+                f"normal history, {MIN_SEGMENTS} needed to hold runs out (or "
+                f"{MIN_SEGMENTS} pieces of {MIN_PIECE_ROWS} rows): the default is kept"
             ),
             segments=len(segments),
         )
+    cut = held is not segments
     t = np.asarray(time_us, dtype=np.int64)
-    folds = min(MAX_FOLDS, len(segments))
+    folds = min(MAX_FOLDS, len(held))
     false_alarms: dict[str, float] = {}
     detection: dict[str, float] = {}
     failed: list[str] = []
     for name in candidates:
         try:
             false_alarms[name], detection[name] = _backtest(
-                X, t, segments, folds, train, name, debounce
+                X, t, held, folds, train, name, debounce
             )
         except ValueError as exc:
             if name == default:
@@ -240,6 +258,11 @@ def select_detector(
             # no choice for it; the default's own failure is the line's.
             failed.append(f"{name} ({exc})")
     chosen, reason = choose(false_alarms, detection, default)
+    if cut:
+        reason = (
+            f"{len(segments)} gap-free segment(s), held out as {len(held)} pieces of "
+            f"{MIN_PIECE_ROWS} rows or more: {reason}"
+        )
     if failed:
         reason += "; not trainable on the folds: " + ", ".join(failed)
     return Selection(
@@ -248,6 +271,7 @@ def select_detector(
         segments=len(segments),
         false_alarms=false_alarms,
         detection=detection,
+        pieces=len(held) if cut else 0,
     )
 
 
@@ -291,6 +315,17 @@ def _segments(X: np.ndarray, time_us: np.ndarray | None, window: int) -> list[tu
         bounds = segment_starts(t, gap_bound_us(t, window), n)
     edges = [*np.unique(np.r_[0, bounds]).tolist(), n]
     return [(a, b) for a, b in itertools.pairwise(edges) if b - a >= 2 * window]
+
+
+def _pieces(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each segment cut into as many consecutive pieces of equal rows as hold
+    :data:`MIN_PIECE_ROWS` each (a shorter segment stays whole)."""
+    pieces = []
+    for a, b in segments:
+        k = max((b - a) // MIN_PIECE_ROWS, 1)
+        edges = np.linspace(a, b, k + 1).round().astype(int).tolist()
+        pieces.extend(itertools.pairwise(edges))
+    return pieces
 
 
 def _planted_sensors(X: np.ndarray) -> list[int]:

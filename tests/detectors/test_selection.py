@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,13 @@ def test_a_challenger_that_cannot_be_trained_is_left_out_and_named() -> None:
     # The default's own failure is the line's: it is not swallowed.
     with pytest.raises(ValueError, match="no usable sensor"):
         select_detector(X, t, broken, window=20)
+
+
+def test_a_long_segment_is_cut_into_equal_pieces_and_a_short_one_stays_whole() -> None:
+    from lineguard.detectors.selection import MIN_PIECE_ROWS, _pieces
+
+    pieces = _pieces([(0, 4 * MIN_PIECE_ROWS + 10), (5000, 5000 + MIN_PIECE_ROWS - 1)])
+    assert {b - a for a, b in pieces[:4]} == {MIN_PIECE_ROWS + 2, MIN_PIECE_ROWS + 3}
+    assert pieces[0][0] == 0 and pieces[3][1] == 4 * MIN_PIECE_ROWS + 10
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(pieces[:4]))
+    assert pieces[4] == (5000, 5000 + MIN_PIECE_ROWS - 1)
