@@ -101,7 +101,7 @@ from .catalogue import AUTO, make_detector
 from .modes import ModeModels
 from .robust import DEFAULT_MAX_TRIM
 from .scoring import DEFAULT_DEBOUNCE, LinePipeline, segment_starts
-from .selection import Selection, select_detector
+from .selection import MIN_PIECE_ROWS, Selection, cut_into_pieces, select_detector
 from .sensor_checks import SensorChecks, effective_rows
 
 __all__ = [
@@ -122,6 +122,7 @@ __all__ = [
     "effective_scores",
     "fit_threshold",
     "mode_thresholds",
+    "stretch_pieces",
     "threshold_method",
     "train_pipeline",
 ]
@@ -536,10 +537,14 @@ def train_pipeline(
         hold_scores, hold_modes = _holdout_scores(pipeline, X, t, n_fit, window)
     threshold = fit_threshold(hold_scores, target_far)
     by_mode = pipeline.mode_models_
-    folds = None
+    folds = judged = None
     if calibration == CALIBRATION_FOLDED and refit and t is not None:
-        folds = calibration_folds(t, pipeline.max_gap_us_, window)
-    if folds is not None:
+        folds = judged = calibration_folds(t, pipeline.max_gap_us_, window)
+        if folds is None:
+            # One long stretch: its pieces are judged for a fault as runs
+            # are, but its threshold stays the holdout's.
+            judged = stretch_pieces(t, pipeline.max_gap_us_, window)
+    if judged is not None:
         aside_now = getattr(pipeline.checks_, "channels_set_aside_", None)
 
         def fold_pipeline() -> LinePipeline:
@@ -558,7 +563,7 @@ def train_pipeline(
             return fold
 
         by_fold = _out_of_fold_scores(
-            fold_pipeline, X, t, folds, window, None if by_mode is None else pipeline
+            fold_pipeline, X, t, judged, window, None if by_mode is None else pipeline
         )
         set_aside = dirty_folds([s for s, _ in by_fold], target_far)
         if set_aside:
@@ -568,12 +573,13 @@ def train_pipeline(
             # detector (a codebook learns a stuck valve as one more state).
             # So the line is trained again on the other runs, as if the
             # faulty one had never been given.
-            X_clean, t_clean = _without_folds(X, t, folds, set_aside)
+            X_clean, t_clean = _without_folds(X, t, judged, set_aside)
             pipeline, threshold, info = again(X_clean, t_clean, requested, calibration)
             info["calibration_folds_set_aside"] = _in_history(
-                [folds[f] for f in sorted(set_aside)], info["calibration_folds_set_aside"]
+                [judged[f] for f in sorted(set_aside)], info["calibration_folds_set_aside"]
             )
             return pipeline, threshold, info
+    if folds is not None:
         kept = by_fold
         hold_scores = np.concatenate([s for s, _ in kept])
         if by_mode is not None:
@@ -740,6 +746,36 @@ def calibration_folds(
         return None
     starts_of[0] = 0
     return list(itertools.pairwise([*starts_of, n]))
+
+
+def stretch_pieces(
+    time_us: np.ndarray, bound_us: int | None, window: int
+) -> list[tuple[int, int]] | None:
+    """Pieces of a history too few in segments for :func:`calibration_folds`, to
+    judge for a fault; None where it makes fewer than four (with three,
+    :func:`dirty_folds` could set none aside and keep three).
+
+    A plant trains a line on a range of its historian: weeks without a gap are
+    one stretch, and a fault inside it would be learned as normal however
+    long the stretch. Its gap-free segments are cut into consecutive pieces
+    of at least :data:`~lineguard.detectors.selection.MIN_PIECE_ROWS` rows
+    (:func:`~lineguard.detectors.selection.cut_into_pieces`, the pieces
+    ``auto`` holds out), and :func:`train_pipeline` judges each piece by
+    :func:`dirty_folds` as it judges a run. Only the judgement: a clean
+    stretch keeps its holdout threshold (its most recent rows say most about
+    the next, ``docs/evaluating-detectors.md``, "Folds within one stretch"),
+    so where no piece is set aside the line is trained exactly as before.
+
+    Returns
+    -------
+    list of (start, stop) or None
+        ``[start, stop)`` row ranges of the pieces of at least that many rows.
+    """
+    n = int(np.asarray(time_us).size)
+    bounds = [*segment_starts(time_us, bound_us, n).tolist(), n]
+    segments = [(a, b) for a, b in itertools.pairwise(bounds) if b - a >= 2 * window]
+    pieces = [(a, b) for a, b in cut_into_pieces(segments) if b - a >= MIN_PIECE_ROWS]
+    return pieces if len(pieces) >= 4 else None
 
 
 def dirty_folds(scores_by_fold: list[np.ndarray], target_far: float) -> set[int]:

@@ -72,6 +72,7 @@ __all__ = [
     "RATE_MARGIN",
     "Selection",
     "choose",
+    "cut_into_pieces",
     "select_detector",
 ]
 
@@ -229,7 +230,7 @@ def select_detector(
     default = candidates[0]
     X = np.asarray(X, dtype=np.float64)
     segments = _segments(X, time_us, window)
-    held = segments if len(segments) >= MIN_SEGMENTS else _pieces(segments)
+    held = segments if len(segments) >= MIN_SEGMENTS else cut_into_pieces(segments)
     if time_us is None or len(held) < MIN_SEGMENTS:
         return Selection(
             detector=default,
@@ -317,9 +318,20 @@ def _segments(X: np.ndarray, time_us: np.ndarray | None, window: int) -> list[tu
     return [(a, b) for a, b in itertools.pairwise(edges) if b - a >= 2 * window]
 
 
-def _pieces(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def cut_into_pieces(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Each segment cut into as many consecutive pieces of equal rows as hold
-    :data:`MIN_PIECE_ROWS` each (a shorter segment stays whole)."""
+    :data:`MIN_PIECE_ROWS` each (a shorter segment stays whole).
+
+    Parameters
+    ----------
+    segments : list of (start, stop)
+        Gap-free row ranges, in time order.
+
+    Returns
+    -------
+    list of (start, stop)
+        The pieces, in time order, covering the segments.
+    """
     pieces = []
     for a, b in segments:
         k = max((b - a) // MIN_PIECE_ROWS, 1)

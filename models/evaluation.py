@@ -820,11 +820,13 @@ def evaluate_history(
     with tempfile.TemporaryDirectory(prefix="lineguard-eval-") as tmp:
         registry = Registry(registry_dir or tmp)
         fitted = fit_from_rows(sensors, X, config, t)
-        # Training runs the folded calibration judged faulty, by name.
+        # Training runs (or pieces of one) the calibration judged faulty, by name.
         starts = np.cumsum([0, *(len(r) for r in train)])
         for lo, hi in fitted[2].get("calibration_folds_set_aside") or []:
             names = [
                 Path(r.path).name
+                if lo <= a and b <= hi
+                else f"rows {max(lo, a) - a}-{min(hi, b) - a} of {Path(r.path).name}"
                 for r, a, b in zip(train, starts[:-1], starts[1:], strict=True)
                 if a < hi and b > lo
             ]
@@ -832,8 +834,8 @@ def evaluate_history(
                 (
                     Path(train_root).name,
                     f"left out of the model: {', '.join(names)} ({hi - lo} rows), far more "
-                    "often above the other runs' threshold than the target; look there for "
-                    "a fault",
+                    "often above the rest of the history's threshold than the target; look "
+                    "there for a fault",
                 )
             )
         source = f"{len(train)} runs under {Path(train_root).name}"

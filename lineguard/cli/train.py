@@ -198,8 +198,8 @@ def run_training(
     for part in m["training"].get("set_aside", []):
         click.echo(
             f"left out of the model: {part['rows']} rows ({part['start'][:19]} .. "
-            f"{part['end'][:19]} UTC) that the other runs' threshold flags far more often "
-            "than the target; look there for a fault"
+            f"{part['end'][:19]} UTC) that the threshold of the rest of the history flags "
+            "far more often than the target; look there for a fault"
         )
     if calibration.get("noise_window"):
         click.echo(f"noise check on ({calibration['noise_window']} rows)")

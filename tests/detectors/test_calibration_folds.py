@@ -15,6 +15,7 @@ from lineguard.detectors.calibration import (
     _same_mode_keys,
     calibration_folds,
     dirty_folds,
+    stretch_pieces,
     train_pipeline,
 )
 from lineguard.detectors.scoring import score_batch, segment_starts
@@ -256,3 +257,37 @@ def test_mode_codes_are_compared_only_between_models_that_name_modes_alike() -> 
     assert one.checks_.state_channels_.tolist() == [True, False, False, False]
     assert not _same_mode_keys(two, one)
     assert _same_mode_keys(two, again)
+
+
+def test_a_fault_at_the_end_of_one_long_stretch_leaves_the_training() -> None:
+    # One gap-free stretch of 4,000 rows (a historian range), its coolant
+    # valve stuck for the last 1,000. As the held-back rows, the stuck valve
+    # set the threshold at 119-168 and the served model missed it on every
+    # row (bench: 0.0 %). Its piece is judged as a faulty run is, and leaves.
+    X = reactor_line(4000, 7, "coolant_valve_stuck", 3000)
+    t = np.arange(4000, dtype=np.int64) * STEP_US + 10**15
+    pipe, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
+    assert info["calibration_folds_set_aside"] == [[3000, 4000]]
+    assert info["model_rows"] == 3000 and info["calibration"] == "holdout"
+    assert threshold < 10.0
+    k, n = TRAINING_DEFAULTS.debounce
+    ts = np.arange(1500, dtype=np.int64) * STEP_US + 10**16
+    stuck, _ = score_batch(
+        pipe, reactor_line(1500, 507, "coolant_valve_stuck", 300), None, threshold, k, n, time_us=ts
+    )
+    assert np.mean(stuck.anomaly[300:]) > 0.9
+
+
+def test_a_clean_long_stretch_keeps_its_holdout_threshold_bit_for_bit() -> None:
+    # The pieces only judge: with none set aside, the line is trained as the
+    # holdout trains it, the same threshold and the same scores.
+    X = reactor_line(4000, 7)
+    t = np.arange(4000, dtype=np.int64) * STEP_US + 10**15
+    assert stretch_pieces(t, None, 20) == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000)]
+    assert stretch_pieces(t[:3999], None, 20) is None  # three pieces: none could leave
+    pipe, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
+    ref, ref_threshold, _ = train_pipeline(X, SENSORS, "pca", time_us=t, calibration="holdout")
+    assert info["calibration_folds_set_aside"] == [] and info["calibration"] == "holdout"
+    assert threshold == ref_threshold
+    later = reactor_line(500, 8)
+    np.testing.assert_array_equal(pipe.decision_function(later), ref.decision_function(later))

@@ -162,9 +162,9 @@ def test_a_challenger_that_cannot_be_trained_is_left_out_and_named() -> None:
 
 
 def test_a_long_segment_is_cut_into_equal_pieces_and_a_short_one_stays_whole() -> None:
-    from lineguard.detectors.selection import MIN_PIECE_ROWS, _pieces
+    from lineguard.detectors.selection import MIN_PIECE_ROWS, cut_into_pieces
 
-    pieces = _pieces([(0, 4 * MIN_PIECE_ROWS + 10), (5000, 5000 + MIN_PIECE_ROWS - 1)])
+    pieces = cut_into_pieces([(0, 4 * MIN_PIECE_ROWS + 10), (5000, 5000 + MIN_PIECE_ROWS - 1)])
     assert {b - a for a, b in pieces[:4]} == {MIN_PIECE_ROWS + 2, MIN_PIECE_ROWS + 3}
     assert pieces[0][0] == 0 and pieces[3][1] == 4 * MIN_PIECE_ROWS + 10
     assert all(a == b for (_, a), (b, _) in itertools.pairwise(pieces[:4]))

@@ -204,5 +204,14 @@ def test_a_faulty_training_run_is_named_in_the_warnings(tmp_path: Path) -> None:
     result = evaluate_history(normal, test)
     assert [r.name for r in result.runs] == ["later.csv"]
     assert dict(result.warnings)["normal"].startswith(
-        "left out of the model: run2.csv (400 rows), far more often above the other runs'"
+        "left out of the model: run2.csv (400 rows), far more often above the rest of the"
+    )
+    # One long export instead, its valve stuck for its last 1,000 minutes:
+    # the piece is named by its rows in the file.
+    for old in normal.iterdir():
+        old.unlink()
+    write(normal / "historian.csv", reactor_line(4000, 41, "coolant_valve_stuck", 3000), 0)
+    result = evaluate_history(normal, test)
+    assert dict(result.warnings)["normal"].startswith(
+        "left out of the model: rows 3000-4000 of historian.csv (1000 rows)"
     )
