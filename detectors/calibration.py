@@ -565,7 +565,7 @@ def train_pipeline(
         by_fold = _out_of_fold_scores(
             fold_pipeline, X, t, judged, window, None if by_mode is None else pipeline
         )
-        set_aside = dirty_folds([s for s, _ in by_fold], target_far)
+        set_aside = dirty_folds([s for s, _ in by_fold], target_far, latest_only=folds is None)
         if set_aside:
             # A run that holds a fault leaves the training altogether: its
             # rows would widen the detector's normal cloud and the checks'
@@ -760,8 +760,10 @@ def stretch_pieces(
     long the stretch. Its gap-free segments are cut into consecutive pieces
     of at least :data:`~lineguard.detectors.selection.MIN_PIECE_ROWS` rows
     (:func:`~lineguard.detectors.selection.cut_into_pieces`, the pieces
-    ``auto`` holds out), and :func:`train_pipeline` judges each piece by
-    :func:`dirty_folds` as it judges a run. Only the judgement: a clean
+    ``auto`` holds out), and :func:`train_pipeline` judges them by
+    :func:`dirty_folds` as it judges runs, the most recent pieces only
+    (``latest_only``: a fault still running when the history ended, the
+    one whose rows would set the threshold). Only the judgement: a clean
     stretch keeps its holdout threshold (its most recent rows say most about
     the next, ``docs/evaluating-detectors.md``, "Folds within one stretch"),
     so where no piece is set aside the line is trained exactly as before.
@@ -778,7 +780,9 @@ def stretch_pieces(
     return pieces if len(pieces) >= 4 else None
 
 
-def dirty_folds(scores_by_fold: list[np.ndarray], target_far: float) -> set[int]:
+def dirty_folds(
+    scores_by_fold: list[np.ndarray], target_far: float, latest_only: bool = False
+) -> set[int]:
     """Folds to leave out of a folded calibration: those a fault in the training runs holds.
 
     Each fold's out-of-fold scores are judged against the threshold of the
@@ -802,6 +806,17 @@ def dirty_folds(scores_by_fold: list[np.ndarray], target_far: float) -> set[int]
     "A continuous process under control loops"). :func:`train_pipeline`
     then trains the line again without the set-aside folds.
 
+    With ``latest_only`` (the pieces of one stretch, :func:`stretch_pieces`)
+    only the most recent fold not yet set aside is judged, so only a fault
+    that ran until the history ended leaves, the latest piece first: a
+    stretch drifts, and its oldest piece then exceeds the later ones' threshold
+    as a fault does (SKAB's anomaly-free run, rows 2,000-6,000: its first
+    piece on 35.9 % of its rows, while the flow climbs through the run), where
+    setting it aside loses normal operation the line may return to (the FAR
+    on the next 3,405 rows went from 16.3 to 21.2 %). A fault at the end is the
+    one that blinds a line: its rows are the held-back rows, and set the
+    threshold.
+
     Returns
     -------
     set of int
@@ -812,8 +827,9 @@ def dirty_folds(scores_by_fold: list[np.ndarray], target_far: float) -> set[int]
     own = [fit_threshold(s, target_far) for s in scores_by_fold]
     while n - len(out) - 1 >= 3 and len(out) + 1 < n / 2:
         rates = {}
+        judged = [f for f in range(n) if f not in out]
         for f, s in enumerate(scores_by_fold):
-            if f in out:
+            if f in out or (latest_only and f != judged[-1]):
                 continue
             judges = [g for g in range(n) if g != f and g not in out]
             judges.remove(max(judges, key=own.__getitem__))

@@ -291,3 +291,18 @@ def test_a_clean_long_stretch_keeps_its_holdout_threshold_bit_for_bit() -> None:
     assert threshold == ref_threshold
     later = reactor_line(500, 8)
     np.testing.assert_array_equal(pipe.decision_function(later), ref.decision_function(later))
+
+
+def test_pieces_of_one_stretch_are_judged_from_the_most_recent_only() -> None:
+    # Five pieces; the oldest far above the others (a stretch that drifted
+    # away from where it began) or the latest (a fault running at the end).
+    rng = np.random.default_rng(3)
+    pieces = [rng.normal(size=1000) for _ in range(5)]
+    oldest = [pieces[0] + 4.0, *pieces[1:]]
+    latest = [*pieces[:4], pieces[4] + 4.0]
+    assert dirty_folds(oldest, 0.01) == {0}
+    assert dirty_folds(oldest, 0.01, latest_only=True) == set()
+    assert dirty_folds(latest, 0.01, latest_only=True) == {4}
+    # A fault over the last two pieces: the latest first, then the one before.
+    both = [*pieces[:3], pieces[3] + 4.0, pieces[4] + 4.0]
+    assert dirty_folds(both, 0.01, latest_only=True) == {3, 4}
