@@ -101,7 +101,7 @@ from .catalogue import AUTO, make_detector
 from .modes import ModeModels
 from .robust import DEFAULT_MAX_TRIM
 from .scoring import DEFAULT_DEBOUNCE, LinePipeline, segment_starts
-from .selection import MIN_PIECE_ROWS, Selection, cut_into_pieces, select_detector
+from .selection import MIN_PIECE_ROWS, Selection, select_detector
 from .sensor_checks import SensorChecks, effective_rows
 
 __all__ = [
@@ -543,7 +543,7 @@ def train_pipeline(
         if folds is None:
             # One long stretch: its pieces are judged for a fault as runs
             # are, but its threshold stays the holdout's.
-            judged = stretch_pieces(t, pipeline.max_gap_us_, window)
+            judged = stretch_pieces(X.shape[0])
     if judged is not None:
         aside_now = getattr(pipeline.checks_, "channels_set_aside_", None)
 
@@ -748,36 +748,36 @@ def calibration_folds(
     return list(itertools.pairwise([*starts_of, n]))
 
 
-def stretch_pieces(
-    time_us: np.ndarray, bound_us: int | None, window: int
-) -> list[tuple[int, int]] | None:
+def stretch_pieces(n_rows: int) -> list[tuple[int, int]] | None:
     """Pieces of a history too few in segments for :func:`calibration_folds`, to
     judge for a fault; None where it makes fewer than four (with three,
     :func:`dirty_folds` could set none aside and keep three).
 
     A plant trains a line on a range of its historian: weeks without a gap are
     one stretch, and a fault inside it would be learned as normal however
-    long the stretch. Its gap-free segments are cut into consecutive pieces
-    of at least :data:`~lineguard.detectors.selection.MIN_PIECE_ROWS` rows
-    (:func:`~lineguard.detectors.selection.cut_into_pieces`, the pieces
-    ``auto`` holds out), and :func:`train_pipeline` judges them by
+    long the stretch. The history is cut into up to :data:`CALIBRATION_FOLDS`
+    consecutive pieces of equal rows, each of at least
+    :data:`~lineguard.detectors.selection.MIN_PIECE_ROWS` (the size of the
+    pieces ``auto`` holds out), and :func:`train_pipeline` judges them by
     :func:`dirty_folds` as it judges runs, the most recent pieces only
     (``latest_only``: a fault still running when the history ended, the
-    one whose rows would set the threshold). Only the judgement: a clean
-    stretch keeps its holdout threshold (its most recent rows say most about
-    the next, ``docs/evaluating-detectors.md``, "Folds within one stretch"),
-    so where no piece is set aside the line is trained exactly as before.
+    one whose rows would set the threshold). A longer history makes longer
+    pieces, as more runs make larger folds: the judge costs one fit per
+    piece. Only the judgement: a clean stretch keeps its holdout threshold
+    (its most recent rows say most about the next,
+    ``docs/evaluating-detectors.md``, "Folds within one stretch"), so where
+    no piece is set aside the line is trained exactly as before.
 
     Returns
     -------
     list of (start, stop) or None
-        ``[start, stop)`` row ranges of the pieces of at least that many rows.
+        ``[start, stop)`` row ranges of the pieces, covering the history.
     """
-    n = int(np.asarray(time_us).size)
-    bounds = [*segment_starts(time_us, bound_us, n).tolist(), n]
-    segments = [(a, b) for a, b in itertools.pairwise(bounds) if b - a >= 2 * window]
-    pieces = [(a, b) for a, b in cut_into_pieces(segments) if b - a >= MIN_PIECE_ROWS]
-    return pieces if len(pieces) >= 4 else None
+    k = min(CALIBRATION_FOLDS, n_rows // MIN_PIECE_ROWS)
+    if k < 4:
+        return None
+    edges = np.linspace(0, n_rows, k + 1).round().astype(int).tolist()
+    return list(itertools.pairwise(edges))
 
 
 def dirty_folds(

@@ -283,8 +283,10 @@ def test_a_clean_long_stretch_keeps_its_holdout_threshold_bit_for_bit() -> None:
     # holdout trains it, the same threshold and the same scores.
     X = reactor_line(4000, 7)
     t = np.arange(4000, dtype=np.int64) * STEP_US + 10**15
-    assert stretch_pieces(t, None, 20) == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000)]
-    assert stretch_pieces(t[:3999], None, 20) is None  # three pieces: none could leave
+    assert stretch_pieces(4000) == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000)]
+    assert stretch_pieces(3999) is None  # three pieces: none could leave
+    # A long historian range: five pieces, one fit each, however long.
+    assert [b - a for a, b in stretch_pieces(100_000)] == [20_000] * 5
     pipe, threshold, info = train_pipeline(X, SENSORS, "pca", time_us=t)
     ref, ref_threshold, _ = train_pipeline(X, SENSORS, "pca", time_us=t, calibration="holdout")
     assert info["calibration_folds_set_aside"] == [] and info["calibration"] == "holdout"
