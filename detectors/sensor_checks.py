@@ -130,6 +130,11 @@ DRIFT_ROW_RATE = 1e-3
 #: history: about the sample size at which a range's extremes stop growing
 #: quickly (the expected maximum of 30 normal draws is ~2 sd).
 MIN_EFFECTIVE_ROWS = 30.0
+#: Rows within which the drift check's relation residual must forget (its
+#: effective rows at least the fit rows over this): a residual that carries a
+#: slow wander the regressions do not capture has means that follow the
+#: wander, and a fit window shows only part of it.
+RESIDUAL_MEMORY_ROWS = 10
 
 #: Relative resolution of a reading: changes below ``READING_RESOLUTION *
 #: max(|value|, 1)`` are rounding (a float32 hop on the way from the
@@ -320,7 +325,7 @@ class SensorChecks(BaseEstimator):
         operation (a casing temperature after a warm-up), and a regression
         that leans on it then extrapolates: the *other* sensors' residuals
         grow and their relation checks fire on normal rows.
-    drift_window : int or None, default=10
+    drift_window : int or None, default=20
         Drift check: each sensor's relation residual averaged over its last
         ``drift_window`` rows fires above ``relation_factor`` times the
         largest such average of its mode's normal rows (reason
@@ -413,7 +418,7 @@ class SensorChecks(BaseEstimator):
         trim: float = 0.005,
         bounded_regressors: bool = True,
         validate_modes: bool = True,
-        drift_window: int | None = 10,
+        drift_window: int | None = 20,
         noise_window: int | None = None,
         channels_aside: Sequence[int] | None = None,
     ) -> None:
@@ -699,7 +704,12 @@ class SensorChecks(BaseEstimator):
             resid_rows = effective_rows(self._residuals(X[:n_fit]))
             for row, w in ((3, self._drift_rows()), (4, self._window_rows("noise_window"))):
                 w = max(w, 1)
-                disabled[row] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / w)
+                # The drift check's residual must forget within 10 rows
+                # however long its window: judged by its 20-row window, the
+                # slow line's residuals that carry a wander passed (0.7 points
+                # more FAR there).
+                memory = min(w, RESIDUAL_MEMORY_ROWS) if row == 3 else w
+                disabled[row] |= (n_fit / w < MIN_EFFECTIVE_ROWS) | (resid_rows < n_fit / memory)
         return disabled | (fired / n_val > self.validation_max_rate)
 
     def _within_modes(self, X: np.ndarray) -> np.ndarray:
